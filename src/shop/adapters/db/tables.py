@@ -1,0 +1,250 @@
+"""The PostgreSQL schema (DESIGN §4) as SQLAlchemy models on advanced-alchemy bases.
+
+Only adapters import this module. The domain never sees these classes: repositories translate
+rows into domain objects. Money is integer minor units; times are ``timestamptz`` in UTC.
+
+Departures from DESIGN §4, on purpose:
+- ``user`` and ``order`` are reserved words in SQL; the tables are ``user_account`` and
+  ``purchase_order`` so that no query ever needs quoting.
+- ``stock_reservation`` records reservations of the PostgreSQL-backed strategies (``db`` and
+  ``redlock``) in the same transaction as the decrement: it makes ``reserve`` idempotent per
+  key and lets the sweep find reservations whose order was never written.
+- ``app_setting`` holds cluster-wide switches (the active stock strategy) durably.
+"""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from typing import Any
+
+from advanced_alchemy.base import DefaultBase, IdentityBase, orm_registry
+from advanced_alchemy.types import DateTimeUTC
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+from uuid_utils.compat import uuid7
+
+metadata = orm_registry.metadata
+
+
+def _now_column(*, nullable: bool = False) -> Any:
+    return mapped_column(
+        DateTimeUTC(timezone=True),
+        nullable=nullable,
+        server_default=None if nullable else text("now()"),
+    )
+
+
+class CategoryRow(IdentityBase):
+    __tablename__ = "category"
+
+    parent_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("category.id", ondelete="RESTRICT"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(200))
+    position: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+
+
+class ProductRow(IdentityBase):
+    __tablename__ = "product"
+    __table_args__ = (
+        CheckConstraint("price >= 0", name="price_non_negative"),
+        # Keyset pagination: both sorts are index scans with ties broken by id.
+        Index("product_newest_idx", text("created_at DESC"), text("id DESC")),
+        Index("product_popular_idx", text("popularity DESC"), text("id DESC")),
+    )
+
+    name: Mapped[str] = mapped_column(String(300))
+    description: Mapped[str] = mapped_column(Text, server_default=text("''"))
+    price: Mapped[int] = mapped_column(BigInteger)
+    popularity: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    created_at: Mapped[datetime.datetime] = _now_column()
+    updated_at: Mapped[datetime.datetime] = _now_column()
+
+
+class ProductCategoryRow(DefaultBase):
+    __tablename__ = "product_category"
+    __table_args__ = (Index("product_category_category_idx", "category_id", "product_id"),)
+
+    product_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("product.id", ondelete="CASCADE"), primary_key=True
+    )
+    category_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("category.id", ondelete="RESTRICT"), primary_key=True
+    )
+
+
+class OptionRow(IdentityBase):
+    """An option ("red / L") is the unit that has stock and is bought.
+
+    ``stock_total`` is every unit ever put on sale; ``stock`` is what is left. ``stock >= 0`` is
+    the last line of defence against oversell, never the mechanism.
+    """
+
+    __tablename__ = "option"
+    __table_args__ = (
+        CheckConstraint("stock >= 0", name="stock_non_negative"),
+        CheckConstraint("stock <= stock_total", name="stock_within_total"),
+        CheckConstraint("price >= 0", name="price_non_negative"),
+    )
+
+    product_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("product.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(200))
+    price: Mapped[int] = mapped_column(BigInteger)
+    stock_total: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    stock: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    position: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+
+
+class ProductImageRow(IdentityBase):
+    __tablename__ = "product_image"
+    __table_args__ = (Index("product_image_product_idx", "product_id", "position"),)
+
+    product_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("product.id", ondelete="CASCADE")
+    )
+    url: Mapped[str] = mapped_column(String(2048))
+    position: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+
+
+class UserRow(DefaultBase):
+    __tablename__ = "user_account"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid7)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(String(200))
+    phone: Mapped[str | None] = mapped_column(String(40))
+    address: Mapped[str | None] = mapped_column(Text)
+    role: Mapped[str] = mapped_column(String(20), server_default=text("'customer'"))
+    created_at: Mapped[datetime.datetime] = _now_column()
+
+
+class RefreshTokenRow(IdentityBase):
+    """Opaque refresh tokens, stored hashed; a family is one login's chain of rotations."""
+
+    __tablename__ = "refresh_token"
+    __table_args__ = (Index("refresh_token_family_idx", "family"),)
+
+    family: Mapped[uuid.UUID] = mapped_column(Uuid)
+    jti: Mapped[str] = mapped_column(String(128), unique=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("user_account.id", ondelete="CASCADE"), index=True
+    )
+    expires_at: Mapped[datetime.datetime] = mapped_column(DateTimeUTC(timezone=True))
+    used_at: Mapped[datetime.datetime | None] = _now_column(nullable=True)
+    revoked: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    created_at: Mapped[datetime.datetime] = _now_column()
+
+
+class OrderRow(DefaultBase):
+    __tablename__ = "purchase_order"
+    __table_args__ = (
+        UniqueConstraint("user_id", "idempotency_key", name="purchase_order_idempotency_key"),
+        CheckConstraint("total >= 0", name="total_non_negative"),
+        Index(
+            "purchase_order_user_newest_idx", "user_id", text("created_at DESC"), text("id DESC")
+        ),
+        Index(
+            "purchase_order_pending_pay_by_idx",
+            "pay_by",
+            postgresql_where=text("status = 'pending_payment'"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid7)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("user_account.id", ondelete="RESTRICT")
+    )
+    status: Mapped[str] = mapped_column(String(30))
+    payment_method: Mapped[str] = mapped_column(String(30))
+    pay_by: Mapped[datetime.datetime] = mapped_column(DateTimeUTC(timezone=True))
+    total: Mapped[int] = mapped_column(BigInteger)
+    shipping_address: Mapped[str] = mapped_column(Text)
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    request_fingerprint: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime.datetime] = _now_column()
+    paid_at: Mapped[datetime.datetime | None] = _now_column(nullable=True)
+    shipped_at: Mapped[datetime.datetime | None] = _now_column(nullable=True)
+    delivered_at: Mapped[datetime.datetime | None] = _now_column(nullable=True)
+    cancelled_at: Mapped[datetime.datetime | None] = _now_column(nullable=True)
+    expired_at: Mapped[datetime.datetime | None] = _now_column(nullable=True)
+    refunded_at: Mapped[datetime.datetime | None] = _now_column(nullable=True)
+
+
+class OrderLineRow(IdentityBase):
+    __tablename__ = "order_line"
+    __table_args__ = (
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        CheckConstraint("unit_price >= 0", name="unit_price_non_negative"),
+    )
+
+    order_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("purchase_order.id", ondelete="CASCADE"), index=True
+    )
+    option_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("option.id", ondelete="RESTRICT"), index=True
+    )
+    product_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("product.id", ondelete="RESTRICT"), index=True
+    )
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price: Mapped[int] = mapped_column(BigInteger)
+
+
+class WishRow(DefaultBase):
+    __tablename__ = "wish"
+    __table_args__ = (
+        Index("wish_user_newest_idx", "user_id", text("created_at DESC"), "product_id"),
+        Index("wish_product_recent_idx", "product_id", "created_at"),
+    )
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("user_account.id", ondelete="CASCADE"), primary_key=True
+    )
+    product_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("product.id", ondelete="CASCADE"), primary_key=True
+    )
+    created_at: Mapped[datetime.datetime] = _now_column()
+
+
+class StockReservationRow(DefaultBase):
+    """A reservation made by a PostgreSQL-backed strategy, written with its decrement."""
+
+    __tablename__ = "stock_reservation"
+    __table_args__ = (
+        Index(
+            "stock_reservation_pending_idx",
+            "created_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
+    )
+
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    lines: Mapped[dict[str, int]] = mapped_column(JSONB)
+    status: Mapped[str] = mapped_column(String(20), server_default=text("'pending'"))
+    created_at: Mapped[datetime.datetime] = _now_column()
+    settled_at: Mapped[datetime.datetime | None] = _now_column(nullable=True)
+
+
+class AppSettingRow(DefaultBase):
+    __tablename__ = "app_setting"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime.datetime] = _now_column()

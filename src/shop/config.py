@@ -1,0 +1,144 @@
+"""Settings: one immutable struct read from ``SHOP_*`` environment variables (and ``.env``).
+
+Every field maps to ``SHOP_<FIELD>``. Values are validated at start-up so that a typo stops the
+process with a message naming the variable, instead of surfacing later as a confusing failure
+in the middle of a sale.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+from dotenv import dotenv_values
+
+ENV_PREFIX = "SHOP_"
+
+StockStrategyName = Literal["counter", "redlock", "db"]
+Environment = Literal["dev", "test", "prod"]
+Seconds = Annotated[float, msgspec.Meta(gt=0)]
+PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+
+
+class ConfigError(ValueError):
+    """A setting has an invalid value; the message names the environment variable."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything the shop can be told from outside. Defaults give the zero-setup run."""
+
+    environment: Environment = "dev"
+    # Connections. Unset means "start the embedded server under data_dir".
+    database_url: str | None = None
+    redis_url: str | None = None
+    redlock_urls: tuple[str, ...] = ()
+    data_dir: str = ".shop"
+    database_pool_size: PositiveInt = 10
+    database_max_overflow: Annotated[int, msgspec.Meta(ge=0)] = 10
+    # Stock.
+    stock_strategy: StockStrategyName = "counter"
+    stock_sync_interval: Seconds = 5.0
+    reservation_timeout: Seconds = 60.0
+    redlock_lease: Seconds = 2.0
+    redlock_wait: Seconds = 1.0
+    redlock_retry_delay: Seconds = 0.005
+    # Identity.
+    jwt_secret: str | None = None
+    access_token_ttl: Seconds = 900.0
+    refresh_token_ttl: Seconds = 1_209_600.0
+    admin_password: str | None = None
+    # Orders.
+    card_payment_ttl: Seconds = 900.0
+    bank_transfer_ttl: Seconds = 259_200.0
+    refund_window: Seconds = 259_200.0
+    max_line_quantity: PositiveInt = 100
+    max_order_lines: PositiveInt = 50
+    # HTTP.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = False
+    max_body_bytes: PositiveInt = 1_048_576
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser().resolve()
+
+    @property
+    def uses_embedded_postgres(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def uses_embedded_redis(self) -> bool:
+        return self.redis_url is None
+
+
+_FIELDS: dict[str, msgspec.structs.FieldInfo] = {
+    f.name: f for f in msgspec.structs.fields(Settings)
+}
+
+
+def env_name(field: str) -> str:
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def _parse_value(field: str, raw: str) -> Any:
+    """Turn one raw string into the field's type; comma lists become tuples."""
+    info = _FIELDS[field]
+    if field == "redlock_urls":
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    value: Any = raw.strip()
+    if value == "" and msgspec.inspect.type_info(info.type).__class__ is msgspec.inspect.UnionType:
+        return None
+    return value
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, *, env_file: Path | None = Path(".env")
+) -> Settings:
+    """Read settings from the environment (taking precedence) and an optional ``.env`` file.
+
+    Raises ``ConfigError`` naming the first offending variable, or an unknown ``SHOP_*``
+    variable (a misspelt name is as dangerous as a bad value: the default would silently win).
+    """
+    merged: dict[str, str] = {}
+    if env_file is not None and env_file.is_file():
+        merged.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    merged.update(os.environ if environ is None else environ)
+
+    raw: dict[str, Any] = {}
+    for name, value in merged.items():
+        if not name.startswith(ENV_PREFIX) or name.startswith("SHOP_TEST_"):
+            continue
+        field = name[len(ENV_PREFIX) :].lower()
+        if field not in _FIELDS:
+            known = ", ".join(sorted(env_name(f) for f in _FIELDS))
+            raise ConfigError(f"{name} is not a setting of the shop (known: {known})")
+        raw[field] = _parse_value(field, value)
+
+    for field, value in raw.items():
+        try:
+            msgspec.convert({field: value}, Settings, strict=False)
+        except msgspec.ValidationError as exc:
+            reason = str(exc).split(" - at ")[0]
+            raise ConfigError(f"{env_name(field)}={value!r} is invalid: {reason}") from None
+    settings = msgspec.convert(raw, Settings, strict=False)
+    _check_consistency(settings)
+    return settings
+
+
+def _check_consistency(settings: Settings) -> None:
+    if settings.environment == "prod" and not settings.jwt_secret:
+        raise ConfigError("SHOP_JWT_SECRET must be set when SHOP_ENVIRONMENT=prod")
+    if settings.jwt_secret is not None and len(settings.jwt_secret) < 32:
+        raise ConfigError("SHOP_JWT_SECRET is too short: use at least 32 characters")
+    for url in settings.redlock_urls:
+        if not url.startswith(("redis://", "rediss://")):
+            raise ConfigError(f"SHOP_REDLOCK_URLS has {url!r}: every entry must be a redis:// URL")
+    if settings.database_url is not None and not settings.database_url.startswith("postgresql"):
+        raise ConfigError("SHOP_DATABASE_URL must be a postgresql:// URL")
+    if settings.redis_url is not None and not settings.redis_url.startswith(
+        ("redis://", "rediss://")
+    ):
+        raise ConfigError("SHOP_REDIS_URL must be a redis:// URL")

@@ -1,0 +1,18 @@
+"""The ``shop`` command. Each command group lives in its own module and registers here."""
+
+from __future__ import annotations
+
+import click
+
+from shop.entrypoints.cli.server import migrate, up
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Run and operate the shop (first-come-first-served store backend)."""
+
+
+main.add_command(up)
+main.add_command(migrate)
+
+__all__ = ["main"]

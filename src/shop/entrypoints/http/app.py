@@ -1,0 +1,91 @@
+"""The HTTP application factory (``create_app``): routes, dependencies, errors, OpenAPI.
+
+Importing this module touches no server. Connections are made in the lifespan, or handed in
+ready-made by tests, so a test run shares one engine across many app instances.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar, MediaType, Request, Response, get
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.types import ControllerRouterHandler
+
+from shop import __version__
+from shop.bootstrap import Container, resolve_services
+from shop.config import Settings, load_settings
+from shop.entrypoints.http.errors import EXCEPTION_HANDLERS
+from shop.entrypoints.http.health import HealthController
+from shop.entrypoints.http.request_log import request_log_middleware
+from shop.logs import configure_logging
+
+_DOCS = SwaggerRenderPlugin(path="/swagger")
+
+
+@get("/docs", operation_id="ApiDocs", include_in_schema=False, media_type=MediaType.HTML)
+async def docs(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Interactive API docs (Swagger UI) rendered from the live OpenAPI schema."""
+    schema = request.app.openapi_schema.to_schema()
+    return Response(_DOCS.render(request, schema), media_type=MediaType.HTML)
+
+
+def provide_container(state: State) -> Container:
+    container: Container = state.container
+    return container
+
+
+def route_handlers() -> list[ControllerRouterHandler]:
+    """Every controller of the shop; each domain module contributes its own."""
+    return [HealthController, docs]
+
+
+def create_app(
+    container: Container | None = None,
+    *,
+    settings: Settings | None = None,
+    extra_route_handlers: Sequence[ControllerRouterHandler] = (),
+) -> Litestar:
+    """Build the app. Without a container, the lifespan builds one from the environment."""
+    own_settings = container.settings if container is not None else (settings or load_settings())
+    configure_logging(own_settings.log_level, json=own_settings.log_json)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        if container is not None:
+            yield
+            return
+        resolved, servers = resolve_services(own_settings)
+        built = Container.build(resolved)
+        app.state.container = built
+        try:
+            yield
+        finally:
+            await built.close()
+            servers.stop()
+
+    app = Litestar(
+        route_handlers=[*route_handlers(), *extra_route_handlers],
+        lifespan=[lifespan],
+        state=State({"container": container} if container is not None else {}),
+        dependencies={"container": Provide(provide_container, sync_to_thread=False)},
+        exception_handlers=EXCEPTION_HANDLERS,
+        request_max_body_size=own_settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="shop",
+            version=__version__,
+            description="First-come-first-served store backend.",
+            path="/schema",
+            render_plugins=[_DOCS],
+        ),
+        debug=False,
+    )
+    # Wrapped around the whole ASGI handler (not as route middleware) so that unmatched routes
+    # (404, 405) get a request id and an access-log line too.
+    app.asgi_handler = request_log_middleware(app.asgi_handler)
+    return app

@@ -1,0 +1,112 @@
+"""One JSON error body for every failure: ``{"status_code", "detail", "extra"?}``.
+
+Registered once on the app. Controllers never catch domain errors; they propagate here and
+become the status their family stands for. Infrastructure outages (PostgreSQL or Redis gone)
+become 503 with ``Retry-After``: the client may retry, and nothing was half-written because
+every write path runs in a transaction that rolled back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import DBAPIError, InterfaceError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from shop.domain.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    TooManyRequests,
+    Unauthorized,
+    Unavailable,
+)
+
+_log = structlog.get_logger("shop.http.errors")
+
+STATUS: tuple[tuple[type[DomainError], int], ...] = (
+    (NotFound, 404),
+    (Unauthorized, 401),
+    (Forbidden, 403),
+    (Conflict, 409),  # includes SoldOut and InvalidState
+    (InvalidInput, 422),
+    (TooManyRequests, 429),
+    (Unavailable, 503),
+)
+
+
+def error_response(
+    status_code: int,
+    detail: str,
+    extra: Any = None,
+    *,
+    headers: dict[str, str] | None = None,
+) -> Response[dict[str, Any]]:
+    body: dict[str, Any] = {"status_code": status_code, "detail": detail}
+    if extra:
+        body["extra"] = extra
+    return Response(body, status_code=status_code, media_type=MediaType.JSON, headers=headers)
+
+
+def _retry_after(seconds: float) -> dict[str, str]:
+    return {"Retry-After": str(max(1, round(seconds)))}
+
+
+def domain_error_to_response(_: Request[Any, Any, Any], exc: DomainError) -> Response[Any]:
+    code = next((status for kind, status in STATUS if isinstance(exc, kind)), 400)
+    headers = None
+    if isinstance(exc, TooManyRequests | Unavailable):
+        headers = _retry_after(exc.retry_after)
+    if isinstance(exc, Unauthorized):
+        headers = {"WWW-Authenticate": "Bearer"}
+    return error_response(code, exc.message, exc.extra or None, headers=headers)
+
+
+def validation_error_to_response(
+    request: Request[Any, Any, Any], exc: ValidationException
+) -> Response[Any]:
+    """Malformed bodies (not JSON at all) are 400; well-formed but invalid data is 422."""
+    detail = str(exc.detail)
+    if "decode" in detail.lower() or "malformed" in detail.lower():
+        return error_response(400, f"Malformed request body: {detail}", exc.extra)
+    return error_response(422, f"Invalid request: {detail}", exc.extra)
+
+
+def http_error_to_response(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    return error_response(exc.status_code, str(exc.detail), exc.extra, headers=exc.headers)
+
+
+def outage_to_response(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    _log.warning("dependency unavailable", error=repr(exc), path=request.url.path)
+    return error_response(
+        503, "A backing service is unavailable; please retry shortly.", headers=_retry_after(1)
+    )
+
+
+def unexpected_error_to_response(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return outage_to_response(request, exc)
+    _log.error("unhandled error", path=request.url.path, exc_info=exc)
+    return error_response(HTTP_500_INTERNAL_SERVER_ERROR, "Internal server error")
+
+
+EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
+    DomainError: domain_error_to_response,
+    ValidationException: validation_error_to_response,
+    HTTPException: http_error_to_response,
+    RedisConnectionError: outage_to_response,
+    RedisTimeoutError: outage_to_response,
+    InterfaceError: outage_to_response,
+    PoolTimeoutError: outage_to_response,
+    ConnectionError: outage_to_response,
+    OSError: outage_to_response,
+    Exception: unexpected_error_to_response,
+}

@@ -1,0 +1,152 @@
+"""Test harness: real PostgreSQL and Redis, started once per run.
+
+By default the embedded pair runs in a temporary directory private to this run (so parallel
+runs never collide); ``SHOP_TEST_DATABASE_URL`` / ``SHOP_TEST_REDIS_URL`` point the suite at
+external servers instead. Either way the run creates its own database and drops it at the
+end. Tests under ``unit/`` need none of this: the fixtures below start nothing until asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from litestar import Litestar
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from shop.adapters.db import migrations
+from shop.adapters.db.tables import metadata
+from shop.adapters.embedded import EmbeddedPostgres, EmbeddedRedis
+from shop.bootstrap import Container
+from shop.config import Settings
+from shop.entrypoints.http.app import create_app
+
+TEST_JWT_SECRET = "test-secret-not-for-production-0123456789abcdef"
+
+
+def _plain_dsn(url: str) -> str:
+    """An asyncpg DSN (no SQLAlchemy driver suffix) for admin statements."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def embedded_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("embedded")
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url(embedded_dir: Path) -> Iterator[str]:
+    external = os.environ.get("SHOP_TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    server = EmbeddedPostgres(embedded_dir)
+    url = server.start()
+    yield url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(embedded_dir: Path) -> Iterator[str]:
+    external = os.environ.get("SHOP_TEST_REDIS_URL")
+    if external:
+        yield external
+        return
+    server = EmbeddedRedis(embedded_dir)
+    url = server.start()
+    yield url
+    server.stop()
+
+
+async def create_database(server_url: str) -> str:
+    """A fresh, empty database on the server; returns its SQLAlchemy URL."""
+    name = f"shop_test_{uuid.uuid4().hex[:10]}"
+    conn = await asyncpg.connect(_plain_dsn(server_url))
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+async def drop_database(server_url: str, database_url: str) -> None:
+    name = make_url(database_url).database
+    conn = await asyncpg.connect(_plain_dsn(server_url))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+async def database_url(postgres_server_url: str) -> AsyncIterator[str]:
+    """This run's database, migrated to head by the real Alembic revisions."""
+    url = await create_database(postgres_server_url)
+    await asyncio.to_thread(migrations.upgrade, url)
+    yield url
+    await drop_database(postgres_server_url, url)
+
+
+@pytest.fixture(scope="session")
+def settings(
+    database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Settings:
+    return Settings(
+        environment="test",
+        database_url=database_url,
+        redis_url=redis_url,
+        data_dir=str(tmp_path_factory.mktemp("data")),
+        jwt_secret=TEST_JWT_SECRET,
+        log_level="WARNING",
+    )
+
+
+@pytest.fixture(scope="session")
+async def container(settings: Settings) -> AsyncIterator[Container]:
+    built = Container.build(settings)
+    yield built
+    await built.close()
+
+
+async def reset_state(container: Container) -> None:
+    """Empty every table and the Redis database: each test starts from nothing."""
+    tables = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+    async with container.engine.begin() as conn:
+        await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    await container.redis.flushdb()
+
+
+@pytest.fixture
+async def clean(container: Container) -> AsyncIterator[Container]:
+    await reset_state(container)
+    yield container
+
+
+@pytest.fixture
+def app(clean: Container) -> Litestar:
+    return create_app(clean)
+
+
+def http_client(app: Litestar) -> httpx.AsyncClient:
+    """An HTTP client calling the app in this event loop (Litestar's AsyncTestClient would
+    run it in another thread's loop, where the shared asyncpg pool cannot follow)."""
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+
+
+@pytest.fixture
+async def client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+    async with http_client(app) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+async def redis(clean: Container) -> Redis:
+    return clean.redis
