@@ -27,6 +27,7 @@ from shop.adapters.db.tables import metadata
 from shop.adapters.embedded import EmbeddedPostgres, EmbeddedRedis
 from shop.bootstrap import Container
 from shop.config import Settings
+from shop.domain.identity.model import Principal, Role
 from shop.entrypoints.http.app import create_app
 
 TEST_JWT_SECRET = "test-secret-not-for-production-0123456789abcdef"
@@ -150,3 +151,11 @@ async def client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 async def redis(clean: Container) -> Redis:
     return clean.redis
+
+
+def bearer(
+    container: Container, *, role: Role = Role.CUSTOMER, user_id: uuid.UUID | None = None
+) -> dict[str, str]:
+    """An Authorization header for a principal, minted with the app's own token issuer."""
+    token, _ = container.access_tokens.issue(Principal(user_id=user_id or uuid.uuid4(), role=role))
+    return {"Authorization": f"Bearer {token}"}

@@ -18,7 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shop.adapters.db.engine import make_engine, make_sessionmaker
 from shop.adapters.embedded import EmbeddedPostgres, EmbeddedRedis
+from shop.adapters.security import JwtAccessTokens
 from shop.config import Settings
+from shop.domain.identity.ports import AccessTokens
 
 
 @dataclass
@@ -85,6 +87,7 @@ class Container:
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     redis: Redis
+    access_tokens: AccessTokens
     extras: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -99,7 +102,13 @@ class Container:
             redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
         )
         return cls(
-            settings=settings, engine=engine, sessionmaker=make_sessionmaker(engine), redis=redis
+            settings=settings,
+            engine=engine,
+            sessionmaker=make_sessionmaker(engine),
+            redis=redis,
+            access_tokens=JwtAccessTokens(
+                jwt_secret_of(settings), ttl_seconds=settings.access_token_ttl
+            ),
         )
 
     async def close(self) -> None:

@@ -15,7 +15,7 @@ class Probe(msgspec.Struct):
     quantity: Annotated[int, msgspec.Meta(ge=1)]
 
 
-@post("/probe", operation_id="Probe")
+@post("/probe", operation_id="Probe", exclude_from_auth=True)
 async def probe(data: JSONBody[Probe]) -> dict[str, Any]:
     return {"name": data.name, "quantity": data.quantity}
 

@@ -18,8 +18,10 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.types import ControllerRouterHandler
 
 from shop import __version__
-from shop.bootstrap import Container, resolve_services
+from shop.adapters.security import JwtAccessTokens
+from shop.bootstrap import Container, jwt_secret_of, resolve_services
 from shop.config import Settings, load_settings
+from shop.entrypoints.http.auth import auth_middleware, provide_principal
 from shop.entrypoints.http.errors import EXCEPTION_HANDLERS
 from shop.entrypoints.http.health import HealthController
 from shop.entrypoints.http.request_log import request_log_middleware
@@ -28,7 +30,13 @@ from shop.logs import configure_logging
 _DOCS = SwaggerRenderPlugin(path="/swagger")
 
 
-@get("/docs", operation_id="ApiDocs", include_in_schema=False, media_type=MediaType.HTML)
+@get(
+    "/docs",
+    operation_id="ApiDocs",
+    include_in_schema=False,
+    media_type=MediaType.HTML,
+    exclude_from_auth=True,
+)
 async def docs(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Interactive API docs (Swagger UI) rendered from the live OpenAPI schema."""
     schema = request.app.openapi_schema.to_schema()
@@ -54,6 +62,13 @@ def create_app(
     """Build the app. Without a container, the lifespan builds one from the environment."""
     own_settings = container.settings if container is not None else (settings or load_settings())
     configure_logging(own_settings.log_level, json=own_settings.log_json)
+    # Tokens are verified with the same secret the container signs with; building the verifier
+    # here (not in the lifespan) lets the middleware exist before the first request.
+    tokens = (
+        container.access_tokens
+        if container is not None
+        else JwtAccessTokens(jwt_secret_of(own_settings), ttl_seconds=own_settings.access_token_ttl)
+    )
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -73,7 +88,11 @@ def create_app(
         route_handlers=[*route_handlers(), *extra_route_handlers],
         lifespan=[lifespan],
         state=State({"container": container} if container is not None else {}),
-        dependencies={"container": Provide(provide_container, sync_to_thread=False)},
+        dependencies={
+            "container": Provide(provide_container, sync_to_thread=False),
+            "principal": Provide(provide_principal, sync_to_thread=False),
+        },
+        middleware=[auth_middleware(tokens)],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=own_settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
