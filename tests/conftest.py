@@ -107,6 +107,7 @@ def settings(
         data_dir=str(tmp_path_factory.mktemp("data")),
         jwt_secret=TEST_JWT_SECRET,
         log_level="WARNING",
+        stock_strategy="db",
     )
 
 

@@ -8,6 +8,7 @@ PostgreSQL and Redis are (starting the embedded pair when no URL is configured),
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,12 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shop.adapters.db.engine import make_engine, make_sessionmaker
+from shop.adapters.db.stock import PostgresStock
 from shop.adapters.embedded import EmbeddedPostgres, EmbeddedRedis
 from shop.adapters.security import JwtAccessTokens
 from shop.config import Settings
 from shop.domain.identity.ports import AccessTokens
+from shop.domain.stock.ports import StockReservation
 
 
 @dataclass
@@ -79,6 +82,32 @@ def jwt_secret_of(settings: Settings) -> str:
     return local_jwt_secret(settings.data_path)
 
 
+@dataclass(frozen=True)
+class StockDeps:
+    """What a stock strategy may be built from."""
+
+    settings: Settings
+    engine: AsyncEngine
+    redis: Redis
+
+
+StockFactory = Callable[[StockDeps], StockReservation]
+
+# One line per strategy: adding a strategy is one adapter module plus one entry here.
+STOCK_STRATEGIES: dict[str, StockFactory] = {
+    "db": lambda deps: PostgresStock(deps.engine),
+}
+
+
+def build_stock(name: str, deps: StockDeps) -> StockReservation:
+    try:
+        factory = STOCK_STRATEGIES[name]
+    except KeyError:
+        known = ", ".join(sorted(STOCK_STRATEGIES))
+        raise ValueError(f"unknown stock strategy {name!r} (known: {known})") from None
+    return factory(deps)
+
+
 @dataclass
 class Container:
     """Every long-lived connection of one process, built once and closed once."""
@@ -88,6 +117,7 @@ class Container:
     sessionmaker: async_sessionmaker[AsyncSession]
     redis: Redis
     access_tokens: AccessTokens
+    stock: StockReservation
     extras: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -106,6 +136,7 @@ class Container:
             engine=engine,
             sessionmaker=make_sessionmaker(engine),
             redis=redis,
+            stock=build_stock(settings.stock_strategy, StockDeps(settings, engine, redis)),
             access_tokens=JwtAccessTokens(
                 jwt_secret_of(settings), ttl_seconds=settings.access_token_ttl
             ),

@@ -39,7 +39,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_pool_size: PositiveInt = 10
     database_max_overflow: Annotated[int, msgspec.Meta(ge=0)] = 10
     # Stock.
-    stock_strategy: StockStrategyName = "counter"
+    stock_strategy: StockStrategyName = "db"
     stock_sync_interval: Seconds = 5.0
     reservation_timeout: Seconds = 60.0
     redlock_lease: Seconds = 2.0

@@ -9,7 +9,6 @@ def test_defaults_give_the_zero_setup_run() -> None:
     settings = load_settings({}, env_file=None)
     assert settings.uses_embedded_postgres
     assert settings.uses_embedded_redis
-    assert settings.stock_strategy == "counter"
     assert settings.card_payment_ttl == 900
     assert settings.bank_transfer_ttl == 259_200
     assert settings.refund_window == 259_200
