@@ -223,6 +223,7 @@ def upgrade() -> None:
         sa.Column("total", sa.BigInteger(), nullable=False),
         sa.Column("shipping_address", sa.Text(), nullable=False),
         sa.Column("idempotency_key", sa.String(length=200), nullable=False),
+        sa.Column("reservation_key", sa.String(length=300), nullable=False),
         sa.Column("request_fingerprint", sa.String(length=64), nullable=False),
         sa.Column(
             "created_at",
@@ -245,6 +246,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_purchase_order")),
         sa.UniqueConstraint("user_id", "idempotency_key", name="purchase_order_idempotency_key"),
+        sa.UniqueConstraint("reservation_key", name=op.f("uq_purchase_order_reservation_key")),
     )
     op.create_index(
         "purchase_order_pending_pay_by_idx",

@@ -177,6 +177,9 @@ class OrderRow(DefaultBase):
     total: Mapped[int] = mapped_column(BigInteger)
     shipping_address: Mapped[str] = mapped_column(Text)
     idempotency_key: Mapped[str] = mapped_column(String(200))
+    # The stock reservation this order holds (``StockReservation`` key); the sweep uses it to
+    # tell a reservation whose order was written from one whose order never was.
+    reservation_key: Mapped[str] = mapped_column(String(300), unique=True)
     request_fingerprint: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime.datetime] = _now_column()
     paid_at: Mapped[datetime.datetime | None] = _now_column(nullable=True)
