@@ -8,7 +8,8 @@ Departures from DESIGN §4, on purpose:
   ``purchase_order`` so that no query ever needs quoting.
 - ``stock_reservation`` records reservations of the PostgreSQL-backed strategies (``db`` and
   ``redlock``) in the same transaction as the decrement: it makes ``reserve`` idempotent per
-  key and lets the sweep find reservations whose order was never written.
+  key and lets the sweep find reservations whose order was never written. Its ``buyer``
+  column lets a per-buyer purchase limit be checked in that same transaction.
 - ``app_setting`` holds cluster-wide switches (the active stock strategy) durably.
 """
 
@@ -236,10 +237,17 @@ class StockReservationRow(DefaultBase):
             "created_at",
             postgresql_where=text("status = 'pending'"),
         ),
+        # Per-buyer purchase limits count a buyer's held reservations.
+        Index(
+            "stock_reservation_buyer_held_idx",
+            "buyer",
+            postgresql_where=text("buyer IS NOT NULL AND status IN ('pending', 'confirmed')"),
+        ),
     )
 
     key: Mapped[str] = mapped_column(String(300), primary_key=True)
     lines: Mapped[dict[str, int]] = mapped_column(JSONB)
+    buyer: Mapped[str | None] = mapped_column(String(100))
     status: Mapped[str] = mapped_column(String(20), server_default=text("'pending'"))
     created_at: Mapped[datetime.datetime] = _now_column()
     settled_at: Mapped[datetime.datetime | None] = _now_column(nullable=True)
