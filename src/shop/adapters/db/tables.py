@@ -10,6 +10,8 @@ Departures from DESIGN §4, on purpose:
   ``redlock``) in the same transaction as the decrement: it makes ``reserve`` idempotent per
   key and lets the sweep find reservations whose order was never written. Its ``buyer``
   column lets a per-buyer purchase limit be checked in that same transaction.
+- ``purchase_order.stock_released_at`` records that a cancelled or expired order's units were
+  given back, so a release that failed after the status change is retried by a sweep.
 - ``app_setting`` holds cluster-wide switches (the active stock strategy) durably.
 """
 
@@ -166,6 +168,14 @@ class OrderRow(DefaultBase):
             "pay_by",
             postgresql_where=text("status = 'pending_payment'"),
         ),
+        # The sweep's backlog: closed orders whose units the stock port has not taken back.
+        Index(
+            "purchase_order_release_due_idx",
+            "id",
+            postgresql_where=text(
+                "stock_released_at IS NULL AND status IN ('cancelled', 'expired')"
+            ),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid7)
@@ -189,6 +199,9 @@ class OrderRow(DefaultBase):
     cancelled_at: Mapped[datetime.datetime | None] = _now_column(nullable=True)
     expired_at: Mapped[datetime.datetime | None] = _now_column(nullable=True)
     refunded_at: Mapped[datetime.datetime | None] = _now_column(nullable=True)
+    # Set once the stock port released a cancelled/expired order's units; unset while that
+    # release is outstanding (it failed after the status commit), so the sweep retries it.
+    stock_released_at: Mapped[datetime.datetime | None] = _now_column(nullable=True)
 
 
 class OrderLineRow(IdentityBase):
