@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -39,8 +41,12 @@ def _plain_dsn(url: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def embedded_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("embedded")
+def embedded_dir() -> Iterator[Path]:
+    """Outside pytest's basetemp on purpose: pytest prunes old basetemp directories, and a
+    concurrent run doing so would delete the data of this run's servers under them."""
+    path = Path(tempfile.mkdtemp(prefix="shop-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

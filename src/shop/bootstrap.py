@@ -10,19 +10,29 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
+from saq import Queue
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from shop.adapters.clock import SystemClock
 from shop.adapters.db.engine import make_engine, make_sessionmaker
+from shop.adapters.db.orders import SqlOrders
 from shop.adapters.db.stock import PostgresStock
 from shop.adapters.embedded import EmbeddedPostgres, EmbeddedRedis
+from shop.adapters.queue import EXPIRE_ORDER_JOB as EXPIRE_ORDER_JOB  # for the worker
+from shop.adapters.queue import QUEUE_NAME as QUEUE_NAME
+from shop.adapters.queue import SaqExpiryScheduler, job_queue_on
+from shop.adapters.queue import make_job_queue as make_job_queue
 from shop.adapters.security import JwtAccessTokens
 from shop.config import Settings
 from shop.domain.identity.ports import AccessTokens
+from shop.domain.orders.model import OrderRules
+from shop.domain.orders.ports import Clock, ExpiryScheduler, Orders
 from shop.domain.stock.ports import StockReservation
 
 
@@ -108,6 +118,17 @@ def build_stock(name: str, deps: StockDeps) -> StockReservation:
     return factory(deps)
 
 
+def order_rules(settings: Settings) -> OrderRules:
+    return OrderRules(
+        card_payment_ttl=timedelta(seconds=settings.card_payment_ttl),
+        bank_transfer_ttl=timedelta(seconds=settings.bank_transfer_ttl),
+        refund_window=timedelta(seconds=settings.refund_window),
+        max_line_quantity=settings.max_line_quantity,
+        max_order_lines=settings.max_order_lines,
+        purchase_limit_per_option=settings.purchase_limit_per_option,
+    )
+
+
 @dataclass
 class Container:
     """Every long-lived connection of one process, built once and closed once."""
@@ -118,7 +139,16 @@ class Container:
     redis: Redis
     access_tokens: AccessTokens
     stock: StockReservation
+    # The SAQ queue jobs are enqueued on (the worker consumes it), on the ``redis`` client.
+    queue: Queue
+    orders: Orders
+    clock: Clock
+    expiry: ExpiryScheduler
     extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def order_rules(self) -> OrderRules:
+        return order_rules(self.settings)
 
     @classmethod
     def build(cls, settings: Settings) -> Container:
@@ -131,17 +161,22 @@ class Container:
         redis = Redis.from_url(
             redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
         )
+        queue = job_queue_on(redis)
         return cls(
             settings=settings,
             engine=engine,
             sessionmaker=make_sessionmaker(engine),
             redis=redis,
             stock=build_stock(settings.stock_strategy, StockDeps(settings, engine, redis)),
+            queue=queue,
+            orders=SqlOrders(engine),
+            clock=SystemClock(),
+            expiry=SaqExpiryScheduler(queue),
             access_tokens=JwtAccessTokens(
                 jwt_secret_of(settings), ttl_seconds=settings.access_token_ttl
             ),
         )
 
     async def close(self) -> None:
-        await self.redis.aclose()
+        await self.redis.aclose()  # the job queue's connections too
         await self.engine.dispose()

@@ -56,6 +56,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     refund_window: Seconds = 259_200.0
     max_line_quantity: PositiveInt = 100
     max_order_lines: PositiveInt = 50
+    # Units of one option one customer may hold across live orders (unset: no limit).
+    purchase_limit_per_option: PositiveInt | None = None
+    # How often the worker sweeps for overdue unpaid orders and unfinished stock releases.
+    order_sweep_interval: Seconds = 60.0
     # HTTP.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False

@@ -11,6 +11,7 @@ import httpx
 import jwt
 import pytest
 from litestar import get
+from litestar.di import NamedDependency
 
 from shop.bootstrap import Container
 from shop.domain.identity.model import Principal, Role
@@ -20,7 +21,7 @@ from tests.conftest import TEST_JWT_SECRET, bearer, http_client
 
 
 @get("/whoami", operation_id="WhoAmI")
-async def whoami(principal: Principal) -> dict[str, Any]:
+async def whoami(principal: NamedDependency[Principal]) -> dict[str, Any]:
     return {"user_id": str(principal.user_id), "role": principal.role.value}
 
 

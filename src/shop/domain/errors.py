@@ -57,6 +57,31 @@ class SoldOut(Conflict):
         self.option_id = option_id
 
 
+class PurchaseLimitExceeded(Conflict):
+    """A customer may hold at most ``limit`` units of this option across live orders (drops
+    where one person may buy one)."""
+
+    def __init__(self, option_id: int, *, limit: int) -> None:
+        super().__init__(
+            f"you may buy at most {limit} of option {option_id}",
+            extra={"option_id": option_id, "limit": limit},
+        )
+        self.option_id = option_id
+        self.limit = limit
+
+
+class ReservationLost(Conflict):
+    """The stock reservation a purchase relied on is no longer held (it was swept as
+    abandoned before its order was written): the purchase must be placed again."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            "the units set aside for this purchase were released before the order was "
+            "written; place the order again with a new Idempotency-Key"
+        )
+        self.key = key
+
+
 class TooManyRequests(DomainError):
     """Slow down; ``retry_after`` says for how many seconds."""
 

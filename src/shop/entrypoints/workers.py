@@ -9,24 +9,32 @@ concurrently on two workers: SAQ delivers at least once.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from saq import CronJob, Queue, Worker
 from saq.types import Context
 
-from shop.bootstrap import Container, EmbeddedServers, require_urls, resolve_services
+from shop.bootstrap import (
+    QUEUE_NAME,
+    Container,
+    EmbeddedServers,
+    make_job_queue,
+    require_urls,
+    resolve_services,
+)
 from shop.config import Settings, load_settings
+from shop.domain.orders import services as orders
 from shop.logs import configure_logging, get_logger
 
-QUEUE_NAME = "shop"
 _log = get_logger("shop.worker")
 
 JobFunction = Callable[..., Any]
 
 
 def make_queue(redis_url: str) -> Queue:
-    return Queue.from_url(redis_url, name=QUEUE_NAME)
+    return make_job_queue(redis_url)
 
 
 def container_of(ctx: Context) -> Container:
@@ -34,14 +42,60 @@ def container_of(ctx: Context) -> Container:
     return container
 
 
+async def expire_order(ctx: Context, *, order_id: str) -> bool:
+    """Scheduled at the order's ``pay_by`` by ``place_order``; the adapter enqueues it by
+    name (``EXPIRE_ORDER_JOB``), which is why this function carries that name."""
+    c = container_of(ctx)
+    return await orders.expire_order(
+        uuid.UUID(order_id), orders=c.orders, stock=c.stock, clock=c.clock
+    )
+
+
+async def expire_overdue_orders(ctx: Context) -> int:
+    """Backstop for expiry jobs lost with Redis (or never enqueued)."""
+    c = container_of(ctx)
+    expired = await orders.expire_overdue_orders(orders=c.orders, stock=c.stock, clock=c.clock)
+    if expired:
+        _log.info("expired overdue orders", count=expired)
+    return expired
+
+
+async def release_stock_of_closed_orders(ctx: Context) -> int:
+    """Finish stock releases that failed after a cancel or expiry was committed."""
+    c = container_of(ctx)
+    released = await orders.release_stock_of_closed_orders(
+        orders=c.orders, stock=c.stock, clock=c.clock
+    )
+    if released:
+        _log.info("released stock of closed orders", count=released)
+    return released
+
+
 def job_functions() -> list[JobFunction]:
     """Jobs enqueued by the app (e.g. an order's expiry at its ``pay_by``)."""
-    return []
+    return [expire_order]
+
+
+def every(seconds: float) -> str:
+    """A cron expression firing about every ``seconds`` (croniter's sixth field is seconds);
+    rounded to what cron can express: whole seconds below a minute, whole minutes below an
+    hour, whole hours beyond."""
+    whole = max(1, round(seconds))
+    if whole < 60:
+        return f"* * * * * */{whole}"
+    if whole < 3600:
+        return f"*/{max(1, round(whole / 60))} * * * *"
+    return f"0 */{min(23, max(1, round(whole / 3600)))} * * *"
 
 
 def cron_jobs(settings: Settings) -> list[CronJob[Context]]:
     """Periodic jobs; intervals come from settings so tests can run them in seconds."""
-    return []
+    sweep = every(settings.order_sweep_interval)
+    timeout = max(60, round(settings.order_sweep_interval))
+    return [
+        CronJob(expire_overdue_orders, cron=sweep, timeout=timeout),
+        CronJob(release_stock_of_closed_orders, cron=sweep, timeout=timeout),
+    ]
 
 
 def build_worker(

@@ -20,7 +20,10 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> Asy
         async_url(url),
         pool_size=pool_size,
         max_overflow=max_overflow,
-        pool_pre_ping=True,
+        # No pre-ping: it costs a round trip per checkout on the purchase path. A connection
+        # broken by a database restart fails its request (503, Retry-After) and is discarded.
+        pool_pre_ping=False,
+        pool_recycle=1800,
         # Fail fast instead of queueing buyers behind a dead database.
         pool_timeout=10,
         connect_args={"server_settings": {"application_name": "shop"}, "timeout": 10},

@@ -18,16 +18,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import cast
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Integer, Table, func, select, true, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shop.adapters.db.tables import OptionRow, StockReservationRow
-from shop.domain.errors import NotFound, SoldOut
+from shop.domain.errors import NotFound, PurchaseLimitExceeded, ReservationLost, SoldOut
 from shop.domain.stock.model import Line, Reservation, merge_lines
 
 option = cast("Table", OptionRow.__table__)
 reservation = cast("Table", StockReservationRow.__table__)
+# Reservation states that hold units (a released one gave them back).
+HELD = ("pending", "confirmed")
 
 
 def lines_to_json(lines: Sequence[Line]) -> dict[str, int]:
@@ -61,12 +63,12 @@ async def return_units(conn: AsyncConnection, lines: Sequence[Line]) -> None:
 
 
 async def record_reservation(
-    conn: AsyncConnection, key: str, lines: Sequence[Line]
+    conn: AsyncConnection, key: str, lines: Sequence[Line], *, buyer: str | None = None
 ) -> Reservation | None:
     """Insert the reservation row; if the key exists, return the reservation it holds."""
     inserted = await conn.execute(
         insert(reservation)
-        .values(key=key, lines=lines_to_json(lines))
+        .values(key=key, lines=lines_to_json(lines), buyer=buyer)
         .on_conflict_do_nothing(index_elements=[reservation.c.key])
         .returning(reservation.c.key)
     )
@@ -76,6 +78,36 @@ async def record_reservation(
         await conn.execute(select(reservation.c.lines).where(reservation.c.key == key))
     ).scalar_one()
     return Reservation(key=key, lines=lines_from_json(existing))
+
+
+async def check_buyer_limit(
+    conn: AsyncConnection, buyer: str, lines: Sequence[Line], limit: int
+) -> None:
+    """Refuse when the buyer would hold more than ``limit`` units of an option.
+
+    Runs after ``take_units`` in the same transaction: every reservation of these options
+    holds the option rows' locks until it commits, and under READ COMMITTED this statement's
+    snapshot is taken after our locks were granted, so it sees every earlier reservation of
+    the buyer (and this one). Two concurrent requests of one buyer cannot both pass.
+    """
+    held = (
+        func.jsonb_each_text(reservation.c.lines)
+        .table_valued("key", "value")
+        .render_derived(name="held")
+    )
+    rows = await conn.execute(
+        select(held.c.key, func.sum(held.c.value.cast(Integer)))
+        .select_from(reservation.join(held, true()))
+        .where(
+            reservation.c.buyer == buyer,
+            reservation.c.status.in_(HELD),
+            held.c.key.in_([str(line.option_id) for line in lines]),
+        )
+        .group_by(held.c.key)
+    )
+    over = sorted(int(option_id) for option_id, units in rows if units > limit)
+    if over:
+        raise PurchaseLimitExceeded(over[0], limit=limit)
 
 
 async def settle(
@@ -100,18 +132,28 @@ class PostgresStock:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def reserve(self, lines: Sequence[Line], *, key: str) -> Reservation:
+    async def reserve(
+        self,
+        lines: Sequence[Line],
+        *,
+        key: str,
+        buyer: str | None = None,
+        per_buyer_limit: int | None = None,
+    ) -> Reservation:
         merged = merge_lines(lines)
         async with self._engine.begin() as conn:
-            existing = await record_reservation(conn, key, merged)
+            existing = await record_reservation(conn, key, merged, buyer=buyer)
             if existing is not None:
                 return existing
             await take_units(conn, merged)
+            if buyer is not None and per_buyer_limit is not None:
+                await check_buyer_limit(conn, buyer, merged, per_buyer_limit)
         return Reservation(key=key, lines=merged)
 
     async def confirm(self, key: str) -> None:
         async with self._engine.begin() as conn:
-            await settle(conn, key, to="confirmed", from_=("pending",))
+            if await settle(conn, key, to="confirmed", from_=("pending",)) is None:
+                await ensure_confirmed(conn, key)
 
     async def release(self, key: str) -> None:
         async with self._engine.begin() as conn:
@@ -132,6 +174,15 @@ class PostgresStock:
             )
             found = {int(row.id): int(row.stock) for row in rows}
         return {option_id: found.get(option_id, 0) for option_id in option_ids}
+
+
+async def ensure_confirmed(conn: AsyncConnection, key: str) -> None:
+    """A repeated confirm is fine; confirming a released or unknown reservation is not."""
+    status = (
+        await conn.execute(select(reservation.c.status).where(reservation.c.key == key))
+    ).scalar_one_or_none()
+    if status != "confirmed":
+        raise ReservationLost(key)
 
 
 async def add_to_total(conn: AsyncConnection, option_id: int, units: int) -> None:

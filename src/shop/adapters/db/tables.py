@@ -8,7 +8,10 @@ Departures from DESIGN §4, on purpose:
   ``purchase_order`` so that no query ever needs quoting.
 - ``stock_reservation`` records reservations of the PostgreSQL-backed strategies (``db`` and
   ``redlock``) in the same transaction as the decrement: it makes ``reserve`` idempotent per
-  key and lets the sweep find reservations whose order was never written.
+  key and lets the sweep find reservations whose order was never written. Its ``buyer``
+  column lets a per-buyer purchase limit be checked in that same transaction.
+- ``purchase_order.stock_released_at`` records that a cancelled or expired order's units were
+  given back, so a release that failed after the status change is retried by a sweep.
 - ``app_setting`` holds cluster-wide switches (the active stock strategy) durably.
 """
 
@@ -165,6 +168,14 @@ class OrderRow(DefaultBase):
             "pay_by",
             postgresql_where=text("status = 'pending_payment'"),
         ),
+        # The sweep's backlog: closed orders whose units the stock port has not taken back.
+        Index(
+            "purchase_order_release_due_idx",
+            "id",
+            postgresql_where=text(
+                "stock_released_at IS NULL AND status IN ('cancelled', 'expired')"
+            ),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid7)
@@ -188,6 +199,9 @@ class OrderRow(DefaultBase):
     cancelled_at: Mapped[datetime.datetime | None] = _now_column(nullable=True)
     expired_at: Mapped[datetime.datetime | None] = _now_column(nullable=True)
     refunded_at: Mapped[datetime.datetime | None] = _now_column(nullable=True)
+    # Set once the stock port released a cancelled/expired order's units; unset while that
+    # release is outstanding (it failed after the status commit), so the sweep retries it.
+    stock_released_at: Mapped[datetime.datetime | None] = _now_column(nullable=True)
 
 
 class OrderLineRow(IdentityBase):
@@ -236,10 +250,17 @@ class StockReservationRow(DefaultBase):
             "created_at",
             postgresql_where=text("status = 'pending'"),
         ),
+        # Per-buyer purchase limits count a buyer's held reservations.
+        Index(
+            "stock_reservation_buyer_held_idx",
+            "buyer",
+            postgresql_where=text("buyer IS NOT NULL AND status IN ('pending', 'confirmed')"),
+        ),
     )
 
     key: Mapped[str] = mapped_column(String(300), primary_key=True)
     lines: Mapped[dict[str, int]] = mapped_column(JSONB)
+    buyer: Mapped[str | None] = mapped_column(String(100))
     status: Mapped[str] = mapped_column(String(20), server_default=text("'pending'"))
     created_at: Mapped[datetime.datetime] = _now_column()
     settled_at: Mapped[datetime.datetime | None] = _now_column(nullable=True)

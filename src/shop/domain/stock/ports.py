@@ -20,14 +20,28 @@ class StockReservation(Protocol):
 
     name: str
 
-    async def reserve(self, lines: Sequence[Line], *, key: str) -> Reservation:
+    async def reserve(
+        self,
+        lines: Sequence[Line],
+        *,
+        key: str,
+        buyer: str | None = None,
+        per_buyer_limit: int | None = None,
+    ) -> Reservation:
         """Set aside all lines or none. Raises ``SoldOut(option_id)`` for the first short option
         (``Unavailable`` when it cannot decide in time). Idempotent per key: a retry with the
-        same key returns the original reservation and takes nothing more."""
+        same key returns the original reservation and takes nothing more.
+
+        With ``per_buyer_limit``, also raises ``PurchaseLimitExceeded(option_id)`` when the
+        units ``buyer`` already holds of an option (pending and confirmed reservations) plus
+        this request would exceed the limit; decided atomically with the decrement, so
+        concurrent requests of one buyer cannot both slip under it."""
         ...
 
     async def confirm(self, key: str) -> None:
-        """The order holding this reservation is persisted: the units are sold. Idempotent."""
+        """The order holding this reservation is persisted: the units are sold. Idempotent.
+        Raises ``ReservationLost`` if the reservation is no longer held (released, e.g. swept
+        as abandoned, or never made): the order must not stand on units it does not hold."""
         ...
 
     async def release(self, key: str) -> None:

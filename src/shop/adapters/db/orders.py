@@ -1,0 +1,310 @@
+"""``SqlOrders``: the orders repository on PostgreSQL, in SQLAlchemy Core.
+
+Core rather than the ORM: an order is written once and then changes a status and a timestamp,
+so an identity map and unit-of-work flushes would only add work on the purchase hot path.
+That path costs two statements here, each on an autocommit connection (no BEGIN/COMMIT round
+trips): one read (catalog prices + an earlier order under the same idempotency key) and one
+write (order and lines in a single ``WITH … INSERT``, atomic as any single statement is).
+
+Transitions lock the order row (``SELECT … FOR UPDATE``) for the length of the use case's
+decision, so a payment racing the expiry job, or a cancel racing the shipment, is decided
+one after the other on the committed state.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    Row,
+    Table,
+    func,
+    literal,
+    select,
+    true,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from uuid_utils.compat import uuid7
+
+from shop.adapters.db.tables import OptionRow, OrderLineRow, OrderRow
+from shop.domain.errors import NotFound
+from shop.domain.orders.model import (
+    OptionPrice,
+    Order,
+    OrderCursor,
+    OrderLine,
+    OrderPage,
+    OrderStatus,
+    PaymentMethod,
+    Quote,
+)
+
+order_t = cast("Table", OrderRow.__table__)
+line_t = cast("Table", OrderLineRow.__table__)
+option_t = cast("Table", OptionRow.__table__)
+
+_CLOSED = (OrderStatus.CANCELLED.value, OrderStatus.EXPIRED.value)
+# Written by transitions; everything else on the row is fixed when the order is placed.
+_MUTABLE = (
+    "status",
+    "paid_at",
+    "shipped_at",
+    "delivered_at",
+    "cancelled_at",
+    "expired_at",
+    "refunded_at",
+    "stock_released_at",
+)
+
+
+def _mutable_values(order: Order) -> dict[str, Any]:
+    values: dict[str, Any] = {name: getattr(order, name) for name in _MUTABLE}
+    values["status"] = order.status.value
+    return values
+
+
+def _to_order(row: Row[Any], lines: Sequence[OrderLine]) -> Order:
+    return Order(
+        id=row.id,
+        user_id=row.user_id,
+        status=OrderStatus(row.status),
+        payment_method=PaymentMethod(row.payment_method),
+        pay_by=row.pay_by,
+        total=int(row.total),
+        shipping_address=row.shipping_address,
+        idempotency_key=row.idempotency_key,
+        reservation_key=row.reservation_key,
+        request_fingerprint=row.request_fingerprint,
+        lines=tuple(lines),
+        created_at=row.created_at,
+        paid_at=row.paid_at,
+        shipped_at=row.shipped_at,
+        delivered_at=row.delivered_at,
+        cancelled_at=row.cancelled_at,
+        expired_at=row.expired_at,
+        refunded_at=row.refunded_at,
+        stock_released_at=row.stock_released_at,
+    )
+
+
+async def _lines_of(
+    conn: AsyncConnection, order_ids: Sequence[uuid.UUID]
+) -> Mapping[uuid.UUID, list[OrderLine]]:
+    found: dict[uuid.UUID, list[OrderLine]] = {order_id: [] for order_id in order_ids}
+    if not order_ids:
+        return found
+    rows = await conn.execute(
+        select(
+            line_t.c.order_id,
+            line_t.c.option_id,
+            line_t.c.product_id,
+            line_t.c.quantity,
+            line_t.c.unit_price,
+        )
+        .where(line_t.c.order_id.in_(list(order_ids)))
+        .order_by(line_t.c.order_id, line_t.c.option_id)
+    )
+    for row in rows:
+        found[row.order_id].append(
+            OrderLine(
+                option_id=int(row.option_id),
+                product_id=int(row.product_id),
+                quantity=int(row.quantity),
+                unit_price=int(row.unit_price),
+            )
+        )
+    return found
+
+
+async def _orders_with_lines(conn: AsyncConnection, rows: Sequence[Row[Any]]) -> list[Order]:
+    lines = await _lines_of(conn, [row.id for row in rows])
+    return [_to_order(row, lines[row.id]) for row in rows]
+
+
+class SqlOrders:
+    """The ``Orders`` port on PostgreSQL."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        # Same pool; single statements on it commit by themselves (no BEGIN/COMMIT trips).
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    def next_id(self) -> uuid.UUID:
+        return uuid7()
+
+    async def quote(
+        self, user_id: uuid.UUID, idempotency_key: str, option_ids: Sequence[int]
+    ) -> Quote:
+        existing = (
+            select(order_t.c.id)
+            .where(order_t.c.user_id == user_id, order_t.c.idempotency_key == idempotency_key)
+            .scalar_subquery()
+        )
+        # One row per known option, or a single all-NULL row when none is known, always
+        # carrying the earlier order's id (if any): one round trip either way.
+        anchor = select(literal(1).label("one")).subquery("anchor")
+        stmt = select(
+            existing.label("existing"),
+            option_t.c.id,
+            option_t.c.product_id,
+            option_t.c.price,
+        ).select_from(anchor.outerjoin(option_t, option_t.c.id.in_(list(option_ids))))
+        async with self._autocommit.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        prices = {
+            int(row.id): OptionPrice(int(row.id), int(row.product_id), int(row.price))
+            for row in rows
+            if row.id is not None
+        }
+        return Quote(prices=prices, existing_order_id=rows[0].existing if rows else None)
+
+    async def add(self, order: Order) -> bool:
+        new_order = (
+            insert(order_t)
+            .values(
+                id=order.id,
+                user_id=order.user_id,
+                status=order.status.value,
+                payment_method=order.payment_method.value,
+                pay_by=order.pay_by,
+                total=order.total,
+                shipping_address=order.shipping_address,
+                idempotency_key=order.idempotency_key,
+                reservation_key=order.reservation_key,
+                request_fingerprint=order.request_fingerprint,
+                created_at=order.created_at,
+            )
+            .on_conflict_do_nothing()
+            .returning(order_t.c.id)
+            .cte("new_order")
+        )
+        unnest = (
+            func.unnest(
+                literal([line.option_id for line in order.lines], ARRAY(BigInteger)),
+                literal([line.product_id for line in order.lines], ARRAY(BigInteger)),
+                literal([line.quantity for line in order.lines], ARRAY(Integer)),
+                literal([line.unit_price for line in order.lines], ARRAY(BigInteger)),
+            )
+            .table_valued("option_id", "product_id", "quantity", "unit_price")
+            .render_derived(name="item")
+        )
+        stmt = (
+            insert(line_t)
+            .from_select(
+                ["order_id", "option_id", "product_id", "quantity", "unit_price"],
+                select(
+                    new_order.c.id,
+                    unnest.c.option_id,
+                    unnest.c.product_id,
+                    unnest.c.quantity,
+                    unnest.c.unit_price,
+                ).select_from(new_order.join(unnest, true())),
+            )
+            .returning(line_t.c.order_id)
+        )
+        async with self._autocommit.connect() as conn:
+            written = (await conn.execute(stmt)).first()
+        return written is not None
+
+    async def get(self, order_id: uuid.UUID) -> Order | None:
+        async with self._autocommit.connect() as conn:
+            row = (await conn.execute(select(order_t).where(order_t.c.id == order_id))).first()
+            if row is None:
+                return None
+            return (await _orders_with_lines(conn, [row]))[0]
+
+    async def find(self, user_id: uuid.UUID, idempotency_key: str) -> Order | None:
+        async with self._autocommit.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(order_t).where(
+                        order_t.c.user_id == user_id,
+                        order_t.c.idempotency_key == idempotency_key,
+                    )
+                )
+            ).first()
+            if row is None:
+                return None
+            return (await _orders_with_lines(conn, [row]))[0]
+
+    async def page(self, user_id: uuid.UUID, *, limit: int, after: OrderCursor | None) -> OrderPage:
+        stmt = select(order_t).where(
+            order_t.c.user_id == user_id, order_t.c.status != OrderStatus.EXPIRED.value
+        )
+        if after is not None:
+            # Strictly after the cursor: the boundary item is never repeated (the seed's bug).
+            stmt = stmt.where(
+                tuple_(order_t.c.created_at, order_t.c.id)
+                < tuple_(literal(after.created_at, order_t.c.created_at.type), after.order_id)
+            )
+        stmt = stmt.order_by(order_t.c.created_at.desc(), order_t.c.id.desc()).limit(limit + 1)
+        async with self._autocommit.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+            items = await _orders_with_lines(conn, rows[:limit])
+        last = items[-1] if len(rows) > limit else None
+        cursor = None if last is None else OrderCursor(last.created_at, last.id)
+        return OrderPage(items=tuple(items), next_cursor=cursor)
+
+    @asynccontextmanager
+    async def locked(self, order_id: uuid.UUID) -> AsyncIterator[Order]:
+        async with self._engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    select(order_t).where(order_t.c.id == order_id).with_for_update()
+                )
+            ).first()
+            if row is None:
+                raise NotFound("order not found")
+            order = (await _orders_with_lines(conn, [row]))[0]
+            loaded = _mutable_values(order)
+            yield order
+            changed = {k: v for k, v in _mutable_values(order).items() if loaded[k] != v}
+            if changed:  # an answered repeat (paying a paid order) costs no write
+                await conn.execute(
+                    update(order_t).where(order_t.c.id == order_id).values(**changed)
+                )
+
+    async def mark_stock_released(self, order_id: uuid.UUID, at: datetime) -> None:
+        async with self._autocommit.connect() as conn:
+            await conn.execute(
+                update(order_t)
+                .where(order_t.c.id == order_id, order_t.c.stock_released_at.is_(None))
+                .values(stock_released_at=at)
+            )
+
+    async def overdue(self, now: datetime, *, limit: int) -> Sequence[uuid.UUID]:
+        async with self._autocommit.connect() as conn:
+            rows = await conn.execute(
+                select(order_t.c.id)
+                .where(
+                    order_t.c.status == OrderStatus.PENDING_PAYMENT.value,
+                    order_t.c.pay_by <= now,
+                )
+                .order_by(order_t.c.pay_by)
+                .limit(limit)
+            )
+            return [row.id for row in rows]
+
+    async def awaiting_release(self, *, limit: int) -> Sequence[Order]:
+        async with self._autocommit.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(order_t)
+                    .where(
+                        order_t.c.stock_released_at.is_(None),
+                        order_t.c.status.in_(_CLOSED),
+                    )
+                    .order_by(order_t.c.id)
+                    .limit(limit)
+                )
+            ).all()
+            return await _orders_with_lines(conn, rows)

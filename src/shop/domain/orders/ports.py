@@ -1,0 +1,72 @@
+"""Ports of the orders module. Adapters satisfy them structurally (no base classes)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from typing import Protocol
+
+from shop.domain.orders.model import Order, OrderCursor, OrderPage, Quote
+
+
+class Clock(Protocol):
+    """Now, timezone-aware UTC. Deadlines and the refund window are measured against it."""
+
+    def now(self) -> datetime: ...
+
+
+class ExpiryScheduler(Protocol):
+    """Runs ``expire_order`` for an order once its payment deadline has passed.
+
+    At-least-once and best effort: scheduling the same order twice runs it once or twice
+    (expiry is idempotent), and a lost job is caught by the periodic sweep.
+    """
+
+    async def expire_at(self, order_id: uuid.UUID, when: datetime) -> None: ...
+
+
+class Orders(Protocol):
+    """The orders repository. Transitions go through ``locked`` so that two of them on one
+    order (pay vs expire, cancel vs ship) are decided one after the other, never both."""
+
+    def next_id(self) -> uuid.UUID:
+        """A new order id, ordered by creation time."""
+        ...
+
+    async def quote(
+        self, user_id: uuid.UUID, idempotency_key: str, option_ids: Sequence[int]
+    ) -> Quote:
+        """Catalog prices of the options (unknown ones are absent) and the order already placed
+        under this key, if any — in one round trip, as this sits on the purchase hot path."""
+        ...
+
+    async def add(self, order: Order) -> bool:
+        """Write the order and its lines atomically. ``False`` (and nothing written) when the
+        customer already has an order under this Idempotency-Key."""
+        ...
+
+    async def get(self, order_id: uuid.UUID) -> Order | None: ...
+
+    async def find(self, user_id: uuid.UUID, idempotency_key: str) -> Order | None: ...
+
+    async def page(self, user_id: uuid.UUID, *, limit: int, after: OrderCursor | None) -> OrderPage:
+        """The customer's orders, newest first, without expired ones (keyset pagination)."""
+        ...
+
+    def locked(self, order_id: uuid.UUID) -> AbstractAsyncContextManager[Order]:
+        """The order, locked against concurrent transitions until the block ends; its changes
+        are committed when the block exits normally and discarded when it raises.
+        Raises ``NotFound`` for an unknown id."""
+        ...
+
+    async def mark_stock_released(self, order_id: uuid.UUID, at: datetime) -> None: ...
+
+    async def overdue(self, now: datetime, *, limit: int) -> Sequence[uuid.UUID]:
+        """Unpaid orders whose deadline has passed (the sweep's backlog), oldest deadline first."""
+        ...
+
+    async def awaiting_release(self, *, limit: int) -> Sequence[Order]:
+        """Cancelled or expired orders whose units the stock port has not yet taken back."""
+        ...

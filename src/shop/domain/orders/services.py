@@ -1,0 +1,303 @@
+"""Use cases of the orders module: each takes its ports as arguments and holds the rule.
+
+Two orderings matter everywhere below:
+- placing: reserve before writing (stock is the scarce thing, so it decides who wins), write
+  the order in one statement, then confirm. A failed write gives the units back at once.
+- closing (cancel, expiry): commit the status change first, then release the units. If the
+  release fails after the commit, ``stock_released_at`` stays unset and the sweep
+  (``release_stock_of_closed_orders``) retries it; release is idempotent, so running it twice
+  never returns units twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Awaitable
+
+from shop.domain.errors import InvalidInput, InvalidState, NotFound, ReservationLost
+from shop.domain.orders.model import (
+    Order,
+    OrderCursor,
+    OrderPage,
+    OrderRules,
+    OrderStatus,
+    Placed,
+    PlaceOrder,
+)
+from shop.domain.orders.ports import Clock, ExpiryScheduler, Orders
+from shop.domain.stock.ports import StockReservation
+
+MAX_PAGE_SIZE = 100
+SWEEP_BATCH = 100
+
+
+def _key_reused() -> InvalidInput:
+    return InvalidInput(
+        "this Idempotency-Key was already used for a different order; "
+        "send a new key for a new order"
+    )
+
+
+async def place_order(
+    cmd: PlaceOrder,
+    *,
+    rules: OrderRules,
+    stock: StockReservation,
+    orders: Orders,
+    clock: Clock,
+    expiry: ExpiryScheduler,
+) -> Placed:
+    """Buy: validate, price from the catalog, reserve, write, confirm, schedule the expiry.
+
+    Idempotent per (customer, Idempotency-Key): a repeat of the same request returns the
+    order the first one placed; the same key with another body is refused. Two identical
+    requests racing share one stock reservation (its key is derived from the idempotency key)
+    and the unique key on the order lets exactly one of them write; the other answers with
+    the winner's order.
+    """
+    lines = cmd.validated(rules)
+    quote = await orders.quote(cmd.user_id, cmd.idempotency_key, [ln.option_id for ln in lines])
+    if quote.existing_order_id is not None:
+        return await _replay(
+            cmd, quote.existing_order_id, stock=stock, orders=orders, clock=clock, expiry=expiry
+        )
+    unknown = [line.option_id for line in lines if line.option_id not in quote.prices]
+    if unknown:
+        raise InvalidInput(f"option {unknown[0]} does not exist", extra={"option_ids": unknown})
+
+    reservation = await stock.reserve(
+        lines,
+        key=cmd.reservation_key,
+        buyer=str(cmd.user_id),
+        per_buyer_limit=rules.purchase_limit_per_option,
+    )
+    if tuple(reservation.lines) != lines:
+        # An earlier request with this key (whose order was never written) reserved other
+        # lines. Those units are not ours to release: the stock sweep frees them.
+        raise _key_reused()
+
+    order = Order.place(
+        cmd, lines, quote.prices, order_id=orders.next_id(), now=clock.now(), rules=rules
+    )
+    try:
+        written = await orders.add(order)
+    except Exception:
+        await _release_unless_written(cmd, stock=stock, orders=orders)
+        raise
+    if not written:
+        return await _replay(cmd, None, stock=stock, orders=orders, clock=clock, expiry=expiry)
+    await _settle_new_order(order, stock=stock, orders=orders, clock=clock, expiry=expiry)
+    return Placed(order, created=True)
+
+
+async def _release_unless_written(
+    cmd: PlaceOrder, *, stock: StockReservation, orders: Orders
+) -> None:
+    """Give the units back after a failed write, unless a twin request wrote an order on this
+    reservation (releasing would free units that order holds). If even that check fails, the
+    stock sweep releases the reservation once it sees no order was written."""
+    with contextlib.suppress(Exception):
+        if await orders.find(cmd.user_id, cmd.idempotency_key) is None:
+            await stock.release(cmd.reservation_key)
+
+
+async def _settle_new_order(
+    order: Order,
+    *,
+    stock: StockReservation,
+    orders: Orders,
+    clock: Clock,
+    expiry: ExpiryScheduler,
+) -> None:
+    """Confirm the reservation and schedule the expiry, side by side (both after the commit).
+
+    A failure here leaves a committed order: the error reaches the client, whose retry with
+    the same key replays the order and repeats both steps (the stock sweep confirms a pending
+    reservation that has an order; the expiry sweep catches a lost job).
+    """
+    steps: list[Awaitable[None]] = [stock.confirm(order.reservation_key)]
+    if order.status is OrderStatus.PENDING_PAYMENT:
+        steps.append(expiry.expire_at(order.id, order.pay_by))
+    outcomes = await asyncio.gather(*steps, return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, ReservationLost):
+            async with orders.locked(order.id) as lapsed:
+                if lapsed.status is OrderStatus.PENDING_PAYMENT:
+                    lapsed.lapse(clock.now())
+            raise outcome
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+
+
+async def _replay(
+    cmd: PlaceOrder,
+    order_id: uuid.UUID | None,
+    *,
+    stock: StockReservation,
+    orders: Orders,
+    clock: Clock,
+    expiry: ExpiryScheduler,
+) -> Placed:
+    """Answer a repeated request with the order its first attempt placed."""
+    order = (
+        await orders.get(order_id)
+        if order_id is not None
+        else await orders.find(cmd.user_id, cmd.idempotency_key)
+    )
+    if order is None or order.user_id != cmd.user_id:
+        raise NotFound("order not found")
+    if order.request_fingerprint != cmd.fingerprint():
+        raise _key_reused()
+    if order.status.releases_stock:
+        # A racing twin may have re-reserved under the key of an order closed meanwhile.
+        await stock.release(order.reservation_key)
+    else:
+        await _settle_new_order(order, stock=stock, orders=orders, clock=clock, expiry=expiry)
+    return Placed(order, created=False)
+
+
+def _own(order: Order, user_id: uuid.UUID) -> Order:
+    """Someone else's order is reported missing, never forbidden: its existence is private."""
+    if order.user_id != user_id:
+        raise NotFound("order not found")
+    return order
+
+
+async def _give_back_stock(
+    order: Order, *, stock: StockReservation, orders: Orders, clock: Clock
+) -> None:
+    await stock.release(order.reservation_key)
+    now = clock.now()
+    await orders.mark_stock_released(order.id, now)
+    order.stock_released(now)
+
+
+async def get_order(order_id: uuid.UUID, *, user_id: uuid.UUID, orders: Orders) -> Order:
+    order = await orders.get(order_id)
+    if order is None:
+        raise NotFound("order not found")
+    return _own(order, user_id)
+
+
+async def list_orders(
+    user_id: uuid.UUID, *, orders: Orders, limit: int, after: OrderCursor | None = None
+) -> OrderPage:
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        raise InvalidInput(f"limit must be between 1 and {MAX_PAGE_SIZE}")
+    return await orders.page(user_id, limit=limit, after=after)
+
+
+async def pay_order(
+    order_id: uuid.UUID,
+    *,
+    user_id: uuid.UUID,
+    amount: int,
+    orders: Orders,
+    stock: StockReservation,
+    clock: Clock,
+) -> Order:
+    """Record the provider's payment confirmation (idempotent; amount must be the total).
+
+    Decided under the order's row lock, so a payment and the expiry job arriving together
+    cannot both win. A payment after the deadline finds the order expired even when the
+    job has not run yet: it expires the order here and is refused.
+    """
+    now = clock.now()
+    async with orders.locked(order_id) as order:
+        _own(order, user_id)
+        if order.is_overdue(now):
+            order.expire(now)
+        else:
+            order.pay(amount, now)
+    if order.awaits_stock_release:
+        await _give_back_stock(order, stock=stock, orders=orders, clock=clock)
+    if order.status is OrderStatus.EXPIRED:
+        raise InvalidState("the payment deadline has passed: the order expired", state="expired")
+    return order
+
+
+async def cancel_order(
+    order_id: uuid.UUID,
+    *,
+    user_id: uuid.UUID,
+    orders: Orders,
+    stock: StockReservation,
+    clock: Clock,
+) -> Order:
+    """Cancel before shipping; the units are back on sale when this returns. Cancelling a
+    cancelled order answers it (and finishes a release a crash interrupted)."""
+    async with orders.locked(order_id) as order:
+        _own(order, user_id).cancel(clock.now())
+    if order.awaits_stock_release:
+        await _give_back_stock(order, stock=stock, orders=orders, clock=clock)
+    return order
+
+
+async def ship_order(order_id: uuid.UUID, *, orders: Orders, clock: Clock) -> Order:
+    async with orders.locked(order_id) as order:
+        order.ship(clock.now())
+    return order
+
+
+async def deliver_order(order_id: uuid.UUID, *, orders: Orders, clock: Clock) -> Order:
+    async with orders.locked(order_id) as order:
+        order.deliver(clock.now())
+    return order
+
+
+async def refund_order(
+    order_id: uuid.UUID, *, user_id: uuid.UUID, orders: Orders, clock: Clock, rules: OrderRules
+) -> Order:
+    """Refund within the window after delivery. No stock call: refunded units stay sold."""
+    async with orders.locked(order_id) as order:
+        _own(order, user_id).refund(clock.now(), rules.refund_window)
+    return order
+
+
+async def expire_order(
+    order_id: uuid.UUID, *, orders: Orders, stock: StockReservation, clock: Clock
+) -> bool:
+    """Expire an unpaid order past its deadline and give its units back; ``True`` if this
+    call expired it. Anything else (paid meanwhile, cancelled, not due yet, unknown) is left
+    as it is: SAQ delivers at least once and the sweep overlaps the job."""
+    now = clock.now()
+    try:
+        async with orders.locked(order_id) as order:
+            due = order.is_overdue(now)
+            if due:
+                order.expire(now)
+    except NotFound:
+        return False
+    if order.awaits_stock_release:
+        await _give_back_stock(order, stock=stock, orders=orders, clock=clock)
+    return due
+
+
+async def expire_overdue_orders(
+    *, orders: Orders, stock: StockReservation, clock: Clock, batch: int = SWEEP_BATCH
+) -> int:
+    """The backstop for lost expiry jobs: expire every unpaid order past its deadline."""
+    expired = 0
+    while True:
+        due = await orders.overdue(clock.now(), limit=batch)
+        done = [await expire_order(oid, orders=orders, stock=stock, clock=clock) for oid in due]
+        expired += sum(done)
+        if len(due) < batch or not any(done):
+            return expired
+
+
+async def release_stock_of_closed_orders(
+    *, orders: Orders, stock: StockReservation, clock: Clock, batch: int = SWEEP_BATCH
+) -> int:
+    """Finish releases interrupted after a cancel or expiry was committed."""
+    released = 0
+    while True:
+        pending = await orders.awaiting_release(limit=batch)
+        for order in pending:
+            await _give_back_stock(order, stock=stock, orders=orders, clock=clock)
+        released += len(pending)
+        if len(pending) < batch:
+            return released

@@ -1,0 +1,310 @@
+"""Orders over HTTP (DESIGN §6): purchase, payment callback, cancel, refund, ship, deliver.
+
+Handlers parse, call one use case and render; the rules (and every refusal) live in
+``shop.domain.orders``. The customer is always the token's principal: someone else's order
+is a 404, like a missing one.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+import msgspec
+from litestar import Controller, Response, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+
+from shop.bootstrap import Container
+from shop.domain.errors import InvalidInput
+from shop.domain.identity.model import Principal
+from shop.domain.orders import services
+from shop.domain.orders.model import Order, OrderCursor, OrderPage, PaymentMethod, PlaceOrder
+from shop.domain.stock.model import Line
+from shop.entrypoints.http.auth import requires_admin
+
+IdempotencyKey = Annotated[
+    str,
+    HeaderParameter(
+        name="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        description="Client-chosen key; repeating a request with it returns the same order.",
+    ),
+]
+
+
+class OrderLineIn(msgspec.Struct):
+    option_id: Annotated[int, msgspec.Meta(ge=1)]
+    quantity: Annotated[int, msgspec.Meta(ge=1)]
+
+
+class OrderIn(msgspec.Struct):
+    """Prices are not part of the request: the server reads them from the catalog."""
+
+    lines: Annotated[list[OrderLineIn], msgspec.Meta(min_length=1)]
+    payment_method: PaymentMethod
+    shipping_address: Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
+
+    def to_command(self, user_id: uuid.UUID, idempotency_key: str) -> PlaceOrder:
+        return PlaceOrder(
+            user_id=user_id,
+            idempotency_key=idempotency_key,
+            lines=tuple(Line(line.option_id, line.quantity) for line in self.lines),
+            payment_method=self.payment_method,
+            shipping_address=self.shipping_address,
+        )
+
+
+class PaymentIn(msgspec.Struct):
+    """What the payment provider's callback reports: the amount captured, in minor units."""
+
+    amount: Annotated[int, msgspec.Meta(ge=0)]
+
+
+class OrderLineOut(msgspec.Struct):
+    option_id: int
+    product_id: int
+    quantity: int
+    unit_price: int
+    subtotal: int
+
+
+class OrderOut(msgspec.Struct):
+    id: uuid.UUID
+    status: str
+    payment_method: str
+    pay_by: datetime
+    total: int
+    shipping_address: str
+    lines: list[OrderLineOut]
+    created_at: datetime
+    paid_at: datetime | None = None
+    shipped_at: datetime | None = None
+    delivered_at: datetime | None = None
+    cancelled_at: datetime | None = None
+    expired_at: datetime | None = None
+    refunded_at: datetime | None = None
+
+    @classmethod
+    def from_domain(cls, order: Order) -> OrderOut:
+        return cls(
+            id=order.id,
+            status=order.status.value,
+            payment_method=order.payment_method.value,
+            pay_by=order.pay_by,
+            total=order.total,
+            shipping_address=order.shipping_address,
+            lines=[
+                OrderLineOut(
+                    option_id=line.option_id,
+                    product_id=line.product_id,
+                    quantity=line.quantity,
+                    unit_price=line.unit_price,
+                    subtotal=line.subtotal,
+                )
+                for line in order.lines
+            ],
+            created_at=order.created_at,
+            paid_at=order.paid_at,
+            shipped_at=order.shipped_at,
+            delivered_at=order.delivered_at,
+            cancelled_at=order.cancelled_at,
+            expired_at=order.expired_at,
+            refunded_at=order.refunded_at,
+        )
+
+
+class OrderPageOut(msgspec.Struct):
+    items: list[OrderOut]
+    next_cursor: str | None
+
+    @classmethod
+    def from_domain(cls, page: OrderPage) -> OrderPageOut:
+        return cls(
+            items=[OrderOut.from_domain(order) for order in page.items],
+            next_cursor=None if page.next_cursor is None else encode_cursor(page.next_cursor),
+        )
+
+
+def encode_cursor(cursor: OrderCursor) -> str:
+    raw = f"{cursor.created_at.isoformat()}|{cursor.order_id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(token: str) -> OrderCursor:
+    """Opaque to clients; anything we did not hand out is a 422, not a 500."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        created_at, order_id = raw.split("|")
+        when = datetime.fromisoformat(created_at)
+        if when.tzinfo is None:
+            raise ValueError("naive timestamp")
+        return OrderCursor(created_at=when, order_id=uuid.UUID(order_id))
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise InvalidInput("the cursor is not one this API handed out") from exc
+
+
+class OrderController(Controller):
+    path = "/api/orders"
+    tags = ["orders"]
+
+    @post(
+        operation_id="PlaceOrder",
+        summary="Buy: reserve the stock and place an order awaiting payment",
+        description="201 with the new order; 200 with the same order when the request is "
+        "repeated with the same Idempotency-Key; 409 when an option is sold out.",
+    )
+    async def place(
+        self,
+        data: JSONBody[OrderIn],
+        idempotency_key: IdempotencyKey,
+        principal: NamedDependency[Principal],
+        container: NamedDependency[Container],
+    ) -> Response[OrderOut]:
+        placed = await services.place_order(
+            data.to_command(principal.user_id, idempotency_key),
+            rules=container.order_rules,
+            stock=container.stock,
+            orders=container.orders,
+            clock=container.clock,
+            expiry=container.expiry,
+        )
+        return Response(
+            OrderOut.from_domain(placed.order),
+            status_code=HTTP_201_CREATED if placed.created else HTTP_200_OK,
+            headers={"Location": f"{self.path}/{placed.order.id}"},
+        )
+
+    @get(operation_id="ListOrders", summary="My orders, newest first (expired ones hidden)")
+    async def list_orders(
+        self,
+        principal: NamedDependency[Principal],
+        container: NamedDependency[Container],
+        limit: Annotated[int, QueryParameter(ge=1, le=services.MAX_PAGE_SIZE)] = 20,
+        cursor: Annotated[
+            str | None, QueryParameter(description="next_cursor of the previous page")
+        ] = None,
+    ) -> OrderPageOut:
+        page = await services.list_orders(
+            principal.user_id,
+            orders=container.orders,
+            limit=limit,
+            after=None if cursor is None else decode_cursor(cursor),
+        )
+        return OrderPageOut.from_domain(page)
+
+    @get("/{order_id:uuid}", operation_id="GetOrder", summary="One of my orders")
+    async def get_order(
+        self,
+        order_id: FromPath[uuid.UUID],
+        principal: NamedDependency[Principal],
+        container: NamedDependency[Container],
+    ) -> OrderOut:
+        order = await services.get_order(
+            order_id, user_id=principal.user_id, orders=container.orders
+        )
+        return OrderOut.from_domain(order)
+
+    @post(
+        "/{order_id:uuid}/pay",
+        operation_id="PayOrder",
+        status_code=HTTP_200_OK,
+        summary="Payment confirmation (stands in for the payment provider's callback)",
+        description="The amount must equal the order total. Idempotent: a repeated "
+        "confirmation returns the paid order. Expired or cancelled orders are refused (409).",
+    )
+    async def pay(
+        self,
+        order_id: FromPath[uuid.UUID],
+        data: JSONBody[PaymentIn],
+        principal: NamedDependency[Principal],
+        container: NamedDependency[Container],
+    ) -> OrderOut:
+        order = await services.pay_order(
+            order_id,
+            user_id=principal.user_id,
+            amount=data.amount,
+            orders=container.orders,
+            stock=container.stock,
+            clock=container.clock,
+        )
+        return OrderOut.from_domain(order)
+
+    @post(
+        "/{order_id:uuid}/cancel",
+        operation_id="CancelOrder",
+        status_code=HTTP_200_OK,
+        summary="Cancel before shipping; the units go back on sale",
+    )
+    async def cancel(
+        self,
+        order_id: FromPath[uuid.UUID],
+        principal: NamedDependency[Principal],
+        container: NamedDependency[Container],
+    ) -> OrderOut:
+        order = await services.cancel_order(
+            order_id,
+            user_id=principal.user_id,
+            orders=container.orders,
+            stock=container.stock,
+            clock=container.clock,
+        )
+        return OrderOut.from_domain(order)
+
+    @post(
+        "/{order_id:uuid}/refund",
+        operation_id="RefundOrder",
+        status_code=HTTP_200_OK,
+        summary="Refund a delivered order within the refund window after delivery",
+    )
+    async def refund(
+        self,
+        order_id: FromPath[uuid.UUID],
+        principal: NamedDependency[Principal],
+        container: NamedDependency[Container],
+    ) -> OrderOut:
+        order = await services.refund_order(
+            order_id,
+            user_id=principal.user_id,
+            orders=container.orders,
+            clock=container.clock,
+            rules=container.order_rules,
+        )
+        return OrderOut.from_domain(order)
+
+
+class AdminOrderController(Controller):
+    path = "/api/admin/orders"
+    tags = ["orders", "admin"]
+    guards = [requires_admin]
+
+    @post(
+        "/{order_id:uuid}/ship",
+        operation_id="ShipOrder",
+        status_code=HTTP_200_OK,
+        summary="Hand a paid order to the carrier (it can no longer be cancelled)",
+    )
+    async def ship(
+        self, order_id: FromPath[uuid.UUID], container: NamedDependency[Container]
+    ) -> OrderOut:
+        order = await services.ship_order(order_id, orders=container.orders, clock=container.clock)
+        return OrderOut.from_domain(order)
+
+    @post(
+        "/{order_id:uuid}/deliver",
+        operation_id="DeliverOrder",
+        status_code=HTTP_200_OK,
+        summary="Record delivery (the refund window starts now)",
+    )
+    async def deliver(
+        self, order_id: FromPath[uuid.UUID], container: NamedDependency[Container]
+    ) -> OrderOut:
+        order = await services.deliver_order(
+            order_id, orders=container.orders, clock=container.clock
+        )
+        return OrderOut.from_domain(order)

@@ -1,0 +1,198 @@
+"""In-memory stand-ins for the ports the order use cases take (unit tests only: no I/O).
+
+They keep the contracts the real adapters keep (idempotent reserve per key, release returning
+units once, commit-or-discard around ``locked``), and nothing more.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from shop.domain.errors import NotFound, PurchaseLimitExceeded, ReservationLost, SoldOut
+from shop.domain.orders.model import (
+    OptionPrice,
+    Order,
+    OrderCursor,
+    OrderPage,
+    OrderStatus,
+    Quote,
+)
+from shop.domain.stock.model import Line, Reservation, merge_lines
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+class FakeClock:
+    def __init__(self, now: datetime = T0) -> None:
+        self.current = now
+
+    def now(self) -> datetime:
+        return self.current
+
+    def advance(self, **delta: float) -> None:
+        self.current += timedelta(**delta)
+
+
+@dataclass
+class FakeScheduler:
+    scheduled: list[tuple[uuid.UUID, datetime]] = field(default_factory=list)
+
+    async def expire_at(self, order_id: uuid.UUID, when: datetime) -> None:
+        self.scheduled.append((order_id, when))
+
+
+@dataclass
+class _Held:
+    lines: tuple[Line, ...]
+    buyer: str | None
+    status: str = "pending"
+
+
+class FakeStock:
+    name = "fake"
+
+    def __init__(self, stock: Mapping[int, int]) -> None:
+        self.remaining = dict(stock)
+        self.reservations: dict[str, _Held] = {}
+        self.reserve_calls = 0
+        self.failing_release = False
+
+    async def reserve(
+        self,
+        lines: Sequence[Line],
+        *,
+        key: str,
+        buyer: str | None = None,
+        per_buyer_limit: int | None = None,
+    ) -> Reservation:
+        self.reserve_calls += 1
+        merged = merge_lines(lines)
+        if key in self.reservations:
+            return Reservation(key, self.reservations[key].lines)
+        for line in merged:
+            if self.remaining.get(line.option_id, 0) < line.quantity:
+                raise SoldOut(line.option_id, requested=line.quantity)
+        if buyer is not None and per_buyer_limit is not None:
+            for line in merged:
+                held = sum(
+                    held_line.quantity
+                    for r in self.reservations.values()
+                    if r.buyer == buyer and r.status != "released"
+                    for held_line in r.lines
+                    if held_line.option_id == line.option_id
+                )
+                if held + line.quantity > per_buyer_limit:
+                    raise PurchaseLimitExceeded(line.option_id, limit=per_buyer_limit)
+        for line in merged:
+            self.remaining[line.option_id] -= line.quantity
+        self.reservations[key] = _Held(merged, buyer)
+        return Reservation(key, merged)
+
+    async def confirm(self, key: str) -> None:
+        held = self.reservations.get(key)
+        if held is None or held.status == "released":
+            raise ReservationLost(key)
+        held.status = "confirmed"
+
+    async def release(self, key: str) -> None:
+        if self.failing_release:
+            raise ConnectionError("stock backend unreachable")
+        held = self.reservations.get(key)
+        if held is None or held.status == "released":
+            return
+        held.status = "released"
+        for line in held.lines:
+            self.remaining[line.option_id] += line.quantity
+
+    async def put_on_sale(self, option_id: int, units: int) -> None:
+        self.remaining[option_id] = self.remaining.get(option_id, 0) + units
+
+    async def available(self, option_ids: Sequence[int]) -> Mapping[int, int]:
+        return {option_id: self.remaining.get(option_id, 0) for option_id in option_ids}
+
+
+class FakeOrders:
+    """A dict of orders; ``locked`` hands out a copy and stores it back only on success."""
+
+    def __init__(self, prices: Mapping[int, int]) -> None:
+        self.prices = {
+            option_id: OptionPrice(option_id, product_id=option_id * 10, price=price)
+            for option_id, price in prices.items()
+        }
+        self.rows: dict[uuid.UUID, Order] = {}
+        self.failing_add: Exception | None = None
+        self.before_add: list[Order] = []
+
+    def next_id(self) -> uuid.UUID:
+        return uuid.uuid4()
+
+    async def quote(
+        self, user_id: uuid.UUID, idempotency_key: str, option_ids: Sequence[int]
+    ) -> Quote:
+        existing = await self.find(user_id, idempotency_key)
+        return Quote(
+            prices={i: self.prices[i] for i in option_ids if i in self.prices},
+            existing_order_id=None if existing is None else existing.id,
+        )
+
+    async def add(self, order: Order) -> bool:
+        for twin in self.before_add:  # a racing request that wrote first
+            self.rows[twin.id] = twin
+        self.before_add.clear()
+        if self.failing_add is not None:
+            raise self.failing_add
+        if await self.find(order.user_id, order.idempotency_key) is not None:
+            return False
+        self.rows[order.id] = copy.deepcopy(order)
+        return True
+
+    async def get(self, order_id: uuid.UUID) -> Order | None:
+        found = self.rows.get(order_id)
+        return None if found is None else copy.deepcopy(found)
+
+    async def find(self, user_id: uuid.UUID, idempotency_key: str) -> Order | None:
+        for order in self.rows.values():
+            if order.user_id == user_id and order.idempotency_key == idempotency_key:
+                return copy.deepcopy(order)
+        return None
+
+    async def page(self, user_id: uuid.UUID, *, limit: int, after: OrderCursor | None) -> OrderPage:
+        mine = sorted(
+            (
+                o
+                for o in self.rows.values()
+                if o.user_id == user_id and o.status is not OrderStatus.EXPIRED
+            ),
+            key=lambda o: (o.created_at, o.id),
+            reverse=True,
+        )
+        if after is not None:
+            mine = [o for o in mine if (o.created_at, o.id) < (after.created_at, after.order_id)]
+        items = tuple(mine[:limit])
+        more = len(mine) > limit
+        cursor = OrderCursor(items[-1].created_at, items[-1].id) if more else None
+        return OrderPage(items=items, next_cursor=cursor)
+
+    @asynccontextmanager
+    async def locked(self, order_id: uuid.UUID) -> AsyncIterator[Order]:
+        if order_id not in self.rows:
+            raise NotFound("order not found")
+        working = copy.deepcopy(self.rows[order_id])
+        yield working
+        self.rows[order_id] = copy.deepcopy(working)
+
+    async def mark_stock_released(self, order_id: uuid.UUID, at: datetime) -> None:
+        if self.rows[order_id].stock_released_at is None:
+            self.rows[order_id].stock_released_at = at
+
+    async def overdue(self, now: datetime, *, limit: int) -> Sequence[uuid.UUID]:
+        due = [o for o in self.rows.values() if o.is_overdue(now)]
+        return [o.id for o in sorted(due, key=lambda o: o.pay_by)][:limit]
+
+    async def awaiting_release(self, *, limit: int) -> Sequence[Order]:
+        return [copy.deepcopy(o) for o in self.rows.values() if o.awaits_stock_release][:limit]
