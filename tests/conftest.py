@@ -27,7 +27,7 @@ from shop.adapters.db.tables import metadata
 from shop.adapters.embedded import EmbeddedPostgres, EmbeddedRedis
 from shop.bootstrap import Container
 from shop.config import Settings
-from shop.domain.identity.model import Principal, Role
+from shop.domain.identity.model import Principal, Role, User, normalise_email
 from shop.entrypoints.http.app import create_app
 
 TEST_JWT_SECRET = "test-secret-not-for-production-0123456789abcdef"
@@ -107,6 +107,9 @@ def settings(
         data_dir=str(tmp_path_factory.mktemp("data")),
         jwt_secret=TEST_JWT_SECRET,
         log_level="WARNING",
+        # The cheapest argon2 the settings allow: real hashing, milliseconds per test.
+        password_hash_time_cost=1,
+        password_hash_memory_kib=8192,
     )
 
 
@@ -159,3 +162,34 @@ def bearer(
     """An Authorization header for a principal, minted with the app's own token issuer."""
     token, _ = container.access_tokens.issue(Principal(user_id=user_id or uuid.uuid4(), role=role))
     return {"Authorization": f"Bearer {token}"}
+
+
+TEST_PASSWORD = "test Passw0rd"
+_hashed_passwords: dict[str, str] = {}
+
+
+async def make_user(
+    container: Container,
+    role: Role = Role.CUSTOMER,
+    *,
+    email: str | None = None,
+    password: str = TEST_PASSWORD,
+    name: str = "Test User",
+) -> tuple[uuid.UUID, dict[str, str]]:
+    """A real ``user_account`` row (foreign keys to it hold) and an Authorization header for it.
+
+    The user can also log in with ``password``. Each password is hashed once per run.
+    """
+    if password not in _hashed_passwords:
+        _hashed_passwords[password] = await container.password_hasher.hash(password)
+    user = User(
+        id=uuid.uuid4(),
+        email=normalise_email(email or f"user-{uuid.uuid4().hex[:12]}@example.com"),
+        name=name,
+        role=role,
+        password_hash=_hashed_passwords[password],
+    )
+    async with container.identity_uow() as uow:
+        await uow.users.add(user)
+        await uow.commit()
+    return user.id, bearer(container, role=role, user_id=user.id)

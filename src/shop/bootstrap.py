@@ -8,7 +8,9 @@ PostgreSQL and Redis are (starting the embedded pair when no URL is configured),
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +19,11 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shop.adapters.db.engine import make_engine, make_sessionmaker
+from shop.adapters.db.identity import SqlIdentityUnitOfWork
 from shop.adapters.embedded import EmbeddedPostgres, EmbeddedRedis
-from shop.adapters.security import JwtAccessTokens
+from shop.adapters.security import Argon2PasswordHasher, JwtAccessTokens
 from shop.config import Settings
-from shop.domain.identity.ports import AccessTokens
+from shop.domain.identity.ports import AccessTokens, IdentityUnitOfWork, PasswordHasher
 
 
 @dataclass
@@ -88,6 +91,8 @@ class Container:
     sessionmaker: async_sessionmaker[AsyncSession]
     redis: Redis
     access_tokens: AccessTokens
+    password_hasher: PasswordHasher
+    identity_uow: Callable[[], IdentityUnitOfWork]
     extras: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -101,14 +106,20 @@ class Container:
         redis = Redis.from_url(
             redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
         )
+        sessionmaker = make_sessionmaker(engine)
         return cls(
             settings=settings,
             engine=engine,
-            sessionmaker=make_sessionmaker(engine),
+            sessionmaker=sessionmaker,
             redis=redis,
             access_tokens=JwtAccessTokens(
                 jwt_secret_of(settings), ttl_seconds=settings.access_token_ttl
             ),
+            password_hasher=Argon2PasswordHasher(
+                time_cost=settings.password_hash_time_cost,
+                memory_kib=settings.password_hash_memory_kib,
+            ),
+            identity_uow=partial(SqlIdentityUnitOfWork, sessionmaker),
         )
 
     async def close(self) -> None:

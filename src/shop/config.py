@@ -50,6 +50,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     access_token_ttl: Seconds = 900.0
     refresh_token_ttl: Seconds = 1_209_600.0
     admin_password: str | None = None
+    password_hash_time_cost: PositiveInt = 3
+    password_hash_memory_kib: Annotated[int, msgspec.Meta(ge=8192)] = 65_536
     # Orders.
     card_payment_ttl: Seconds = 900.0
     bank_transfer_ttl: Seconds = 259_200.0

@@ -74,8 +74,11 @@ class IdentityUnitOfWork(Protocol):
     rolls back: nothing is written by accident. It may be entered again once left; each
     ``async with`` is a new transaction (a use case keeps slow work between two of them)."""
 
-    users: Users
-    refresh_tokens: RefreshTokens
+    @property
+    def users(self) -> Users: ...
+
+    @property
+    def refresh_tokens(self) -> RefreshTokens: ...
 
     async def __aenter__(self) -> Self: ...
 
