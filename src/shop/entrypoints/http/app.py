@@ -24,6 +24,7 @@ from shop.config import Settings, load_settings
 from shop.entrypoints.http.auth import auth_middleware, provide_principal
 from shop.entrypoints.http.errors import EXCEPTION_HANDLERS
 from shop.entrypoints.http.health import HealthController
+from shop.entrypoints.http.identity import AuthController, get_me
 from shop.entrypoints.http.request_log import request_log_middleware
 from shop.logs import configure_logging
 
@@ -50,7 +51,7 @@ def provide_container(state: State) -> Container:
 
 def route_handlers() -> list[ControllerRouterHandler]:
     """Every controller of the shop; each domain module contributes its own."""
-    return [HealthController, docs]
+    return [HealthController, docs, AuthController, get_me]
 
 
 def create_app(
