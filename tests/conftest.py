@@ -9,13 +9,16 @@ end. Tests under ``unit/`` need none of this: the fixtures below start nothing u
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
+import msgspec
 import pytest
 from litestar import Litestar
 from redis.asyncio import Redis
@@ -110,6 +113,9 @@ def settings(
         # The cheapest argon2 the settings allow: real hashing, milliseconds per test.
         password_hash_time_cost=1,
         password_hash_memory_kib=8192,
+        # Off for the suite (every test client shares one address); tests of the throttle
+        # switch it on with with_settings().
+        rate_limit_enabled=False,
     )
 
 
@@ -126,6 +132,14 @@ async def reset_state(container: Container) -> None:
     async with container.engine.begin() as conn:
         await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     await container.redis.flushdb()
+
+
+def with_settings(container: Container, **changes: Any) -> Container:
+    """The same connections under other settings, e.g. ``with_settings(c, rate_limit_enabled=True)``
+    then ``create_app(...)`` on the result: apps read their settings from their container."""
+    return dataclasses.replace(
+        container, settings=msgspec.structs.replace(container.settings, **changes)
+    )
 
 
 @pytest.fixture

@@ -21,9 +21,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from shop.adapters.db.engine import make_engine, make_sessionmaker
 from shop.adapters.db.identity import SqlIdentityUnitOfWork
 from shop.adapters.embedded import EmbeddedPostgres, EmbeddedRedis
+from shop.adapters.redis.ratelimit import RedisRequestCounter
 from shop.adapters.security import Argon2PasswordHasher, JwtAccessTokens
 from shop.config import Settings
-from shop.domain.identity.ports import AccessTokens, IdentityUnitOfWork, PasswordHasher
+from shop.domain.identity.ports import (
+    AccessTokens,
+    IdentityUnitOfWork,
+    PasswordHasher,
+    RequestCounter,
+)
 
 
 @dataclass
@@ -93,6 +99,7 @@ class Container:
     access_tokens: AccessTokens
     password_hasher: PasswordHasher
     identity_uow: Callable[[], IdentityUnitOfWork]
+    request_counter: RequestCounter
     extras: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -120,6 +127,7 @@ class Container:
                 memory_kib=settings.password_hash_memory_kib,
             ),
             identity_uow=partial(SqlIdentityUnitOfWork, sessionmaker),
+            request_counter=RedisRequestCounter(redis),
         )
 
     async def close(self) -> None:

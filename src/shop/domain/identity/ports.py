@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import datetime
 import uuid
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Protocol, Self
 
 from shop.domain.identity.model import Principal, RefreshToken, User
+from shop.domain.identity.throttle import Quota
 
 
 class AccessTokens(Protocol):
@@ -90,3 +92,21 @@ class IdentityUnitOfWork(Protocol):
     ) -> None: ...
 
     async def commit(self) -> None: ...
+
+
+class RequestCounter(Protocol):
+    """Counts requests per caller in fixed windows, shared by every app process."""
+
+    async def hit(self, quota: Quota, caller: str) -> int:
+        """Count one request; return the caller's count in the current window, this one
+        included. Raise ``Unavailable`` when the counter cannot be reached."""
+        ...
+
+    async def seconds_left(self, quota: Quota, caller: str) -> float:
+        """Until the caller's current window (or hold) ends."""
+        ...
+
+    async def hold(self, quotas: Sequence[Quota], caller: str, *, seconds: int) -> None:
+        """Keep these quotas exhausted for the caller during ``seconds``: every ``hit`` until
+        then returns a count above any quota, and the hold ends on its own."""
+        ...

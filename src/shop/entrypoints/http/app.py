@@ -26,6 +26,7 @@ from shop.entrypoints.http.errors import EXCEPTION_HANDLERS
 from shop.entrypoints.http.health import HealthController
 from shop.entrypoints.http.identity import AuthController, get_me
 from shop.entrypoints.http.request_log import request_log_middleware
+from shop.entrypoints.http.throttle import ThrottleMiddleware
 from shop.logs import configure_logging
 
 _DOCS = SwaggerRenderPlugin(path="/swagger")
@@ -71,6 +72,9 @@ def create_app(
         else JwtAccessTokens(jwt_secret_of(own_settings), ttl_seconds=own_settings.access_token_ttl)
     )
 
+    # The throttle runs before authentication, so that floods of bad tokens are counted too.
+    throttle = [ThrottleMiddleware(own_settings, tokens)] if own_settings.rate_limit_enabled else []
+
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         if container is not None:
@@ -93,7 +97,7 @@ def create_app(
             "container": Provide(provide_container, sync_to_thread=False),
             "principal": Provide(provide_principal, sync_to_thread=False),
         },
-        middleware=[auth_middleware(tokens)],
+        middleware=[*throttle, auth_middleware(tokens)],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=own_settings.max_body_bytes,
         openapi_config=OpenAPIConfig(

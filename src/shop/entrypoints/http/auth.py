@@ -18,12 +18,25 @@ from litestar.middleware import (
     AuthenticationResult,
     DefineMiddleware,
 )
+from litestar.types import Scope
 
 from shop.domain.errors import Forbidden, Unauthorized
 from shop.domain.identity.model import Principal
 from shop.domain.identity.ports import AccessTokens
 
 PUBLIC_PATHS = ("/schema", "/docs")
+# Where a middleware that ran earlier in this request (the throttle) leaves the principal it
+# already verified, so the token's signature is checked once per request, not twice.
+VERIFIED_PRINCIPAL = "shop.verified_principal"
+
+
+def remember_principal(scope: Scope, principal: Principal) -> None:
+    scope.setdefault("state", {})[VERIFIED_PRINCIPAL] = principal
+
+
+def _remembered_principal(scope: Scope) -> Principal | None:
+    principal = scope.get("state", {}).get(VERIFIED_PRINCIPAL)
+    return principal if isinstance(principal, Principal) else None
 
 
 class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
@@ -40,7 +53,7 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("the Authorization header must be 'Bearer <token>'")
-        principal = self._tokens.verify(token.strip())
+        principal = _remembered_principal(connection.scope) or self._tokens.verify(token.strip())
         return AuthenticationResult(user=principal, auth=token)
 
 

@@ -19,6 +19,7 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from shop.bootstrap import Container
 from shop.domain.identity import services
 from shop.domain.identity.model import MAX_EMAIL_LENGTH, Principal, SignUp, TokenPair, User
+from shop.entrypoints.http.throttle import SIGN_IN
 
 # Generous caps that keep absurd payloads out before any rule or hash runs; the domain
 # applies the real policy with messages a customer can act on.
@@ -102,6 +103,7 @@ class AuthController(Controller):
         "/signup",
         operation_id="SignUp",
         exclude_from_auth=True,
+        opt=SIGN_IN,
         status_code=HTTP_201_CREATED,
         summary="Open a customer account",
     )
@@ -113,7 +115,7 @@ class AuthController(Controller):
         )
         return UserOut.from_domain(user)
 
-    @post("/login", operation_id="LogIn", exclude_from_auth=True, status_code=200)
+    @post("/login", operation_id="LogIn", exclude_from_auth=True, opt=SIGN_IN, status_code=200)
     async def log_in(
         self, data: JSONBody[LogInIn], container: NamedDependency[Container]
     ) -> TokenOut:
