@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
+import uuid
 from typing import Any
 
 import httpx
+import jwt
 from litestar import Litestar
 from redis.asyncio import Redis
 
 from shop.adapters.redis.ratelimit import RedisRequestCounter
 from shop.bootstrap import Container
+from shop.domain.identity.model import Principal, Role
 from shop.entrypoints.http.app import create_app
-from tests.conftest import http_client, make_user, with_settings
+from shop.entrypoints.http.auth import _remembered_principal, remember_principal
+from tests.conftest import TEST_JWT_SECRET, http_client, make_user, with_settings
 
 WRONG = {"email": "ann@example.com", "password": "wrong Passw0rd"}
 
@@ -186,3 +191,22 @@ async def test_an_admitted_request_costs_one_redis_round_trip(clean: Container) 
     # One EVALSHA per request (user or address); INCRBY and EXPIRE run inside the script.
     assert sent.pop("evalsha") == 10
     assert set(sent) <= {"incrby", "expire", "info"}, sent
+
+
+async def test_bad_tokens_are_still_401_behind_the_throttle(clean: Container) -> None:
+    now = int(time.time())
+    claims = {"sub": str(uuid.uuid4()), "role": "admin", "iss": "shop", "iat": now}
+    expired = jwt.encode({**claims, "exp": now - 60}, TEST_JWT_SECRET, algorithm="HS256")
+    unsigned = jwt.encode({**claims, "exp": now + 60}, None, algorithm="none")
+    async with http_client(_app(clean)) as client:
+        for token in (expired, unsigned, "garbage"):
+            response = await client.get("/api/me", headers={"Authorization": f"Bearer {token}"})
+            assert response.status_code == 401, token
+
+
+def test_a_remembered_principal_serves_only_the_token_it_was_verified_for() -> None:
+    principal = Principal(user_id=uuid.uuid4(), role=Role.ADMIN)
+    scope: dict[str, Any] = {}
+    remember_principal(scope, "token-a", principal)  # type: ignore[arg-type]
+    assert _remembered_principal(scope, "token-a") == principal  # type: ignore[arg-type]
+    assert _remembered_principal(scope, "token-b") is None  # type: ignore[arg-type]

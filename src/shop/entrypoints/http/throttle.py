@@ -144,13 +144,14 @@ class ThrottleMiddleware(ASGIMiddleware):
         for name, value in scope.get("headers", ()):
             if name == b"authorization":
                 scheme, _, token = value.decode("latin-1").partition(" ")
-                if scheme.lower() != "bearer" or not token.strip():
+                token = token.strip()
+                if scheme.lower() != "bearer" or not token:
                     return None
                 try:
-                    principal = self._tokens.verify(token.strip())
+                    principal = self._tokens.verify(token)
                 except Unauthorized:
                     return None
-                remember_principal(scope, principal)
+                remember_principal(scope, token, principal)
                 return principal
         return None
 
