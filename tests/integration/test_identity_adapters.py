@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import time
+import traceback
 import uuid
 
 import pytest
@@ -175,3 +176,20 @@ async def test_hashing_does_not_block_the_event_loop() -> None:
     finally:
         task.cancel()
     assert ticks >= elapsed / 0.005 / 3, "the loop kept serving while argon2 ran"
+
+
+async def test_database_errors_never_carry_a_password_hash(clean: Container) -> None:
+    secret_hash = "$argon2id$v=19$m=8192,t=1,p=4$c2VjcmV0$do-not-log-me"
+    broken = User(
+        id=uuid.uuid4(),
+        email="ann@example.com",
+        name="x" * 500,
+        role=Role.CUSTOMER,
+        password_hash=secret_hash,
+    )
+    async with clean.identity_uow() as uow:
+        with pytest.raises(Exception) as caught:
+            await uow.users.add(broken)  # name too long for its column
+    logged = "".join(traceback.format_exception(caught.value))  # what a log line would show
+    assert "user_account" in logged
+    assert secret_hash not in logged

@@ -146,13 +146,6 @@ async def test_an_email_cannot_sign_up_twice_whatever_its_case(
     assert len(uow.committed.users) == 1
 
 
-async def test_a_blank_name_is_refused(uow: FakeIdentityUnitOfWork, hasher: FakeHasher) -> None:
-    with pytest.raises(InvalidInput):
-        await services.sign_up(
-            SignUp(email="ann@example.com", password=PASSWORD, name="  "), uow=uow, hasher=hasher
-        )
-
-
 async def test_log_in_issues_an_access_token_and_a_stored_refresh_token(
     uow: FakeIdentityUnitOfWork, hasher: FakeHasher
 ) -> None:
@@ -320,3 +313,19 @@ def test_a_refresh_token_is_checked_for_reuse_before_expiry() -> None:
     spent = RefreshToken(token.digest, token.family, token.user_id, token.expires_at, used_at=T0)
     with pytest.raises(RefreshTokenReused):
         spent.check_spendable(T0 + 2 * TTL)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"name": "x" * 201}, {"phone": "1" * 41}, {"name": "  "}],
+)
+async def test_profiles_that_do_not_fit_are_refused(
+    uow: FakeIdentityUnitOfWork, hasher: FakeHasher, changes: dict[str, str]
+) -> None:
+    fields = {"email": "ann@example.com", "password": PASSWORD, "name": "Ann", **changes}
+    with pytest.raises(InvalidInput):
+        await services.sign_up(SignUp(**fields), uow=uow, hasher=hasher)
+    with pytest.raises(InvalidInput):
+        await services.create_admin(
+            "root@example.com", PASSWORD, name="x" * 201, uow=uow, hasher=hasher
+        )

@@ -21,6 +21,9 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> Asy
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_pre_ping=True,
+        # Errors and logs show the SQL but not its values: those include password hashes,
+        # addresses and phone numbers, which must not end up in logs.
+        hide_parameters=True,
         # Fail fast instead of queueing buyers behind a dead database.
         pool_timeout=10,
         connect_args={"server_settings": {"application_name": "shop"}, "timeout": 10},

@@ -12,14 +12,16 @@ import uuid
 from types import TracebackType
 from typing import Self
 
-from advanced_alchemy.exceptions import IntegrityError
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shop.adapters.db.tables import RefreshTokenRow, UserRow
 from shop.domain.errors import Conflict
 from shop.domain.identity.model import RefreshToken, Role, User
+
+UNIQUE_VIOLATION = "23505"
 
 
 class UserRepository(SQLAlchemyAsyncRepository[UserRow]):
@@ -56,7 +58,9 @@ def _refresh_token(row: RefreshTokenRow) -> RefreshToken:
 class SqlUsers:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
-        self._repo = UserRepository(session=session)
+        # Unwrapped errors: the unique violation is told apart by its SQLSTATE, not by
+        # matching message text.
+        self._repo = UserRepository(session=session, wrap_exceptions=False)
 
     async def add(self, user: User) -> None:
         row = UserRow(
@@ -70,9 +74,11 @@ class SqlUsers:
         )
         try:
             await self._repo.add(row, auto_refresh=False)
-        except IntegrityError:
+        except IntegrityError as exc:
             # The only unique column besides the (random) id is the email.
-            raise Conflict("an account with this email already exists") from None
+            if getattr(exc.orig, "sqlstate", None) == UNIQUE_VIOLATION:
+                raise Conflict("an account with this email already exists") from None
+            raise
 
     async def get(self, user_id: uuid.UUID) -> User | None:
         row = await self._repo.get_one_or_none(UserRow.id == user_id)

@@ -16,6 +16,8 @@ MIN_PASSWORD_LENGTH = 8
 # Long enough for any passphrase, short enough that hashing it cannot be used to burn CPU.
 MAX_PASSWORD_LENGTH = 256
 MAX_EMAIL_LENGTH = 320
+MAX_NAME_LENGTH = 200
+MAX_PHONE_LENGTH = 40
 
 
 class Role(StrEnum):
@@ -83,6 +85,20 @@ def check_password_policy(password: str) -> None:
             "password must mix at least two kinds of characters "
             "(lower case, upper case, digits, symbols)"
         )
+
+
+def clean_name(raw: str) -> str:
+    name = raw.strip()
+    if not name or len(name) > MAX_NAME_LENGTH:
+        raise InvalidInput(f"name must have 1 to {MAX_NAME_LENGTH} characters")
+    return name
+
+
+def clean_phone(raw: str | None) -> str | None:
+    phone = (raw or "").strip()
+    if len(phone) > MAX_PHONE_LENGTH:
+        raise InvalidInput(f"phone must have at most {MAX_PHONE_LENGTH} characters")
+    return phone or None
 
 
 @dataclass(frozen=True, slots=True)

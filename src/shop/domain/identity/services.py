@@ -20,6 +20,8 @@ from shop.domain.identity.model import (
     TokenPair,
     User,
     check_password_policy,
+    clean_name,
+    clean_phone,
     normalise_email,
     refresh_digest,
 )
@@ -35,30 +37,22 @@ def utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-def _clean_optional(value: str | None) -> str | None:
-    if value is None:
-        return None
-    value = value.strip()
-    return value or None
-
-
 async def sign_up(cmd: SignUp, *, uow: IdentityUnitOfWork, hasher: PasswordHasher) -> User:
     """Open a customer account. The email is normalised first, so case or spaces cannot
     create a second account for one mailbox; the unique index decides a race between two
     sign-ups with the same email (the loser gets ``Conflict``)."""
     email = normalise_email(cmd.email)
     check_password_policy(cmd.password)
-    name = cmd.name.strip()
-    if not name:
-        raise InvalidInput("name must not be empty")
+    name, phone = clean_name(cmd.name), clean_phone(cmd.phone)
+    address = (cmd.address or "").strip() or None
     user = User(
         id=uuid.uuid4(),
         email=email,
         name=name,
         role=Role.CUSTOMER,
         password_hash=await hasher.hash(cmd.password),
-        phone=_clean_optional(cmd.phone),
-        address=_clean_optional(cmd.address),
+        phone=phone,
+        address=address,
     )
     async with uow:
         await uow.users.add(user)
@@ -189,6 +183,7 @@ async def create_admin(
     """
     normalised = normalise_email(email)
     check_password_policy(password)
+    name = clean_name(name or "Administrator")
     password_hash = await hasher.hash(password)
     async with uow:
         existing = await uow.users.by_email(normalised)
@@ -200,7 +195,7 @@ async def create_admin(
         admin = User(
             id=uuid.uuid4(),
             email=normalised,
-            name=name.strip() or "Administrator",
+            name=name,
             role=Role.ADMIN,
             password_hash=password_hash,
         )
