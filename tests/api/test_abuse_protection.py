@@ -58,6 +58,7 @@ async def test_sign_in_is_limited_then_the_address_is_blocked_then_free_again(
         assert blocked.status_code == 429
         assert "blocked" in blocked.json()["detail"]
         assert blocked.headers["retry-after"] == "1"
+        assert blocked.json()["extra"] == {"retry_after": 1}
         # The block covers every anonymous request from the address, not only sign-in.
         browsing = await client.get("/api/me")
         assert browsing.status_code == 429

@@ -12,6 +12,7 @@ process already knows to be blocked costs nothing at all.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -87,7 +88,7 @@ class Throttle:
         threshold = quota.amount + self._block.after_refusals
         if count < threshold:
             left = await self._counter.seconds_left(quota, address)
-            raise TooManyRequests("too many requests: slow down and retry later", retry_after=left)
+            raise _slow_down(left)
         if count == threshold:
             # Exactly one request sees the threshold (the count is atomic), so one process
             # sets the block and the others learn of it from the counter.
@@ -104,8 +105,7 @@ class Throttle:
         """Let a request of an authenticated user through, or raise ``TooManyRequests``."""
         count = await self._counter.hit(self._user, user_id)
         if count > self._user.amount:
-            left = await self._counter.seconds_left(self._user, user_id)
-            raise TooManyRequests("too many requests: slow down and retry later", retry_after=left)
+            raise _slow_down(await self._counter.seconds_left(self._user, user_id))
 
     def _remember(self, address: str, seconds: float) -> None:
         now = self._clock()
@@ -118,5 +118,13 @@ class Throttle:
     @staticmethod
     def _blocked(seconds: float) -> TooManyRequests:
         return TooManyRequests(
-            "too many requests from your address: temporarily blocked", retry_after=seconds
+            "too many requests from your address: temporarily blocked",
+            retry_after=max(1, math.ceil(seconds)),
         )
+
+
+def _slow_down(seconds: float) -> TooManyRequests:
+    # Whole seconds, rounded up: retrying a fraction early would only be refused again.
+    return TooManyRequests(
+        "too many requests: slow down and retry later", retry_after=max(1, math.ceil(seconds))
+    )
