@@ -6,9 +6,9 @@ import uuid
 
 from sqlalchemy import insert
 
-from shop.adapters.db.tables import OptionRow, ProductRow, UserRow
+from shop.adapters.db.tables import OptionRow, ProductRow
 from shop.bootstrap import Container
-from shop.domain.identity.model import Principal, Role
+from tests.conftest import make_user as make_user  # one user factory for every module
 
 
 async def make_product(container: Container, *, name: str = "T-shirt", price: int = 1_000) -> int:
@@ -48,22 +48,3 @@ async def make_option(
     if stock:
         await container.stock.put_on_sale(int(option_id), stock)
     return int(option_id)
-
-
-async def make_user(
-    container: Container, *, role: Role = Role.CUSTOMER, email: str | None = None
-) -> tuple[uuid.UUID, dict[str, str]]:
-    """A real user row (orders and wishes reference it) and a bearer header acting as it."""
-    user_id = uuid.uuid4()
-    async with container.engine.begin() as conn:
-        await conn.execute(
-            insert(UserRow).values(
-                id=user_id,
-                email=email or f"{user_id.hex[:12]}@example.test",
-                password_hash="not-a-real-hash",
-                name="Test User",
-                role=role.value,
-            )
-        )
-    token, _ = container.access_tokens.issue(Principal(user_id=user_id, role=role))
-    return user_id, {"Authorization": f"Bearer {token}"}

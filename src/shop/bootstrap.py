@@ -11,6 +11,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shop.adapters.clock import SystemClock
 from shop.adapters.db.engine import make_engine, make_sessionmaker
+from shop.adapters.db.identity import SqlIdentityUnitOfWork
 from shop.adapters.db.orders import SqlOrders
 from shop.adapters.db.stock import PostgresStock
 from shop.adapters.embedded import EmbeddedPostgres, EmbeddedRedis
@@ -28,9 +30,15 @@ from shop.adapters.queue import EXPIRE_ORDER_JOB as EXPIRE_ORDER_JOB  # for the 
 from shop.adapters.queue import QUEUE_NAME as QUEUE_NAME
 from shop.adapters.queue import SaqExpiryScheduler, job_queue_on
 from shop.adapters.queue import make_job_queue as make_job_queue
-from shop.adapters.security import JwtAccessTokens
+from shop.adapters.redis.ratelimit import RedisRequestCounter
+from shop.adapters.security import Argon2PasswordHasher, JwtAccessTokens
 from shop.config import Settings
-from shop.domain.identity.ports import AccessTokens
+from shop.domain.identity.ports import (
+    AccessTokens,
+    IdentityUnitOfWork,
+    PasswordHasher,
+    RequestCounter,
+)
 from shop.domain.orders.model import OrderRules
 from shop.domain.orders.ports import Clock, ExpiryScheduler, Orders
 from shop.domain.stock.ports import StockReservation
@@ -144,6 +152,9 @@ class Container:
     orders: Orders
     clock: Clock
     expiry: ExpiryScheduler
+    password_hasher: PasswordHasher
+    identity_uow: Callable[[], IdentityUnitOfWork]
+    request_counter: RequestCounter
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -162,10 +173,11 @@ class Container:
             redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
         )
         queue = job_queue_on(redis)
+        sessionmaker = make_sessionmaker(engine)
         return cls(
             settings=settings,
             engine=engine,
-            sessionmaker=make_sessionmaker(engine),
+            sessionmaker=sessionmaker,
             redis=redis,
             stock=build_stock(settings.stock_strategy, StockDeps(settings, engine, redis)),
             queue=queue,
@@ -175,6 +187,12 @@ class Container:
             access_tokens=JwtAccessTokens(
                 jwt_secret_of(settings), ttl_seconds=settings.access_token_ttl
             ),
+            password_hasher=Argon2PasswordHasher(
+                time_cost=settings.password_hash_time_cost,
+                memory_kib=settings.password_hash_memory_kib,
+            ),
+            identity_uow=partial(SqlIdentityUnitOfWork, sessionmaker),
+            request_counter=RedisRequestCounter(redis),
         )
 
     async def close(self) -> None:
