@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,20 @@ import msgspec
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from shop.adapters.db.catalog import SqlCatalogReads, SqlCatalogUnitOfWork, SqlPopularityScores
 from shop.adapters.db.engine import make_engine, make_sessionmaker
 from shop.adapters.db.stock import PostgresStock
 from shop.adapters.embedded import EmbeddedPostgres, EmbeddedRedis
+from shop.adapters.redis.popularity import RedisPopularRanking
 from shop.adapters.security import JwtAccessTokens
 from shop.config import Settings
+from shop.domain.catalog.ports import (
+    CatalogReads,
+    CatalogUnitOfWork,
+    CatalogUnitOfWorkFactory,
+    PopularityScores,
+    PopularRanking,
+)
 from shop.domain.identity.ports import AccessTokens
 from shop.domain.stock.ports import StockReservation
 
@@ -108,6 +118,17 @@ def build_stock(name: str, deps: StockDeps) -> StockReservation:
     return factory(deps)
 
 
+@dataclass(frozen=True)
+class CatalogPorts:
+    """What catalog use cases are wired with."""
+
+    unit_of_work: CatalogUnitOfWorkFactory
+    reads: CatalogReads
+    scores: PopularityScores
+    ranking: PopularRanking
+    stock: StockReservation
+
+
 @dataclass
 class Container:
     """Every long-lived connection of one process, built once and closed once."""
@@ -140,6 +161,21 @@ class Container:
             access_tokens=JwtAccessTokens(
                 jwt_secret_of(settings), ttl_seconds=settings.access_token_ttl
             ),
+        )
+
+    @cached_property
+    def catalog(self) -> CatalogPorts:
+        sessionmaker = self.sessionmaker
+
+        def unit_of_work() -> CatalogUnitOfWork:
+            return SqlCatalogUnitOfWork(sessionmaker)
+
+        return CatalogPorts(
+            unit_of_work=unit_of_work,
+            reads=SqlCatalogReads(self.engine),
+            scores=SqlPopularityScores(self.engine),
+            ranking=RedisPopularRanking(self.redis),
+            stock=self.stock,
         )
 
     async def close(self) -> None:

@@ -56,6 +56,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     refund_window: Seconds = 259_200.0
     max_line_quantity: PositiveInt = 100
     max_order_lines: PositiveInt = 50
+    # Catalog: popularity = units weight × units ordered (live orders) + wish weight × wishes
+    # made within the window; recomputed every refresh interval; the top list keeps list size.
+    popularity_units_weight: Annotated[int, msgspec.Meta(ge=0)] = 2
+    popularity_wish_weight: Annotated[int, msgspec.Meta(ge=0)] = 1
+    popularity_wish_window: Seconds = 604_800.0
+    popularity_refresh_interval: Annotated[int, msgspec.Meta(ge=1)] = 300
+    popular_list_size: Annotated[int, msgspec.Meta(ge=1, le=100)] = 100
     # HTTP.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False

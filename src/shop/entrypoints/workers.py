@@ -17,6 +17,8 @@ from saq.types import Context
 
 from shop.bootstrap import Container, EmbeddedServers, require_urls, resolve_services
 from shop.config import Settings, load_settings
+from shop.domain.catalog.model import PopularityWeights
+from shop.domain.catalog.services import refresh_popularity
 from shop.logs import configure_logging, get_logger
 
 QUEUE_NAME = "shop"
@@ -34,6 +36,40 @@ def container_of(ctx: Context) -> Container:
     return container
 
 
+def cron_every(seconds: int) -> str:
+    """A cron expression firing every ``seconds`` (croniter's sixth field is seconds).
+
+    Under a minute, seconds that divide 60 are exact; longer intervals round down to whole
+    minutes, whole hours, or once a day, because cron counts within the enclosing unit.
+    """
+    if seconds < 60:
+        return f"* * * * * */{seconds}"
+    if seconds < 3600:
+        return f"*/{seconds // 60} * * * *"
+    if seconds < 86_400:
+        return f"0 */{seconds // 3600} * * *"
+    return "0 0 * * *"
+
+
+async def refresh_popularity_job(ctx: Context) -> int | None:
+    """Recompute popularity scores and republish the top list; safe to run concurrently."""
+    container = container_of(ctx)
+    settings = container.settings
+    changed = await refresh_popularity(
+        container.catalog.scores,
+        container.catalog.reads,
+        container.catalog.ranking,
+        weights=PopularityWeights(
+            units=settings.popularity_units_weight,
+            wish=settings.popularity_wish_weight,
+            wish_window_seconds=settings.popularity_wish_window,
+        ),
+        list_size=settings.popular_list_size,
+    )
+    _log.info("popularity refreshed", changed=changed)
+    return changed
+
+
 def job_functions() -> list[JobFunction]:
     """Jobs enqueued by the app (e.g. an order's expiry at its ``pay_by``)."""
     return []
@@ -41,7 +77,9 @@ def job_functions() -> list[JobFunction]:
 
 def cron_jobs(settings: Settings) -> list[CronJob[Context]]:
     """Periodic jobs; intervals come from settings so tests can run them in seconds."""
-    return []
+    return [
+        CronJob(refresh_popularity_job, cron=cron_every(settings.popularity_refresh_interval)),
+    ]
 
 
 def build_worker(

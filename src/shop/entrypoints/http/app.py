@@ -22,6 +22,12 @@ from shop.adapters.security import JwtAccessTokens
 from shop.bootstrap import Container, jwt_secret_of, resolve_services
 from shop.config import Settings, load_settings
 from shop.entrypoints.http.auth import auth_middleware, provide_principal
+from shop.entrypoints.http.catalog import (
+    AdminCategoryController,
+    AdminProductController,
+    CategoryController,
+    ProductController,
+)
 from shop.entrypoints.http.errors import EXCEPTION_HANDLERS
 from shop.entrypoints.http.health import HealthController
 from shop.entrypoints.http.request_log import request_log_middleware
@@ -50,7 +56,14 @@ def provide_container(state: State) -> Container:
 
 def route_handlers() -> list[ControllerRouterHandler]:
     """Every controller of the shop; each domain module contributes its own."""
-    return [HealthController, docs]
+    return [
+        HealthController,
+        docs,
+        CategoryController,
+        AdminCategoryController,
+        ProductController,
+        AdminProductController,
+    ]
 
 
 def create_app(
