@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from shop.adapters.db.catalog import SqlCatalogReads, SqlCatalogUnitOfWork, SqlPopularityScores
 from shop.adapters.db.engine import make_engine, make_sessionmaker
 from shop.adapters.db.stock import PostgresStock
+from shop.adapters.db.wishes import SqlWishes
 from shop.adapters.embedded import EmbeddedPostgres, EmbeddedRedis
 from shop.adapters.redis.popularity import RedisPopularRanking
 from shop.adapters.security import JwtAccessTokens
@@ -34,6 +35,7 @@ from shop.domain.catalog.ports import (
 )
 from shop.domain.identity.ports import AccessTokens
 from shop.domain.stock.ports import StockReservation
+from shop.domain.wishes.ports import Wishes
 
 
 @dataclass
@@ -177,6 +179,10 @@ class Container:
             ranking=RedisPopularRanking(self.redis),
             stock=self.stock,
         )
+
+    @cached_property
+    def wishes(self) -> Wishes:
+        return SqlWishes(self.engine, self.sessionmaker)
 
     async def close(self) -> None:
         await self.redis.aclose()

@@ -63,6 +63,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     popularity_wish_window: Seconds = 604_800.0
     popularity_refresh_interval: Annotated[int, msgspec.Meta(ge=1)] = 300
     popular_list_size: Annotated[int, msgspec.Meta(ge=1, le=100)] = 100
+    # Wishes.
+    max_wishes_per_user: PositiveInt = 1_000
     # HTTP.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False

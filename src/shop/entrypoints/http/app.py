@@ -31,6 +31,7 @@ from shop.entrypoints.http.catalog import (
 from shop.entrypoints.http.errors import EXCEPTION_HANDLERS
 from shop.entrypoints.http.health import HealthController
 from shop.entrypoints.http.request_log import request_log_middleware
+from shop.entrypoints.http.wishes import WishController
 from shop.logs import configure_logging
 
 _DOCS = SwaggerRenderPlugin(path="/swagger")
@@ -63,6 +64,7 @@ def route_handlers() -> list[ControllerRouterHandler]:
         AdminCategoryController,
         ProductController,
         AdminProductController,
+        WishController,
     ]
 
 
