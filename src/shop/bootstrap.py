@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shop.adapters.db.catalog import SqlCatalogReads, SqlCatalogUnitOfWork, SqlPopularityScores
+from shop.adapters.db.catalog_bulk import PostgresCatalogBulkLoad
 from shop.adapters.db.engine import make_engine, make_sessionmaker
 from shop.adapters.db.stock import PostgresStock
 from shop.adapters.db.wishes import SqlWishes
@@ -27,6 +28,7 @@ from shop.adapters.redis.popularity import RedisPopularRanking
 from shop.adapters.security import JwtAccessTokens
 from shop.config import Settings
 from shop.domain.catalog.ports import (
+    CatalogBulkLoad,
     CatalogReads,
     CatalogUnitOfWork,
     CatalogUnitOfWorkFactory,
@@ -129,6 +131,7 @@ class CatalogPorts:
     scores: PopularityScores
     ranking: PopularRanking
     stock: StockReservation
+    bulk: CatalogBulkLoad
 
 
 @dataclass
@@ -178,6 +181,7 @@ class Container:
             scores=SqlPopularityScores(self.engine),
             ranking=RedisPopularRanking(self.redis),
             stock=self.stock,
+            bulk=PostgresCatalogBulkLoad(self.engine),
         )
 
     @cached_property

@@ -26,6 +26,7 @@ from shop.domain.catalog.model import (
     ProductChange,
     ProductSummary,
 )
+from shop.domain.catalog.sample import LoadedCatalog, SampleCatalog
 
 
 class Categories(Protocol):
@@ -120,6 +121,16 @@ class CatalogReads(Protocol):
         ...
 
     async def most_popular(self, limit: int) -> list[ProductSummary]: ...
+
+
+class CatalogBulkLoad(Protocol):
+    async def load(self, sample: SampleCatalog, *, stock_in_ledger: bool) -> LoadedCatalog:
+        """Write a whole sample catalog in one transaction.
+
+        ``stock_in_ledger`` writes each option's units straight into ``stock_total`` and
+        ``stock`` (what ``put_on_sale`` would leave in the ledger, without one call per
+        option); otherwise options start empty and the caller puts units on sale."""
+        ...
 
 
 class PopularityScores(Protocol):

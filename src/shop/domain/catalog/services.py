@@ -8,6 +8,8 @@ no "initialize" step exists to forget (the seed needed one after every restock).
 
 from __future__ import annotations
 
+import asyncio
+
 from shop.domain.catalog.model import (
     Category,
     CategoryChange,
@@ -31,11 +33,13 @@ from shop.domain.catalog.model import (
     check_url,
 )
 from shop.domain.catalog.ports import (
+    CatalogBulkLoad,
     CatalogReads,
     CatalogUnitOfWorkFactory,
     PopularityScores,
     PopularRanking,
 )
+from shop.domain.catalog.sample import LoadedCatalog, SampleCatalog
 from shop.domain.errors import InvalidInput, NotFound
 from shop.domain.paging import (
     Page,
@@ -279,3 +283,32 @@ async def refresh_popularity(
         return None
     await ranking.replace(await reads.most_popular(list_size))
     return changed
+
+
+async def seed_catalog(
+    bulk: CatalogBulkLoad,
+    stock: StockReservation,
+    sample: SampleCatalog,
+    *,
+    through_port: bool = False,
+    concurrency: int = 8,
+) -> LoadedCatalog:
+    """Load a sample catalog and leave every option's units on sale.
+
+    Default: the bulk load writes the units into the ledger (``stock_total = stock``), the
+    state ``put_on_sale`` would leave, in the same COPY; strategies that read the ledger
+    (db, redlock) sell them at once, and a strategy that keeps counters elsewhere rebuilds
+    missing counters from the ledger (DESIGN §3, "recoverable"). ``through_port`` instead
+    calls ``put_on_sale`` once per option (strategy-agnostic, about a thousand options a
+    second): for small catalogs, or a strategy that cannot rebuild on its own.
+    """
+    loaded = await bulk.load(sample, stock_in_ledger=not through_port)
+    if through_port:
+        gate = asyncio.Semaphore(concurrency)
+
+        async def put(option_id: int, units: int) -> None:
+            async with gate:
+                await stock.put_on_sale(option_id, units)
+
+        await asyncio.gather(*(put(o, units) for o, units in loaded.option_units if units))
+    return loaded
