@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -94,6 +95,21 @@ async def test_a_category_cannot_move_under_its_own_descendant(
     assert _shape((await client.get("/api/categories")).json()) == [
         ("Top", [("Middle", [("Bottom", [])])])
     ]
+
+
+async def test_two_crossing_moves_at_once_cannot_make_a_cycle(
+    client: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
+    for _ in range(5):
+        a = await _create(client, admin, "A")
+        b = await _create(client, admin, "B")
+        under_b, under_a = await asyncio.gather(
+            client.patch(f"/api/admin/categories/{a}", json={"parent_id": b}, headers=admin),
+            client.patch(f"/api/admin/categories/{b}", json={"parent_id": a}, headers=admin),
+        )
+        assert sorted([under_b.status_code, under_a.status_code]) == [200, 409]
+        for category in (a, b):
+            await client.delete(f"/api/admin/categories/{category}?cascade=true", headers=admin)
 
 
 async def test_unknown_category_is_404_for_update_and_delete(
