@@ -64,6 +64,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     purchase_limit_per_option: PositiveInt | None = None
     # How often the worker sweeps for overdue unpaid orders and unfinished stock releases.
     order_sweep_interval: Seconds = 60.0
+    # Catalog: popularity = units weight × units ordered (live orders) + wish weight × wishes
+    # made within the window; recomputed every refresh interval; the top list keeps list size.
+    popularity_units_weight: Annotated[int, msgspec.Meta(ge=0)] = 2
+    popularity_wish_weight: Annotated[int, msgspec.Meta(ge=0)] = 1
+    popularity_wish_window: Seconds = 604_800.0
+    popularity_refresh_interval: Annotated[int, msgspec.Meta(ge=1)] = 300
+    popular_list_size: Annotated[int, msgspec.Meta(ge=1, le=100)] = 100
+    # Wishes.
+    max_wishes_per_user: PositiveInt = 1_000
     # HTTP.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False

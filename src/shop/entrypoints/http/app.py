@@ -22,12 +22,19 @@ from shop.adapters.security import JwtAccessTokens
 from shop.bootstrap import Container, jwt_secret_of, resolve_services
 from shop.config import Settings, load_settings
 from shop.entrypoints.http.auth import auth_middleware, provide_principal
+from shop.entrypoints.http.catalog import (
+    AdminCategoryController,
+    AdminProductController,
+    CategoryController,
+    ProductController,
+)
 from shop.entrypoints.http.errors import EXCEPTION_HANDLERS
 from shop.entrypoints.http.health import HealthController
 from shop.entrypoints.http.identity import AuthController, get_me
 from shop.entrypoints.http.orders import AdminOrderController, OrderController
 from shop.entrypoints.http.request_log import request_log_middleware
 from shop.entrypoints.http.throttle import ThrottleMiddleware
+from shop.entrypoints.http.wishes import WishController
 from shop.logs import configure_logging
 
 _DOCS = SwaggerRenderPlugin(path="/swagger")
@@ -53,7 +60,19 @@ def provide_container(state: State) -> Container:
 
 def route_handlers() -> list[ControllerRouterHandler]:
     """Every controller of the shop; each domain module contributes its own."""
-    return [HealthController, docs, AuthController, get_me, OrderController, AdminOrderController]
+    return [
+        HealthController,
+        docs,
+        AuthController,
+        get_me,
+        CategoryController,
+        AdminCategoryController,
+        ProductController,
+        AdminProductController,
+        WishController,
+        OrderController,
+        AdminOrderController,
+    ]
 
 
 def create_app(
