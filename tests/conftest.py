@@ -9,15 +9,18 @@ end. Tests under ``unit/`` need none of this: the fixtures below start nothing u
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
+import msgspec
 import pytest
 from litestar import Litestar
 from redis.asyncio import Redis
@@ -29,7 +32,7 @@ from shop.adapters.db.tables import metadata
 from shop.adapters.embedded import EmbeddedPostgres, EmbeddedRedis
 from shop.bootstrap import Container
 from shop.config import Settings
-from shop.domain.identity.model import Principal, Role
+from shop.domain.identity.model import Principal, Role, User, normalise_email
 from shop.entrypoints.http.app import create_app
 
 TEST_JWT_SECRET = "test-secret-not-for-production-0123456789abcdef"
@@ -114,6 +117,12 @@ def settings(
         jwt_secret=TEST_JWT_SECRET,
         log_level="WARNING",
         stock_strategy="db",
+        # The cheapest argon2 the settings allow: real hashing, milliseconds per test.
+        password_hash_time_cost=1,
+        password_hash_memory_kib=8192,
+        # Off for the suite (every test client shares one address); tests of the throttle
+        # switch it on with with_settings().
+        rate_limit_enabled=False,
     )
 
 
@@ -130,6 +139,14 @@ async def reset_state(container: Container) -> None:
     async with container.engine.begin() as conn:
         await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     await container.redis.flushdb()
+
+
+def with_settings(container: Container, **changes: Any) -> Container:
+    """The same connections under other settings, e.g. ``with_settings(c, rate_limit_enabled=True)``
+    then ``create_app(...)`` on the result: apps read their settings from their container."""
+    return dataclasses.replace(
+        container, settings=msgspec.structs.replace(container.settings, **changes)
+    )
 
 
 @pytest.fixture
@@ -166,3 +183,34 @@ def bearer(
     """An Authorization header for a principal, minted with the app's own token issuer."""
     token, _ = container.access_tokens.issue(Principal(user_id=user_id or uuid.uuid4(), role=role))
     return {"Authorization": f"Bearer {token}"}
+
+
+TEST_PASSWORD = "test Passw0rd"
+_hashed_passwords: dict[str, str] = {}
+
+
+async def make_user(
+    container: Container,
+    role: Role = Role.CUSTOMER,
+    *,
+    email: str | None = None,
+    password: str = TEST_PASSWORD,
+    name: str = "Test User",
+) -> tuple[uuid.UUID, dict[str, str]]:
+    """A real ``user_account`` row (foreign keys to it hold) and an Authorization header for it.
+
+    The user can also log in with ``password``. Each password is hashed once per run.
+    """
+    if password not in _hashed_passwords:
+        _hashed_passwords[password] = await container.password_hasher.hash(password)
+    user = User(
+        id=uuid.uuid4(),
+        email=normalise_email(email or f"user-{uuid.uuid4().hex[:12]}@example.com"),
+        name=name,
+        role=role,
+        password_hash=_hashed_passwords[password],
+    )
+    async with container.identity_uow() as uow:
+        await uow.users.add(user)
+        await uow.commit()
+    return user.id, bearer(container, role=role, user_id=user.id)

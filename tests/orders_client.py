@@ -3,26 +3,17 @@
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from typing import Any
 
 import httpx
-import msgspec
 from sqlalchemy import func, select
 
 from shop.adapters.db.tables import OptionRow, OrderLineRow, OrderRow
 from shop.bootstrap import Container
+from tests.conftest import with_settings as with_settings
 
 RELEASED_STATES = ("cancelled", "expired")
-
-
-def with_settings(container: Container, **changes: Any) -> Container:
-    """The same connections under other settings (short deadlines, a purchase limit…).
-    Not to be closed: the session's container owns the connections."""
-    return dataclasses.replace(
-        container, settings=msgspec.structs.replace(container.settings, **changes)
-    )
 
 
 def order_body(

@@ -11,6 +11,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -20,20 +21,40 @@ from saq import Queue
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shop.adapters.clock import SystemClock
+from shop.adapters.db.catalog import SqlCatalogReads, SqlCatalogUnitOfWork, SqlPopularityScores
+from shop.adapters.db.catalog_bulk import PostgresCatalogBulkLoad
 from shop.adapters.db.engine import make_engine, make_sessionmaker
+from shop.adapters.db.identity import SqlIdentityUnitOfWork
 from shop.adapters.db.orders import SqlOrders
 from shop.adapters.db.stock import PostgresStock
+from shop.adapters.db.wishes import SqlWishes
 from shop.adapters.embedded import EmbeddedPostgres, EmbeddedRedis
 from shop.adapters.queue import EXPIRE_ORDER_JOB as EXPIRE_ORDER_JOB  # for the worker
 from shop.adapters.queue import QUEUE_NAME as QUEUE_NAME
 from shop.adapters.queue import SaqExpiryScheduler, job_queue_on
 from shop.adapters.queue import make_job_queue as make_job_queue
-from shop.adapters.security import JwtAccessTokens
+from shop.adapters.redis.popularity import RedisPopularRanking
+from shop.adapters.redis.ratelimit import RedisRequestCounter
+from shop.adapters.security import Argon2PasswordHasher, JwtAccessTokens
 from shop.config import Settings
-from shop.domain.identity.ports import AccessTokens
+from shop.domain.catalog.ports import (
+    CatalogBulkLoad,
+    CatalogReads,
+    CatalogUnitOfWork,
+    CatalogUnitOfWorkFactory,
+    PopularityScores,
+    PopularRanking,
+)
+from shop.domain.identity.ports import (
+    AccessTokens,
+    IdentityUnitOfWork,
+    PasswordHasher,
+    RequestCounter,
+)
 from shop.domain.orders.model import OrderRules
 from shop.domain.orders.ports import Clock, ExpiryScheduler, Orders
 from shop.domain.stock.ports import StockReservation
+from shop.domain.wishes.ports import Wishes
 
 
 @dataclass
@@ -129,6 +150,18 @@ def order_rules(settings: Settings) -> OrderRules:
     )
 
 
+@dataclass(frozen=True)
+class CatalogPorts:
+    """What catalog use cases are wired with."""
+
+    unit_of_work: CatalogUnitOfWorkFactory
+    reads: CatalogReads
+    scores: PopularityScores
+    ranking: PopularRanking
+    stock: StockReservation
+    bulk: CatalogBulkLoad
+
+
 @dataclass
 class Container:
     """Every long-lived connection of one process, built once and closed once."""
@@ -144,6 +177,9 @@ class Container:
     orders: Orders
     clock: Clock
     expiry: ExpiryScheduler
+    password_hasher: PasswordHasher
+    identity_uow: Callable[[], IdentityUnitOfWork]
+    request_counter: RequestCounter
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -162,10 +198,11 @@ class Container:
             redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
         )
         queue = job_queue_on(redis)
+        sessionmaker = make_sessionmaker(engine)
         return cls(
             settings=settings,
             engine=engine,
-            sessionmaker=make_sessionmaker(engine),
+            sessionmaker=sessionmaker,
             redis=redis,
             stock=build_stock(settings.stock_strategy, StockDeps(settings, engine, redis)),
             queue=queue,
@@ -175,7 +212,33 @@ class Container:
             access_tokens=JwtAccessTokens(
                 jwt_secret_of(settings), ttl_seconds=settings.access_token_ttl
             ),
+            password_hasher=Argon2PasswordHasher(
+                time_cost=settings.password_hash_time_cost,
+                memory_kib=settings.password_hash_memory_kib,
+            ),
+            identity_uow=partial(SqlIdentityUnitOfWork, sessionmaker),
+            request_counter=RedisRequestCounter(redis),
         )
+
+    @cached_property
+    def catalog(self) -> CatalogPorts:
+        sessionmaker = self.sessionmaker
+
+        def unit_of_work() -> CatalogUnitOfWork:
+            return SqlCatalogUnitOfWork(sessionmaker)
+
+        return CatalogPorts(
+            unit_of_work=unit_of_work,
+            reads=SqlCatalogReads(self.engine),
+            scores=SqlPopularityScores(self.engine),
+            ranking=RedisPopularRanking(self.redis),
+            stock=self.stock,
+            bulk=PostgresCatalogBulkLoad(self.engine),
+        )
+
+    @cached_property
+    def wishes(self) -> Wishes:
+        return SqlWishes(self.engine, self.sessionmaker)
 
     async def close(self) -> None:
         await self.redis.aclose()  # the job queue's connections too

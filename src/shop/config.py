@@ -7,11 +7,13 @@ in the middle of a sale.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import limits
 import msgspec
 from dotenv import dotenv_values
 
@@ -50,6 +52,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     access_token_ttl: Seconds = 900.0
     refresh_token_ttl: Seconds = 1_209_600.0
     admin_password: str | None = None
+    password_hash_time_cost: PositiveInt = 3
+    password_hash_memory_kib: Annotated[int, msgspec.Meta(ge=8192)] = 65_536
     # Orders.
     card_payment_ttl: Seconds = 900.0
     bank_transfer_ttl: Seconds = 259_200.0
@@ -60,10 +64,28 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     purchase_limit_per_option: PositiveInt | None = None
     # How often the worker sweeps for overdue unpaid orders and unfinished stock releases.
     order_sweep_interval: Seconds = 60.0
+    # Catalog: popularity = units weight × units ordered (live orders) + wish weight × wishes
+    # made within the window; recomputed every refresh interval; the top list keeps list size.
+    popularity_units_weight: Annotated[int, msgspec.Meta(ge=0)] = 2
+    popularity_wish_weight: Annotated[int, msgspec.Meta(ge=0)] = 1
+    popularity_wish_window: Seconds = 604_800.0
+    popularity_refresh_interval: Annotated[int, msgspec.Meta(ge=1)] = 300
+    popular_list_size: Annotated[int, msgspec.Meta(ge=1, le=100)] = 100
+    # Wishes.
+    max_wishes_per_user: PositiveInt = 1_000
     # HTTP.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False
     max_body_bytes: PositiveInt = 1_048_576
+    # Abuse protection (limits notation: "10/minute", "100 per 5 seconds"). Anonymous callers
+    # are counted per IP address, sign-in and sign-up more strictly; users per account.
+    rate_limit_enabled: bool = True
+    rate_limit_anonymous: str = "120/minute"
+    rate_limit_sign_in: str = "10/minute"
+    rate_limit_user: str = "600/minute"
+    rate_limit_block_after: PositiveInt = 20
+    rate_limit_block_seconds: PositiveInt = 900
+    trusted_proxies: tuple[str, ...] = ()
 
     @property
     def data_path(self) -> Path:
@@ -90,7 +112,7 @@ def env_name(field: str) -> str:
 def _parse_value(field: str, raw: str) -> Any:
     """Turn one raw string into the field's type; comma lists become tuples."""
     info = _FIELDS[field]
-    if field == "redlock_urls":
+    if field in ("redlock_urls", "trusted_proxies"):
         return tuple(part.strip() for part in raw.split(",") if part.strip())
     value: Any = raw.strip()
     if value == "" and msgspec.inspect.type_info(info.type).__class__ is msgspec.inspect.UnionType:
@@ -133,6 +155,7 @@ def load_settings(
 
 
 def _check_consistency(settings: Settings) -> None:
+    _check_abuse_settings(settings)
     if settings.environment == "prod" and not settings.jwt_secret:
         raise ConfigError("SHOP_JWT_SECRET must be set when SHOP_ENVIRONMENT=prod")
     if settings.jwt_secret is not None and len(settings.jwt_secret) < 32:
@@ -146,3 +169,25 @@ def _check_consistency(settings: Settings) -> None:
         ("redis://", "rediss://")
     ):
         raise ConfigError("SHOP_REDIS_URL must be a redis:// URL")
+
+
+def _check_abuse_settings(settings: Settings) -> None:
+    for field in ("rate_limit_anonymous", "rate_limit_sign_in", "rate_limit_user"):
+        notation = getattr(settings, field)
+        try:
+            parsed = limits.parse_many(notation)
+        except ValueError:
+            parsed = []
+        if len(parsed) != 1:
+            raise ConfigError(
+                f"{env_name(field)}={notation!r} is invalid: "
+                "expected one limit such as '10/minute' or '100 per 5 seconds'"
+            )
+    for entry in settings.trusted_proxies:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"SHOP_TRUSTED_PROXIES has {entry!r}: every entry must be an IP address or "
+                "a network such as 10.0.0.0/8"
+            ) from None

@@ -107,4 +107,4 @@ async def test_the_worker_registers_the_job_the_scheduler_enqueues(clean: Contai
 
     assert EXPIRE_ORDER_JOB in {f.__qualname__ for f in job_functions()}
     names = {c.function.__qualname__ for c in cron_jobs(clean.settings)}
-    assert names == {"expire_overdue_orders", "release_stock_of_closed_orders"}
+    assert {"expire_overdue_orders", "release_stock_of_closed_orders"} <= names

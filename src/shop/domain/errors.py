@@ -15,6 +15,10 @@ class DomainError(Exception):
         self.extra: dict[str, Any] = dict(extra or {})
 
 
+class MalformedRequest(DomainError):
+    """The request cannot be understood as sent (e.g. a page cursor this server never issued)."""
+
+
 class InvalidInput(DomainError):
     """The request is well-formed but its values break a rule (e.g. quantity above the cap)."""
 

@@ -25,6 +25,8 @@ from shop.bootstrap import (
     resolve_services,
 )
 from shop.config import Settings, load_settings
+from shop.domain.catalog.model import PopularityWeights
+from shop.domain.catalog.services import refresh_popularity
 from shop.domain.orders import services as orders
 from shop.logs import configure_logging, get_logger
 
@@ -71,6 +73,25 @@ async def release_stock_of_closed_orders(ctx: Context) -> int:
     return released
 
 
+async def refresh_popularity_job(ctx: Context) -> int | None:
+    """Recompute popularity scores and republish the top list; safe to run concurrently."""
+    container = container_of(ctx)
+    settings = container.settings
+    changed = await refresh_popularity(
+        container.catalog.scores,
+        container.catalog.reads,
+        container.catalog.ranking,
+        weights=PopularityWeights(
+            units=settings.popularity_units_weight,
+            wish=settings.popularity_wish_weight,
+            wish_window_seconds=settings.popularity_wish_window,
+        ),
+        list_size=settings.popular_list_size,
+    )
+    _log.info("popularity refreshed", changed=changed)
+    return changed
+
+
 def job_functions() -> list[JobFunction]:
     """Jobs enqueued by the app (e.g. an order's expiry at its ``pay_by``)."""
     return [expire_order]
@@ -95,6 +116,7 @@ def cron_jobs(settings: Settings) -> list[CronJob[Context]]:
     return [
         CronJob(expire_overdue_orders, cron=sweep, timeout=timeout),
         CronJob(release_stock_of_closed_orders, cron=sweep, timeout=timeout),
+        CronJob(refresh_popularity_job, cron=every(settings.popularity_refresh_interval)),
     ]
 
 

@@ -24,6 +24,9 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> Asy
         # broken by a database restart fails its request (503, Retry-After) and is discarded.
         pool_pre_ping=False,
         pool_recycle=1800,
+        # Errors and logs show the SQL but not its values: those include password hashes,
+        # addresses and phone numbers, which must not end up in logs.
+        hide_parameters=True,
         # Fail fast instead of queueing buyers behind a dead database.
         pool_timeout=10,
         connect_args={"server_settings": {"application_name": "shop"}, "timeout": 10},

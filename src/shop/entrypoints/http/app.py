@@ -22,11 +22,20 @@ from shop.adapters.security import JwtAccessTokens
 from shop.bootstrap import Container, jwt_secret_of, resolve_services
 from shop.config import Settings, load_settings
 from shop.entrypoints.http.auth import auth_middleware, provide_principal
+from shop.entrypoints.http.catalog import (
+    AdminCategoryController,
+    AdminProductController,
+    CategoryController,
+    ProductController,
+)
 from shop.entrypoints.http.errors import EXCEPTION_HANDLERS
 from shop.entrypoints.http.health import HealthController
+from shop.entrypoints.http.identity import AuthController, get_me
 from shop.entrypoints.http.orders import AdminOrderController, OrderController
 from shop.entrypoints.http.request_log import request_log_middleware
+from shop.entrypoints.http.throttle import ThrottleMiddleware
 from shop.entrypoints.http.whoami import whoami
+from shop.entrypoints.http.wishes import WishController
 from shop.logs import configure_logging
 
 _DOCS = SwaggerRenderPlugin(path="/swagger")
@@ -52,7 +61,20 @@ def provide_container(state: State) -> Container:
 
 def route_handlers() -> list[ControllerRouterHandler]:
     """Every controller of the shop; each domain module contributes its own."""
-    return [HealthController, docs, whoami, OrderController, AdminOrderController]
+    return [
+        HealthController,
+        docs,
+        AuthController,
+        get_me,
+        whoami,
+        CategoryController,
+        AdminCategoryController,
+        ProductController,
+        AdminProductController,
+        WishController,
+        OrderController,
+        AdminOrderController,
+    ]
 
 
 def create_app(
@@ -71,6 +93,9 @@ def create_app(
         if container is not None
         else JwtAccessTokens(jwt_secret_of(own_settings), ttl_seconds=own_settings.access_token_ttl)
     )
+
+    # The throttle runs before authentication, so that floods of bad tokens are counted too.
+    throttle = [ThrottleMiddleware(own_settings, tokens)] if own_settings.rate_limit_enabled else []
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -94,7 +119,7 @@ def create_app(
             "container": Provide(provide_container, sync_to_thread=False),
             "principal": Provide(provide_principal, sync_to_thread=False),
         },
-        middleware=[auth_middleware(tokens)],
+        middleware=[*throttle, auth_middleware(tokens)],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=own_settings.max_body_bytes,
         openapi_config=OpenAPIConfig(

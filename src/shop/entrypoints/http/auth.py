@@ -18,12 +18,29 @@ from litestar.middleware import (
     AuthenticationResult,
     DefineMiddleware,
 )
+from litestar.types import Scope
 
 from shop.domain.errors import Forbidden, Unauthorized
 from shop.domain.identity.model import Principal
 from shop.domain.identity.ports import AccessTokens
 
 PUBLIC_PATHS = ("/schema", "/docs")
+# Where a middleware that ran earlier in this request (the throttle) leaves the principal it
+# already verified, so the token's signature is checked once per request, not twice. It is
+# kept with its token and only used for that very token.
+VERIFIED_PRINCIPAL = "shop.verified_principal"
+
+
+def remember_principal(scope: Scope, token: str, principal: Principal) -> None:
+    scope.setdefault("state", {})[VERIFIED_PRINCIPAL] = (token, principal)
+
+
+def _remembered_principal(scope: Scope, token: str) -> Principal | None:
+    remembered = scope.get("state", {}).get(VERIFIED_PRINCIPAL)
+    if isinstance(remembered, tuple) and remembered[0] == token:
+        principal = remembered[1]
+        return principal if isinstance(principal, Principal) else None
+    return None
 
 
 class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
@@ -40,7 +57,8 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("the Authorization header must be 'Bearer <token>'")
-        principal = self._tokens.verify(token.strip())
+        token = token.strip()
+        principal = _remembered_principal(connection.scope, token) or self._tokens.verify(token)
         return AuthenticationResult(user=principal, auth=token)
 
 

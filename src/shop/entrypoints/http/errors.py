@@ -24,6 +24,7 @@ from shop.domain.errors import (
     DomainError,
     Forbidden,
     InvalidInput,
+    MalformedRequest,
     NotFound,
     TooManyRequests,
     Unauthorized,
@@ -38,6 +39,7 @@ STATUS: tuple[tuple[type[DomainError], int], ...] = (
     (Forbidden, 403),
     (Conflict, 409),  # includes SoldOut and InvalidState
     (InvalidInput, 422),
+    (MalformedRequest, 400),
     (TooManyRequests, 429),
     (Unavailable, 503),
 )

@@ -1,0 +1,1 @@
+"""The catalog: category tree, products with options and images, listings and popularity."""

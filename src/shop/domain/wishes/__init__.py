@@ -1,0 +1,1 @@
+"""The wish list: products a customer keeps an eye on (per product, not per option)."""
