@@ -20,10 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from shop.adapters.db.engine import make_engine, make_sessionmaker
 from shop.adapters.db.stock import PostgresStock
 from shop.adapters.embedded import EmbeddedPostgres, EmbeddedRedis
+from shop.adapters.redis.stock_counter import RedisCounterStock
+from shop.adapters.redis.stock_redlock import RedlockStock, redlock_masters
+from shop.adapters.redis.strategy import StockStrategy, SwitchableStock
 from shop.adapters.security import JwtAccessTokens
 from shop.config import Settings
 from shop.domain.identity.ports import AccessTokens
-from shop.domain.stock.ports import StockReservation
+from shop.domain.stock.ports import StockOperations, StockReservation
 
 
 @dataclass
@@ -91,21 +94,56 @@ class StockDeps:
     redis: Redis
 
 
-StockFactory = Callable[[StockDeps], StockReservation]
+StockFactory = Callable[[StockDeps], StockStrategy]
+
+
+def _redlock(deps: StockDeps) -> RedlockStock:
+    settings = deps.settings
+    urls = settings.redlock_urls or (require_urls(settings)[1],)
+    return RedlockStock(
+        deps.engine,
+        redlock_masters(urls, wait=settings.redlock_wait, lease=settings.redlock_lease),
+        lease=settings.redlock_lease,
+        wait=settings.redlock_wait,
+        retry_delay=settings.redlock_retry_delay,
+    )
+
+
+def _counter(deps: StockDeps) -> RedisCounterStock:
+    return RedisCounterStock(
+        deps.engine,
+        deps.redis,
+        wait=deps.settings.stock_wait,
+        recovery_grace=deps.settings.stock_recovery_grace,
+    )
+
 
 # One line per strategy: adding a strategy is one adapter module plus one entry here.
 STOCK_STRATEGIES: dict[str, StockFactory] = {
     "db": lambda deps: PostgresStock(deps.engine),
+    "redlock": _redlock,
+    "counter": _counter,
 }
 
 
-def build_stock(name: str, deps: StockDeps) -> StockReservation:
+def build_stock(name: str, deps: StockDeps) -> StockStrategy:
     try:
         factory = STOCK_STRATEGIES[name]
     except KeyError:
         known = ", ".join(sorted(STOCK_STRATEGIES))
         raise ValueError(f"unknown stock strategy {name!r} (known: {known})") from None
     return factory(deps)
+
+
+def build_switchable_stock(deps: StockDeps) -> SwitchableStock:
+    """Every registered strategy behind one port that follows the live switch."""
+    return SwitchableStock(
+        strategies={name: build_stock(name, deps) for name in STOCK_STRATEGIES},
+        engine=deps.engine,
+        redis=deps.redis,
+        default=deps.settings.stock_strategy,
+        wait=deps.settings.stock_wait,
+    )
 
 
 @dataclass
@@ -118,6 +156,7 @@ class Container:
     redis: Redis
     access_tokens: AccessTokens
     stock: StockReservation
+    stock_operations: StockOperations
     extras: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -131,17 +170,22 @@ class Container:
         redis = Redis.from_url(
             redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
         )
+        stock = build_switchable_stock(StockDeps(settings, engine, redis))
         return cls(
             settings=settings,
             engine=engine,
             sessionmaker=make_sessionmaker(engine),
             redis=redis,
-            stock=build_stock(settings.stock_strategy, StockDeps(settings, engine, redis)),
+            stock=stock,
+            stock_operations=stock,
             access_tokens=JwtAccessTokens(
                 jwt_secret_of(settings), ttl_seconds=settings.access_token_ttl
             ),
         )
 
     async def close(self) -> None:
+        closer = getattr(self.stock, "close", None)
+        if closer is not None:
+            await closer()
         await self.redis.aclose()
         await self.engine.dispose()

@@ -57,6 +57,18 @@ class SoldOut(Conflict):
         self.option_id = option_id
 
 
+class PurchaseLimitExceeded(Conflict):
+    """One customer may hold at most ``limit`` units of an option: a flash sale is for many."""
+
+    def __init__(self, option_id: int, limit: int) -> None:
+        super().__init__(
+            f"at most {limit} unit(s) of option {option_id} per customer",
+            extra={"option_id": option_id, "limit": limit},
+        )
+        self.option_id = option_id
+        self.limit = limit
+
+
 class TooManyRequests(DomainError):
     """Slow down; ``retry_after`` says for how many seconds."""
 

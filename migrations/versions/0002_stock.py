@@ -1,0 +1,51 @@
+"""stock: buyer on reservations, per-buyer tallies, index of open reservations
+
+Revision ID: 0002_stock
+Revises: 0001
+Create Date: 2026-11-26 09:00:00.000000
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0002_stock"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column("stock_reservation", sa.Column("buyer", sa.String(length=200), nullable=True))
+    op.create_index(
+        "stock_reservation_open_idx",
+        "stock_reservation",
+        ["created_at"],
+        unique=False,
+        postgresql_where=sa.text("status IN ('pending', 'confirmed')"),
+    )
+    op.create_table(
+        "stock_buyer_tally",
+        sa.Column("option_id", sa.BigInteger(), nullable=False),
+        sa.Column("buyer", sa.String(length=200), nullable=False),
+        sa.Column("units", sa.Integer(), server_default=sa.text("0"), nullable=False),
+        sa.CheckConstraint("units >= 0", name=op.f("ck_stock_buyer_tally_units_non_negative")),
+        sa.ForeignKeyConstraint(
+            ["option_id"],
+            ["option.id"],
+            name=op.f("fk_stock_buyer_tally_option_id_option"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("option_id", "buyer", name=op.f("pk_stock_buyer_tally")),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("stock_buyer_tally")
+    op.drop_index(
+        "stock_reservation_open_idx",
+        table_name="stock_reservation",
+        postgresql_where=sa.text("status IN ('pending', 'confirmed')"),
+    )
+    op.drop_column("stock_reservation", "buyer")
