@@ -231,12 +231,16 @@ async def retire_reservations(conn: AsyncConnection, keys: Sequence[str]) -> Non
 
 
 async def release_in(conn: AsyncConnection, key: str) -> None:
-    """Give a reservation's units (and its buyer's allowance) back, once."""
+    """Give a reservation's units (and its buyer's allowance) back, once.
+
+    Row locks are taken in the order ``reserve`` takes them — the buyer's tally rows, then
+    the option rows — so a release and a reservation of the same buyer cannot deadlock.
+    """
     released = await settle(conn, key, to="released", from_=OPEN_STATUSES)
     if released is not None:
-        await return_units(conn, released.lines)
         if released.buyer is not None:
             await uncount_for_buyer(conn, released.buyer, released.lines)
+        await return_units(conn, released.lines)
 
 
 def check_units(units: Any) -> None:

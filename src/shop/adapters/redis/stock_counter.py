@@ -142,6 +142,7 @@ class RedisCounterStock:
         self._retire = redis.register_script(lua.RETIRE)
         self._restock = redis.register_script(lua.RESTOCK)
         self._install = redis.register_script(lua.INSTALL)
+        self._restoring = asyncio.Lock()
         self._rebuilding: weakref.WeakValueDictionary[int, asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
@@ -261,19 +262,28 @@ class RedisCounterStock:
         """Rebuild the whole counter state from PostgreSQL unless Redis has it (see module)."""
         give_up = deadline if deadline is not None else time.monotonic() + self._grace + 60
         token = uuid.uuid4().hex
-        while not await self._redis.exists(GENERATION):
-            if await self._redis.set(
-                REBUILD_LOCK, token, nx=True, px=int((self._grace + 60) * 1000)
-            ):
-                try:
-                    await self._rebuild_all()
-                finally:
-                    if await self._redis.get(REBUILD_LOCK) == token.encode():
-                        await self._redis.delete(REBUILD_LOCK)
-                return
-            if time.monotonic() > give_up:
-                raise Unavailable("stock is being recovered; please retry shortly")
-            await asyncio.sleep(_POLL)
+        try:
+            # One task per process watches the recovery; the others wait for it here.
+            async with asyncio.timeout(max(give_up - time.monotonic(), 0)):
+                await self._restoring.acquire()
+        except TimeoutError:
+            raise Unavailable("stock is being recovered; please retry shortly") from None
+        try:
+            while not await self._redis.exists(GENERATION):
+                if await self._redis.set(
+                    REBUILD_LOCK, token, nx=True, px=int((self._grace + 60) * 1000)
+                ):
+                    try:
+                        await self._rebuild_all()
+                    finally:
+                        if await self._redis.get(REBUILD_LOCK) == token.encode():
+                            await self._redis.delete(REBUILD_LOCK)
+                    return
+                if time.monotonic() > give_up:
+                    raise Unavailable("stock is being recovered; please retry shortly")
+                await asyncio.sleep(_POLL)
+        finally:
+            self._restoring.release()
 
     async def _rebuild_all(self) -> None:
         async with self._engine.connect() as conn, fence_across_commits(conn):

@@ -180,7 +180,7 @@ class SwitchableStock:
                 try:
                     return await operation(self._strategies[name])
                 except StrategyMoved:
-                    _log.info("stock strategy moved under us; following it", was=name)
+                    _log.debug("stock strategy moved under us; following it", was=name)
             if time.monotonic() > deadline:
                 raise Unavailable("the stock strategy is being switched; please retry")
             if fresh:
