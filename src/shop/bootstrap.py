@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shop.adapters.db.engine import make_engine, make_sessionmaker
 from shop.adapters.db.stock import PostgresStock
+from shop.adapters.db.stock_ledger import SqlOrderStates
 from shop.adapters.embedded import EmbeddedPostgres, EmbeddedRedis
 from shop.adapters.redis.stock_counter import RedisCounterStock
 from shop.adapters.redis.stock_redlock import RedlockStock, redlock_masters
@@ -26,7 +27,7 @@ from shop.adapters.redis.strategy import StockStrategy, SwitchableStock
 from shop.adapters.security import JwtAccessTokens
 from shop.config import Settings
 from shop.domain.identity.ports import AccessTokens
-from shop.domain.stock.ports import StockOperations, StockReservation
+from shop.domain.stock.ports import OrderStates, StockOperations, StockReservation
 
 
 @dataclass
@@ -157,6 +158,7 @@ class Container:
     access_tokens: AccessTokens
     stock: StockReservation
     stock_operations: StockOperations
+    order_states: OrderStates
     extras: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -178,6 +180,7 @@ class Container:
             redis=redis,
             stock=stock,
             stock_operations=stock,
+            order_states=SqlOrderStates(engine),
             access_tokens=JwtAccessTokens(
                 jwt_secret_of(settings), ttl_seconds=settings.access_token_ttl
             ),

@@ -17,6 +17,7 @@ from saq.types import Context
 
 from shop.bootstrap import Container, EmbeddedServers, require_urls, resolve_services
 from shop.config import Settings, load_settings
+from shop.domain.stock import services as stock_services
 from shop.logs import configure_logging, get_logger
 
 QUEUE_NAME = "shop"
@@ -34,6 +35,38 @@ def container_of(ctx: Context) -> Container:
     return container
 
 
+def every(seconds: float) -> str:
+    """A cron expression firing about every ``seconds`` (croniter's sixth field is seconds)."""
+    whole = max(1, round(seconds))
+    if whole < 60:
+        return f"* * * * * */{whole}"
+    return f"*/{max(1, round(whole / 60))} * * * *"
+
+
+async def sync_stock(ctx: Context) -> int:
+    """Write the Redis counters back to option.stock (a no-op unless counter is active)."""
+    return await container_of(ctx).stock_operations.sync()
+
+
+async def sweep_reservations(ctx: Context) -> dict[str, int]:
+    """Settle reservations left behind by requests that never finished (see the use case)."""
+    container = container_of(ctx)
+    outcome = await stock_services.sweep_reservations(
+        stock=container.stock,
+        operations=container.stock_operations,
+        orders=container.order_states,
+        pending_timeout=container.settings.reservation_timeout,
+    )
+    summary = {
+        "confirmed": len(outcome.confirmed),
+        "released": len(outcome.released),
+        "retired": len(outcome.retired),
+    }
+    if outcome.released or outcome.confirmed:
+        _log.info("reservations swept", **summary)
+    return summary
+
+
 def job_functions() -> list[JobFunction]:
     """Jobs enqueued by the app (e.g. an order's expiry at its ``pay_by``)."""
     return []
@@ -41,7 +74,10 @@ def job_functions() -> list[JobFunction]:
 
 def cron_jobs(settings: Settings) -> list[CronJob[Context]]:
     """Periodic jobs; intervals come from settings so tests can run them in seconds."""
-    return []
+    return [
+        CronJob(sync_stock, cron=every(settings.stock_sync_interval), timeout=60),
+        CronJob(sweep_reservations, cron=every(settings.stock_sweep_interval), timeout=300),
+    ]
 
 
 def build_worker(
