@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from shop.entrypoints.cli.server import migrate, up
+from shop.entrypoints.cli.stock import stock
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -14,5 +15,6 @@ def main() -> None:
 
 main.add_command(up)
 main.add_command(migrate)
+main.add_command(stock)
 
 __all__ = ["main"]
