@@ -1,4 +1,4 @@
-"""stock: buyer on reservations, per-buyer tallies, index of open reservations
+"""stock: buyer on reservations, per-buyer tallies, index of open reservations, fence function
 
 Revision ID: 0002_stock
 Revises: 0001
@@ -16,7 +16,24 @@ branch_labels = None
 depends_on = None
 
 
+# The switch fence in one call (see shop/adapters/db/stock_fence.py): take the advisory lock
+# shared, then read the active strategy. VOLATILE makes the SELECT take its own snapshot,
+# after the lock was granted, so it sees a switch that committed while this call waited.
+FENCE_FUNCTION = """
+CREATE FUNCTION shop_stock_fence(lock_key bigint, strategy text) RETURNS boolean
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock_shared(lock_key);
+    RETURN coalesce(
+        (SELECT value = strategy FROM app_setting WHERE name = 'stock_strategy'), false
+    );
+END
+$$
+"""
+
+
 def upgrade() -> None:
+    op.execute(FENCE_FUNCTION)
     op.add_column("stock_reservation", sa.Column("buyer", sa.String(length=200), nullable=True))
     op.create_index(
         "stock_reservation_open_idx",
@@ -42,6 +59,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute("DROP FUNCTION shop_stock_fence(bigint, text)")
     op.drop_table("stock_buyer_tally")
     op.drop_index(
         "stock_reservation_open_idx",

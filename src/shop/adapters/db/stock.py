@@ -25,11 +25,11 @@ from shop.adapters.db.stock_rows import (
     add_to_total,
     check_limit_arguments,
     check_units,
+    confirm_in,
     count_for_buyer,
     db_stock,
     record_reservation,
     release_in,
-    settle,
     take_units,
 )
 from shop.adapters.db.stock_state import PostgresHome
@@ -56,8 +56,7 @@ class PostgresStock:
         check_limit_arguments(buyer, per_buyer_limit)
         merged = merge_lines(lines)
         async with self._engine.begin() as conn:
-            await share_fence(conn, self.name)
-            existing = await record_reservation(conn, key, merged, buyer)
+            existing = await record_reservation(conn, key, merged, buyer, strategy=self.name)
             if existing is not None:
                 return existing
             # The buyer's tally first: a customer over the limit never queues on the hot row.
@@ -68,13 +67,11 @@ class PostgresStock:
 
     async def confirm(self, key: str) -> None:
         async with self._engine.begin() as conn:
-            await share_fence(conn, self.name)
-            await settle(conn, key, to="confirmed", from_=("pending",))
+            await confirm_in(conn, key, strategy=self.name)
 
     async def release(self, key: str) -> None:
         async with self._engine.begin() as conn:
-            await share_fence(conn, self.name)
-            await release_in(conn, key)
+            await release_in(conn, key, strategy=self.name)
 
     async def put_on_sale(self, option_id: int, units: int) -> None:
         check_units(units)

@@ -10,7 +10,10 @@ lock orders everything that moves stock state between stores:
 
 So an operation of the old strategy either commits before the switch reads the state, or
 starts after the switch committed and finds itself moved. Advisory locks live in the lock
-manager: taking one shared costs a round trip, not a row write, which matters on the hot path.
+manager: taking one shared writes no row, which matters on the hot path. The SQL function
+``shop_stock_fence(lock, strategy)`` (migration 0002_stock) takes the lock and then checks
+the strategy in a snapshot of its own, so the hot statements fold the whole fence into their
+first write: ``... WHERE shop_stock_fence(:lock, :strategy)``.
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ COUNTER_GENERATION_SETTING = "stock_counter_generation"
 
 FENCE_LOCK = 0x73_68_6F_70_73_74_6B  # "shopstk": one key for the whole stock state
 
-_SHARED = text("SELECT pg_advisory_xact_lock_shared(:key)").bindparams(key=FENCE_LOCK)
+# Usable inside any statement; true iff the strategy named is the active one, lock held.
+FENCE_SQL = f"shop_stock_fence({FENCE_LOCK}, :strategy)"
+_SHARED = text(f"SELECT {FENCE_SQL}")
 _EXCLUSIVE = text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=FENCE_LOCK)
 _SESSION_LOCK = text("SELECT pg_advisory_lock(:key)").bindparams(key=FENCE_LOCK)
 _SESSION_UNLOCK = text("SELECT pg_advisory_unlock(:key)").bindparams(key=FENCE_LOCK)
@@ -75,14 +80,9 @@ async def stored_strategy(conn: AsyncConnection, *, default: str) -> str:
 
 
 async def share_fence(conn: AsyncConnection, strategy: str) -> None:
-    """Hold the fence shared for this transaction and make sure ``strategy`` still sells.
-
-    The check is a separate statement on purpose: under READ COMMITTED it takes its snapshot
-    after the lock was granted, so it sees a switch that committed while we waited.
-    """
-    await conn.execute(_SHARED)
-    active = await read_setting(conn, STRATEGY_SETTING)
-    if active != strategy:
+    """Hold the fence shared for this transaction and make sure ``strategy`` still sells."""
+    if not (await conn.execute(_SHARED, {"strategy": strategy})).scalar():
+        active = await read_setting(conn, STRATEGY_SETTING)
         raise StrategyMoved(f"stock strategy is {active!r}, not {strategy!r}")
 
 

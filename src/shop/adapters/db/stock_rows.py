@@ -6,13 +6,14 @@ what lock it holds meanwhile. See ``stock.py`` for why these statements keep the
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from sqlalchemy import Table, func, select, text, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from shop.adapters.db.stock_fence import FENCE_SQL, STRATEGY_SETTING, StrategyMoved
 from shop.adapters.db.tables import OptionRow, StockBuyerTallyRow, StockReservationRow
 from shop.domain.errors import InvalidInput, NotFound, PurchaseLimitExceeded, SoldOut
 from shop.domain.stock.model import HeldReservation, Line, Reservation, merge_lines
@@ -39,15 +40,56 @@ def check_limit_arguments(buyer: str | None, per_buyer_limit: int | None) -> Non
         raise InvalidInput("a per-buyer limit needs a buyer and a limit of at least 1")
 
 
+# Every hot statement is built once: building SQLAlchemy constructs per call costs more CPU
+# than the database spends running them. The switch fence (shared lock + active-strategy
+# check) is folded into each operation's first write (see stock_fence).
+_ACTIVE_NOW = text(f"SELECT value FROM app_setting WHERE name = '{STRATEGY_SETTING}'")
+_TAKE = text("UPDATE option SET stock = stock - :qty WHERE id = :id AND stock >= :qty RETURNING id")
+_RETURN = text("UPDATE option SET stock = stock + :qty WHERE id = :id")
+_LEFT = text("SELECT id, stock FROM option WHERE id = ANY(CAST(:ids AS bigint[]))")
+_RECORD = text(
+    "INSERT INTO stock_reservation (key, lines, buyer) "
+    f"SELECT :key, CAST(:lines AS jsonb), :buyer WHERE {FENCE_SQL} "
+    "ON CONFLICT (key) DO UPDATE SET lines = EXCLUDED.lines, buyer = EXCLUDED.buyer, "
+    "status = 'pending', created_at = now(), settled_at = NULL "
+    "WHERE stock_reservation.status IN ('released', 'moved') "
+    "RETURNING key"
+)
+_EXISTING = text(
+    f"SELECT (SELECT value FROM app_setting WHERE name = '{STRATEGY_SETTING}') AS active, "
+    "(SELECT lines FROM stock_reservation WHERE key = :key) AS lines"
+)
+_CONFIRM = text(
+    "UPDATE stock_reservation SET status = 'confirmed', settled_at = now() "
+    f"WHERE key = :key AND status = 'pending' AND {FENCE_SQL} RETURNING key"
+)
+_RELEASE = text(
+    "UPDATE stock_reservation SET status = 'released', settled_at = now() "
+    f"WHERE key = :key AND status IN ('pending', 'confirmed') AND {FENCE_SQL} "
+    "RETURNING lines, buyer, created_at"
+)
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+async def ensure_active(conn: AsyncConnection, strategy: str) -> None:
+    """``StrategyMoved`` unless ``strategy`` is the active one.
+
+    Called when a statement with the folded fence matched no row: either there was nothing
+    to do, or the fence said no. A switch that moved the row made it unmatched too, and had
+    committed by the time our statement could lock the row, so this later read sees it.
+    """
+    active = (await conn.execute(_ACTIVE_NOW)).scalar()
+    if active != strategy:
+        raise StrategyMoved(f"stock strategy is {active!r}, not {strategy!r}")
+
+
 async def take_units(conn: AsyncConnection, lines: Sequence[Line]) -> None:
     """Decrement every line or raise ``SoldOut`` (the caller's transaction then rolls back)."""
     for line in lines:
-        taken = await conn.execute(
-            update(option)
-            .where(option.c.id == line.option_id, option.c.stock >= line.quantity)
-            .values(stock=option.c.stock - line.quantity)
-            .returning(option.c.id)
-        )
+        taken = await conn.execute(_TAKE, {"id": line.option_id, "qty": line.quantity})
         if taken.first() is None:
             raise SoldOut(line.option_id, requested=line.quantity)
 
@@ -59,11 +101,7 @@ async def refuse_if_short(conn: AsyncConnection, lines: Sequence[Line]) -> None:
     committed), so it can refuse a buyer who would have fit a moment later, never let one
     through: the conditional UPDATE still decides.
     """
-    rows = await conn.execute(
-        select(option.c.id, option.c.stock).where(
-            option.c.id.in_([line.option_id for line in lines])
-        )
-    )
+    rows = await conn.execute(_LEFT, {"ids": [line.option_id for line in lines]})
     left = {int(row.id): int(row.stock) for row in rows}
     for line in lines:
         if left.get(line.option_id, 0) < line.quantity:
@@ -72,62 +110,60 @@ async def refuse_if_short(conn: AsyncConnection, lines: Sequence[Line]) -> None:
 
 async def return_units(conn: AsyncConnection, lines: Sequence[Line]) -> None:
     for line in lines:
-        await conn.execute(
-            update(option)
-            .where(option.c.id == line.option_id)
-            .values(stock=option.c.stock + line.quantity)
-        )
+        await conn.execute(_RETURN, {"id": line.option_id, "qty": line.quantity})
 
 
 async def record_reservation(
-    conn: AsyncConnection, key: str, lines: Sequence[Line], buyer: str | None = None
+    conn: AsyncConnection,
+    key: str,
+    lines: Sequence[Line],
+    buyer: str | None = None,
+    *,
+    strategy: str,
 ) -> Reservation | None:
     """Record the reservation; ``None`` means this call owns it and must take the units.
 
     If the key already holds units, return that reservation (a retry takes nothing more). A
     key whose reservation was released is taken over again. ``ON CONFLICT DO UPDATE`` locks
     the existing row even when its WHERE is false, so of two concurrent retries exactly one
-    takes over; the other then reads the row the winner committed.
+    takes over; the other then reads the row the winner committed. Raises ``StrategyMoved``
+    (having written nothing) unless ``strategy`` is the active one.
     """
-    statement = insert(reservation).values(key=key, lines=lines_to_json(lines), buyer=buyer)
     recorded = await conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=[reservation.c.key],
-            set_={
-                "lines": statement.excluded.lines,
-                "buyer": statement.excluded.buyer,
-                "status": "pending",
-                "created_at": func.now(),
-                "settled_at": None,
-            },
-            where=reservation.c.status.in_(REUSABLE_STATUSES),
-        ).returning(reservation.c.key)
+        _RECORD,
+        {
+            "key": key,
+            "lines": json.dumps(lines_to_json(lines)),
+            "buyer": buyer,
+            "strategy": strategy,
+        },
     )
     if recorded.first() is not None:
         return None
-    existing = (
-        await conn.execute(select(reservation.c.lines).where(reservation.c.key == key))
-    ).scalar_one()
-    return Reservation(key=key, lines=lines_from_json(existing))
+    row = (await conn.execute(_EXISTING, {"key": key})).one()
+    if row.active != strategy or row.lines is None:
+        raise StrategyMoved(f"stock strategy is {row.active!r}, not {strategy!r}")
+    return Reservation(key=key, lines=lines_from_json(_json(row.lines)))
 
 
-async def settle(
-    conn: AsyncConnection, key: str, *, to: str, from_: Sequence[str]
+async def confirm_in(conn: AsyncConnection, key: str, *, strategy: str) -> None:
+    """Mark a pending reservation confirmed (its order is written); idempotent."""
+    if (await conn.execute(_CONFIRM, {"key": key, "strategy": strategy})).first() is None:
+        await ensure_active(conn, strategy)
+
+
+async def settle_release(
+    conn: AsyncConnection, key: str, *, strategy: str
 ) -> HeldReservation | None:
-    """Move a reservation between states once; returns it only if this call moved it."""
-    moved = await conn.execute(
-        update(reservation)
-        .where(reservation.c.key == key, reservation.c.status.in_(from_))
-        .values(status=to, settled_at=func.now())
-        .returning(reservation.c.lines, reservation.c.buyer, reservation.c.created_at)
-    )
-    row = moved.first()
+    """Mark an open reservation released; returns it only if this call released it."""
+    row = (await conn.execute(_RELEASE, {"key": key, "strategy": strategy})).first()
     if row is None:
+        await ensure_active(conn, strategy)
         return None
     return HeldReservation(
         key=key,
-        lines=lines_from_json(row.lines),
-        status=to,
+        lines=lines_from_json(_json(row.lines)),
+        status="released",
         buyer=row.buyer,
         created_at=row.created_at.timestamp(),
     )
@@ -171,12 +207,16 @@ _COUNT_LIMITED = text(
 )
 
 
+_UNCOUNT = text(
+    "UPDATE stock_buyer_tally SET units = greatest(units - :units, 0) "
+    "WHERE option_id = :option_id AND buyer = :buyer"
+)
+
+
 async def uncount_for_buyer(conn: AsyncConnection, buyer: str, lines: Sequence[Line]) -> None:
     for line in lines:
         await conn.execute(
-            update(tally)
-            .where(tally.c.option_id == line.option_id, tally.c.buyer == buyer)
-            .values(units=func.greatest(tally.c.units - line.quantity, 0))
+            _UNCOUNT, {"option_id": line.option_id, "buyer": buyer, "units": line.quantity}
         )
 
 
@@ -230,13 +270,13 @@ async def retire_reservations(conn: AsyncConnection, keys: Sequence[str]) -> Non
     )
 
 
-async def release_in(conn: AsyncConnection, key: str) -> None:
+async def release_in(conn: AsyncConnection, key: str, *, strategy: str) -> None:
     """Give a reservation's units (and its buyer's allowance) back, once.
 
     Row locks are taken in the order ``reserve`` takes them — the buyer's tally rows, then
     the option rows — so a release and a reservation of the same buyer cannot deadlock.
     """
-    released = await settle(conn, key, to="released", from_=OPEN_STATUSES)
+    released = await settle_release(conn, key, strategy=strategy)
     if released is not None:
         if released.buyer is not None:
             await uncount_for_buyer(conn, released.buyer, released.lines)
