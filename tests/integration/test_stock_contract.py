@@ -6,14 +6,20 @@ talks to ``container.stock``, the port every other module uses.
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import time
 
+import msgspec
 import pytest
 from sqlalchemy import select, text
 
 from shop.adapters.db.stock_ledger import SqlOrderStates, ledger
 from shop.adapters.db.tables import OptionRow
+from shop.adapters.redis.stock_keys import ACTIVE, SWITCHING
+from shop.adapters.redis.strategy import CACHE_SECONDS
 from shop.bootstrap import STOCK_STRATEGIES, Container
+from shop.config import Settings
 from shop.domain.errors import InvalidInput, NotFound, PurchaseLimitExceeded, SoldOut
 from shop.domain.stock.model import Line
 from shop.domain.stock.ports import StockReservation
@@ -29,6 +35,13 @@ from tests.stock_helpers import (
 )
 
 STRATEGIES = sorted(STOCK_STRATEGIES)
+
+
+@pytest.fixture
+def unused_tcp_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(params=STRATEGIES)
@@ -150,6 +163,14 @@ async def test_available_is_zero_for_unknown_options(
     }
     with pytest.raises(SoldOut):
         await stock.reserve([Line(option_id, 1)], key="nothing")
+
+
+async def test_an_option_that_does_not_exist_is_sold_out(
+    stock: StockReservation, clean: Container
+) -> None:
+    with pytest.raises(SoldOut) as caught:
+        await stock.reserve([Line(424242, 1)], key="ghost")
+    assert caught.value.option_id == 424242
 
 
 async def test_a_buyer_may_not_hold_more_than_the_limit(
@@ -302,3 +323,33 @@ async def test_reconcile_reports_drift_and_fix_repairs_it_from_the_ledger(
     assert not [o for o in await clean.stock_operations.status() if o.drift]
     await stock.release("in-flight")
     assert await _left(stock, option_id) == 7
+
+
+async def test_db_keeps_selling_while_redis_is_unreachable(
+    clean: Container, settings: Settings, unused_tcp_port: int
+) -> None:
+    await clean.stock_operations.use("db")
+    option_id = await make_option(clean, stock=3)
+    cut_off = Container.build(
+        msgspec.structs.replace(settings, redis_url=f"redis://127.0.0.1:{unused_tcp_port}/0")
+    )
+    try:
+        await cut_off.stock.reserve([Line(option_id, 2)], key="no-redis")
+        await cut_off.stock.confirm("no-redis")
+        assert await cut_off.stock.available([option_id]) == {option_id: 1}
+        assert cut_off.stock.name == "db"
+    finally:
+        await cut_off.close()
+
+
+async def test_a_switch_that_died_midway_is_healed_from_the_database(clean: Container) -> None:
+    await clean.stock_operations.use("counter")
+    option_id = await make_option(clean, stock=3)
+    # The operator's process died after fencing: 'switching' stays, its lock expired.
+    await clean.redis.set(ACTIVE, SWITCHING)
+    await asyncio.sleep(CACHE_SECONDS)
+
+    await clean.stock.reserve([Line(option_id, 1)], key="after")
+
+    assert await clean.redis.get(ACTIVE) == b"counter"
+    assert await clean.stock.available([option_id]) == {option_id: 2}

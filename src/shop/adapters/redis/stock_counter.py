@@ -251,6 +251,8 @@ class RedisCounterStock:
     async def _recover(self, kind: str, outcome: Sequence[Any], deadline: float) -> None:
         if kind == "moved":
             raise StrategyMoved("stock strategy is no longer counter")
+        if time.monotonic() > deadline:
+            raise Unavailable("stock is being recovered; please retry shortly")
         if kind == "nogen":
             await self.restore(deadline)
         elif kind == "missing":
@@ -324,7 +326,8 @@ class RedisCounterStock:
                 await self._install_counter(option_id)
 
     async def _install_counter(self, option_id: int) -> None:
-        """Rebuild one counter; the caller holds the fence exclusively."""
+        """Rebuild one counter; the caller holds the fence exclusively. An option that does
+        not exist has nothing to sell: ``SoldOut``, as the other strategies say."""
         if not await self._redis.exists(GENERATION):
             return
         held = {
@@ -334,7 +337,7 @@ class RedisCounterStock:
         async with ledger_snapshot(self._engine) as view:
             entry = (await option_ledger(view, [option_id])).get(option_id)
             if entry is None:
-                return
+                raise SoldOut(option_id)
             outside = await sold_outside(view, option_id, sorted(held))
         left = entry.stock_total - sum(held.values()) - outside
         if left < 0:

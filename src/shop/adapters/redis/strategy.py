@@ -70,6 +70,7 @@ _log = get_logger("shop.stock.switch")
 T = TypeVar("T")
 
 CACHE_SECONDS = 0.5
+REDIS_DOWN_BACKOFF = 5.0
 _POLL = 0.01
 _REDIS_TIMEOUT = 0.5
 SWITCH_LOCK_MS = 30_000
@@ -205,7 +206,8 @@ class SwitchableStock:
                 seen, switching = await pipe.execute()
         except (RedisError, OSError, TimeoutError):
             # Redis is unreachable: PostgreSQL still knows, and a PostgreSQL strategy sells on.
-            return self._remember(await self._stored())
+            # Ask Redis again only after a while, so an outage does not slow every purchase.
+            return self._remember(await self._stored(), backoff=REDIS_DOWN_BACKOFF)
         value = seen.decode() if seen else None
         if value in self._strategies:
             return self._remember(value)
@@ -216,9 +218,9 @@ class SwitchableStock:
             await self._heal(keys=[ACTIVE, SWITCH_LOCK], args=[value or "", stored])
         return self._remember(stored)
 
-    def _remember(self, name: str) -> str:
+    def _remember(self, name: str, *, backoff: float = 0.0) -> str:
         self._cached = name
-        self._checked = time.monotonic()
+        self._checked = time.monotonic() + backoff
         return name
 
     async def _stored(self) -> str:
