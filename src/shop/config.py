@@ -39,7 +39,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_pool_size: PositiveInt = 10
     database_max_overflow: Annotated[int, msgspec.Meta(ge=0)] = 10
     # Stock.
-    stock_strategy: StockStrategyName = "db"
+    # The strategy of a fresh deployment; a running one is switched with `shop stock use`.
+    stock_strategy: StockStrategyName = "counter"
     stock_sync_interval: Seconds = 5.0
     stock_sweep_interval: Seconds = 30.0
     # How long a purchase waits for a live switch or a counter recovery before a 503.
