@@ -165,6 +165,18 @@ async def test_available_is_zero_for_unknown_options(
         await stock.reserve([Line(option_id, 1)], key="nothing")
 
 
+async def test_scripts_flushed_from_redis_are_loaded_again(
+    stock: StockReservation, clean: Container
+) -> None:
+    option_id = await make_option(clean, stock=3)
+    await stock.reserve([Line(option_id, 1)], key="before")
+    await clean.redis.script_flush()
+    await stock.reserve([Line(option_id, 1)], key="after")
+    await stock.confirm("after")
+    await stock.release("before")
+    assert await _left(stock, option_id) == 2
+
+
 async def test_an_option_that_does_not_exist_is_sold_out(
     stock: StockReservation, clean: Container
 ) -> None:
@@ -353,3 +365,38 @@ async def test_a_switch_that_died_midway_is_healed_from_the_database(clean: Cont
 
     assert await clean.redis.get(ACTIVE) == b"counter"
     assert await clean.stock.available([option_id]) == {option_id: 2}
+
+
+@pytest.mark.parametrize(
+    ("source", "target"),
+    [(a, b) for a in STRATEGIES for b in STRATEGIES if a != b],
+)
+async def test_a_switch_moves_every_unit_reservation_and_allowance(
+    source: str, target: str, clean: Container
+) -> None:
+    await clean.stock_operations.use(source)
+    option_id = await make_option(clean, stock=10)
+    user_id, _ = await make_user(clean)
+    buyer = str(user_id)
+    await buy(clean, [Line(option_id, 2)], key="confirmed", user_id=user_id, per_buyer_limit=3)
+    await clean.stock.reserve([Line(option_id, 1)], key="pending", buyer=buyer)
+
+    assert await clean.stock_operations.use(target) == source
+
+    stock = clean.stock
+    assert stock.name == target
+    assert await stock.available([option_id]) == {option_id: 7}
+    # Retrying the pending reservation under the new strategy takes nothing more.
+    await stock.reserve([Line(option_id, 1)], key="pending", buyer=buyer)
+    # The buyer already holds 3: the allowance moved along.
+    with pytest.raises(PurchaseLimitExceeded):
+        await stock.reserve([Line(option_id, 1)], key="more", buyer=buyer, per_buyer_limit=3)
+    # Both reservations are released where they now live, once.
+    await cancel(clean, "confirmed")
+    await stock.release("pending")
+    await stock.release("pending")
+    assert await stock.available([option_id]) == {option_id: 10}
+    await stock.reserve([Line(option_id, 3)], key="again", buyer=buyer, per_buyer_limit=3)
+    assert {held.key for held in await clean.stock_operations.open_reservations()} == {"again"}
+    await stock.release("again")
+    await assert_conserved(clean, [option_id])
