@@ -37,6 +37,7 @@ move to per-option scripts mechanical should sharding ever be needed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 import weakref
@@ -143,6 +144,7 @@ class RedisCounterStock:
         self._restock = redis.register_script(lua.RESTOCK)
         self._install = redis.register_script(lua.INSTALL)
         self._restoring = asyncio.Lock()
+        self._rebuild: asyncio.Task[None] | None = None
         self._rebuilding: weakref.WeakValueDictionary[int, asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
@@ -261,31 +263,55 @@ class RedisCounterStock:
             raise RuntimeError(f"unexpected answer from a stock script: {kind!r}")
 
     async def restore(self, deadline: float | None = None) -> None:
-        """Rebuild the whole counter state from PostgreSQL unless Redis has it (see module)."""
+        """Make sure Redis holds the whole counter state, rebuilding it if it was lost.
+
+        The rebuild runs as a task of its own (it may wait out the grace period); callers
+        wait for it until their deadline, then get ``Unavailable``. One task per process
+        watches; the others queue behind it instead of polling Redis too.
+        """
         give_up = deadline if deadline is not None else time.monotonic() + self._grace + 60
-        token = uuid.uuid4().hex
         try:
-            # One task per process watches the recovery; the others wait for it here.
             async with asyncio.timeout(max(give_up - time.monotonic(), 0)):
                 await self._restoring.acquire()
         except TimeoutError:
             raise Unavailable("stock is being recovered; please retry shortly") from None
         try:
             while not await self._redis.exists(GENERATION):
-                if await self._redis.set(
-                    REBUILD_LOCK, token, nx=True, px=int((self._grace + 60) * 1000)
-                ):
-                    try:
-                        await self._rebuild_all()
-                    finally:
-                        if await self._redis.get(REBUILD_LOCK) == token.encode():
-                            await self._redis.delete(REBUILD_LOCK)
-                    return
-                if time.monotonic() > give_up:
+                task = self._rebuild
+                if task is not None and task.done():
+                    self._rebuild = None
+                    if not task.cancelled() and task.exception() is not None:
+                        raise cast("BaseException", task.exception())
+                    continue
+                if task is None:
+                    token = uuid.uuid4().hex
+                    if await self._redis.set(
+                        REBUILD_LOCK, token, nx=True, px=int((self._grace + 30) * 1000)
+                    ):
+                        task = self._rebuild = asyncio.create_task(self._rebuild_holding(token))
+                remaining = give_up - time.monotonic()
+                if remaining <= 0:
                     raise Unavailable("stock is being recovered; please retry shortly")
-                await asyncio.sleep(_POLL)
+                if task is not None:
+                    await asyncio.wait([task], timeout=remaining)
+                else:
+                    await asyncio.sleep(min(_POLL, remaining))
         finally:
             self._restoring.release()
+
+    async def close(self) -> None:
+        """Stop a rebuild still running (its lock expires; another process takes over)."""
+        if self._rebuild is not None and not self._rebuild.done():
+            self._rebuild.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._rebuild
+
+    async def _rebuild_holding(self, token: str) -> None:
+        try:
+            await self._rebuild_all()
+        finally:
+            if await self._redis.get(REBUILD_LOCK) == token.encode():
+                await self._redis.delete(REBUILD_LOCK)
 
     async def _rebuild_all(self) -> None:
         async with self._engine.connect() as conn, fence_across_commits(conn):
