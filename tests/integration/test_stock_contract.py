@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from typing import cast
 
 import msgspec
 import pytest
@@ -17,10 +18,10 @@ from sqlalchemy import select, text
 from shop.adapters.db.stock_ledger import SqlOrderStates, ledger
 from shop.adapters.db.tables import OptionRow
 from shop.adapters.redis.stock_keys import ACTIVE, SWITCHING
-from shop.adapters.redis.strategy import CACHE_SECONDS
+from shop.adapters.redis.strategy import CACHE_SECONDS, SwitchableStock
 from shop.bootstrap import STOCK_STRATEGIES, Container
 from shop.config import Settings
-from shop.domain.errors import InvalidInput, NotFound, PurchaseLimitExceeded, SoldOut
+from shop.domain.errors import Conflict, InvalidInput, NotFound, PurchaseLimitExceeded, SoldOut
 from shop.domain.stock.model import Line
 from shop.domain.stock.ports import StockReservation
 from shop.domain.stock.services import reconcile_stock, sweep_reservations
@@ -400,3 +401,13 @@ async def test_a_switch_moves_every_unit_reservation_and_allowance(
     assert {held.key for held in await clean.stock_operations.open_reservations()} == {"again"}
     await stock.release("again")
     await assert_conserved(clean, [option_id])
+
+
+async def test_a_switch_refuses_to_export_counters_redis_lost_meanwhile(clean: Container) -> None:
+    await clean.stock_operations.use("counter")
+    await make_option(clean, stock=3)
+    counter = cast("SwitchableStock", clean.stock).strategy("counter").home
+    await clean.redis.flushdb()
+    async with clean.engine.connect() as conn:
+        with pytest.raises(Conflict, match="run it again"):
+            await counter.export_state(conn)

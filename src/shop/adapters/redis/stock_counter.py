@@ -79,7 +79,7 @@ from shop.adapters.redis.stock_keys import (
     left_key,
     option_keys,
 )
-from shop.domain.errors import PurchaseLimitExceeded, SoldOut, Unavailable
+from shop.domain.errors import Conflict, PurchaseLimitExceeded, SoldOut, Unavailable
 from shop.domain.stock.model import HeldReservation, Line, Reservation, merge_lines
 from shop.logs import get_logger
 
@@ -378,6 +378,9 @@ class RedisCounterStock:
         await self.restore()
 
     async def export_state(self, conn: AsyncConnection) -> StockState:
+        if not await self._redis.exists(GENERATION):
+            # Redis lost its data after prepare(): what it holds now is not the state.
+            raise Conflict("Redis lost the stock counters during the switch; run it again")
         ids = sorted(int(member) for member in await _smembers(self._redis, OPTIONS))
         state = StockState()
         for start in range(0, len(ids), _CHUNK):
