@@ -70,6 +70,7 @@ class _Turn:
     waiting: int = 0
     redlock: AIORedlock | None = None
     since: float = 0.0
+    watched: bool = False
 
 
 def redlock_masters(urls: Sequence[str], *, wait: float, lease: float) -> list[Redis]:
@@ -192,14 +193,22 @@ class RedlockStock(PostgresStock):
         turn.queue.release()
         if turn.redlock is not None:
             # Kept for a waiter; if it gives up meanwhile, do not sit on the lock.
-            asyncio.get_running_loop().call_later(
-                self._handover, self._spawn, self._drop_if_idle(option_id, turn)
-            )
+            if not turn.watched:
+                turn.watched = True
+                asyncio.get_running_loop().call_later(
+                    self._handover, lambda: self._spawn(self._drop_if_idle(option_id, turn))
+                )
         elif not turn.waiting and not turn.queue.locked():
             self._turns.pop(option_id, None)
 
     async def _drop_if_idle(self, option_id: int, turn: _Turn) -> None:
+        turn.watched = False
         if turn.queue.locked() or turn.waiting or turn.redlock is None:
+            if turn.redlock is not None:
+                turn.watched = True
+                asyncio.get_running_loop().call_later(
+                    self._handover, lambda: self._spawn(self._drop_if_idle(option_id, turn))
+                )
             return
         redlock, turn.redlock = turn.redlock, None
         if self._turns.get(option_id) is turn:
