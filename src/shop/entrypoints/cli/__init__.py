@@ -6,6 +6,7 @@ import click
 
 from shop.entrypoints.cli.seed import seed
 from shop.entrypoints.cli.server import migrate, up
+from shop.entrypoints.cli.stock import stock
 from shop.entrypoints.cli.users import users
 
 
@@ -18,5 +19,6 @@ main.add_command(up)
 main.add_command(migrate)
 main.add_command(users)
 main.add_command(seed)
+main.add_command(stock)
 
 __all__ = ["main"]
