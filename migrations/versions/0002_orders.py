@@ -1,4 +1,4 @@
-"""orders: outstanding stock releases, per-buyer purchase limits
+"""orders: outstanding stock releases
 
 Revision ID: 0002_orders
 Revises: 0001
@@ -35,18 +35,8 @@ def upgrade() -> None:
             "stock_released_at IS NULL AND status IN ('cancelled', 'expired')"
         ),
     )
-    op.add_column("stock_reservation", sa.Column("buyer", sa.String(length=100), nullable=True))
-    op.create_index(
-        "stock_reservation_buyer_held_idx",
-        "stock_reservation",
-        ["buyer"],
-        unique=False,
-        postgresql_where=sa.text("buyer IS NOT NULL AND status IN ('pending', 'confirmed')"),
-    )
 
 
 def downgrade() -> None:
-    op.drop_index("stock_reservation_buyer_held_idx", table_name="stock_reservation")
-    op.drop_column("stock_reservation", "buyer")
     op.drop_index("purchase_order_release_due_idx", table_name="purchase_order")
     op.drop_column("purchase_order", "stock_released_at")

@@ -27,6 +27,7 @@ from shop.adapters.db.engine import make_engine, make_sessionmaker
 from shop.adapters.db.identity import SqlIdentityUnitOfWork
 from shop.adapters.db.orders import SqlOrders
 from shop.adapters.db.stock import PostgresStock
+from shop.adapters.db.stock_ledger import SqlOrderStates
 from shop.adapters.db.wishes import SqlWishes
 from shop.adapters.embedded import EmbeddedPostgres, EmbeddedRedis
 from shop.adapters.queue import EXPIRE_ORDER_JOB as EXPIRE_ORDER_JOB  # for the worker
@@ -35,6 +36,9 @@ from shop.adapters.queue import SaqExpiryScheduler, job_queue_on
 from shop.adapters.queue import make_job_queue as make_job_queue
 from shop.adapters.redis.popularity import RedisPopularRanking
 from shop.adapters.redis.ratelimit import RedisRequestCounter
+from shop.adapters.redis.stock_counter import RedisCounterStock
+from shop.adapters.redis.stock_redlock import RedlockStock, redlock_masters
+from shop.adapters.redis.strategy import StockStrategy, SwitchableStock
 from shop.adapters.security import Argon2PasswordHasher, JwtAccessTokens
 from shop.config import Settings
 from shop.domain.catalog.ports import (
@@ -53,7 +57,7 @@ from shop.domain.identity.ports import (
 )
 from shop.domain.orders.model import OrderRules
 from shop.domain.orders.ports import Clock, ExpiryScheduler, Orders
-from shop.domain.stock.ports import StockReservation
+from shop.domain.stock.ports import OrderStates, StockOperations, StockReservation
 from shop.domain.wishes.ports import Wishes
 
 
@@ -122,21 +126,56 @@ class StockDeps:
     redis: Redis
 
 
-StockFactory = Callable[[StockDeps], StockReservation]
+StockFactory = Callable[[StockDeps], StockStrategy]
+
+
+def _redlock(deps: StockDeps) -> RedlockStock:
+    settings = deps.settings
+    urls = settings.redlock_urls or (require_urls(settings)[1],)
+    return RedlockStock(
+        deps.engine,
+        redlock_masters(urls, wait=settings.redlock_wait, lease=settings.redlock_lease),
+        lease=settings.redlock_lease,
+        wait=settings.redlock_wait,
+        retry_delay=settings.redlock_retry_delay,
+    )
+
+
+def _counter(deps: StockDeps) -> RedisCounterStock:
+    return RedisCounterStock(
+        deps.engine,
+        deps.redis,
+        wait=deps.settings.stock_wait,
+        recovery_grace=deps.settings.stock_recovery_grace,
+    )
+
 
 # One line per strategy: adding a strategy is one adapter module plus one entry here.
 STOCK_STRATEGIES: dict[str, StockFactory] = {
     "db": lambda deps: PostgresStock(deps.engine),
+    "redlock": _redlock,
+    "counter": _counter,
 }
 
 
-def build_stock(name: str, deps: StockDeps) -> StockReservation:
+def build_stock(name: str, deps: StockDeps) -> StockStrategy:
     try:
         factory = STOCK_STRATEGIES[name]
     except KeyError:
         known = ", ".join(sorted(STOCK_STRATEGIES))
         raise ValueError(f"unknown stock strategy {name!r} (known: {known})") from None
     return factory(deps)
+
+
+def build_switchable_stock(deps: StockDeps) -> SwitchableStock:
+    """Every registered strategy behind one port that follows the live switch."""
+    return SwitchableStock(
+        strategies={name: build_stock(name, deps) for name in STOCK_STRATEGIES},
+        engine=deps.engine,
+        redis=deps.redis,
+        default=deps.settings.stock_strategy,
+        wait=deps.settings.stock_wait,
+    )
 
 
 def order_rules(settings: Settings) -> OrderRules:
@@ -180,6 +219,8 @@ class Container:
     password_hasher: PasswordHasher
     identity_uow: Callable[[], IdentityUnitOfWork]
     request_counter: RequestCounter
+    stock_operations: StockOperations
+    order_states: OrderStates
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -199,12 +240,15 @@ class Container:
         )
         queue = job_queue_on(redis)
         sessionmaker = make_sessionmaker(engine)
+        stock = build_switchable_stock(StockDeps(settings, engine, redis))
         return cls(
             settings=settings,
             engine=engine,
             sessionmaker=sessionmaker,
             redis=redis,
-            stock=build_stock(settings.stock_strategy, StockDeps(settings, engine, redis)),
+            stock=stock,
+            stock_operations=stock,
+            order_states=SqlOrderStates(engine),
             queue=queue,
             orders=SqlOrders(engine),
             clock=SystemClock(),
@@ -241,5 +285,8 @@ class Container:
         return SqlWishes(self.engine, self.sessionmaker)
 
     async def close(self) -> None:
+        closer = getattr(self.stock, "close", None)
+        if closer is not None:
+            await closer()
         await self.redis.aclose()  # the job queue's connections too
         await self.engine.dispose()

@@ -41,8 +41,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_pool_size: PositiveInt = 10
     database_max_overflow: Annotated[int, msgspec.Meta(ge=0)] = 10
     # Stock.
-    stock_strategy: StockStrategyName = "db"
+    # The strategy of a fresh deployment; a running one is switched with `shop stock use`.
+    stock_strategy: StockStrategyName = "counter"
     stock_sync_interval: Seconds = 5.0
+    stock_sweep_interval: Seconds = 30.0
+    # How long a purchase waits for a live switch or a counter recovery before a 503.
+    stock_wait: Seconds = 2.0
+    # After Redis lost the counters: how long orders reserved before the loss may still take
+    # to be written (they cannot be seen until they are); see adapters/redis/stock_counter.py.
+    stock_recovery_grace: Annotated[float, msgspec.Meta(ge=0)] = 10.0
     reservation_timeout: Seconds = 60.0
     redlock_lease: Seconds = 2.0
     redlock_wait: Seconds = 1.0

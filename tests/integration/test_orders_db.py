@@ -7,6 +7,7 @@ import dataclasses
 import uuid
 from collections.abc import Awaitable
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -232,7 +233,7 @@ async def test_the_overdue_query_finds_only_unpaid_orders_past_their_deadline(
     assert await clean.orders.overdue(at_deadline + timedelta(days=1), limit=10) == [due.id]
 
 
-async def test_a_purchase_retried_after_its_reservation_was_swept_sells_nothing(
+async def test_a_purchase_retried_after_its_reservation_was_swept_reserves_afresh(
     clean: Container,
 ) -> None:
     option = await make_option(clean, stock=5)
@@ -240,10 +241,42 @@ async def test_a_purchase_retried_after_its_reservation_was_swept_sells_nothing(
     key = f"order:{user_id}:retry"
     await clean.stock.reserve([Line(option, 2)], key=key)  # the first attempt died here…
     await clean.stock.release(key)  # …and the stock sweep released its reservation
+    placed = await buy(clean, user_id, (option, 2), key="retry")
+    assert placed.status is OrderStatus.PENDING_PAYMENT
+    assert (await clean.stock.available([option]))[option] == 3
+    assert await stock_and_ledger(clean, option) == (3, 3)
+
+
+async def test_an_order_written_after_its_reservation_was_swept_is_voided(
+    clean: Container,
+) -> None:
+    """The slow-write race: the sweep released the units before the order landed. Confirming
+    must fail, and the order must not stay live holding units nobody set aside."""
+    option = await make_option(clean, stock=5)
+    user_id, _ = await make_user(clean)
+    original_reserve = clean.stock.reserve
+
+    async def reserve_then_lose(*args: Any, **kwargs: Any) -> Any:
+        reservation = await original_reserve(*args, **kwargs)
+        await clean.stock.release(reservation.key)  # the sweep, between reserve and write
+        return reservation
+
+    slow = dataclasses.replace(clean, stock=_Reserving(clean.stock, reserve_then_lose))
     with pytest.raises(ReservationLost):
-        await buy(clean, user_id, (option, 2), key="retry")
-    voided = await clean.orders.find(user_id, "retry")
+        await buy(slow, user_id, (option, 2), key="late")
+    voided = await clean.orders.find(user_id, "late")
     assert voided is not None
-    assert voided.status is OrderStatus.CANCELLED
+    assert voided.status.releases_stock
     assert (await clean.stock.available([option]))[option] == 5
     assert await stock_and_ledger(clean, option) == (5, 5)
+
+
+class _Reserving:
+    """The container's stock port with ``reserve`` replaced (the rest delegates)."""
+
+    def __init__(self, inner: Any, reserve: Any) -> None:
+        self._inner = inner
+        self.reserve = reserve
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)

@@ -12,6 +12,8 @@ def test_defaults_give_the_zero_setup_run() -> None:
     assert settings.card_payment_ttl == 900
     assert settings.bank_transfer_ttl == 259_200
     assert settings.refund_window == 259_200
+    assert settings.stock_strategy == "counter"
+    assert settings.stock_recovery_grace == 10
 
 
 def test_values_are_parsed_from_strings() -> None:
@@ -45,6 +47,8 @@ def test_values_are_parsed_from_strings() -> None:
         ("SHOP_REDIS_URL", "localhost:6379"),
         ("SHOP_REDLOCK_URLS", "redis://a:1,localhost:2"),
         ("SHOP_JWT_SECRET", "short"),
+        ("SHOP_STOCK_WAIT", "0"),
+        ("SHOP_STOCK_RECOVERY_GRACE", "-1"),
     ],
 )
 def test_an_invalid_value_names_its_variable(name: str, value: str) -> None:

@@ -62,12 +62,11 @@ class SoldOut(Conflict):
 
 
 class PurchaseLimitExceeded(Conflict):
-    """A customer may hold at most ``limit`` units of this option across live orders (drops
-    where one person may buy one)."""
+    """One customer may hold at most ``limit`` units of an option: a flash sale is for many."""
 
-    def __init__(self, option_id: int, *, limit: int) -> None:
+    def __init__(self, option_id: int, limit: int) -> None:
         super().__init__(
-            f"you may buy at most {limit} of option {option_id}",
+            f"at most {limit} unit(s) of option {option_id} per customer",
             extra={"option_id": option_id, "limit": limit},
         )
         self.option_id = option_id

@@ -28,6 +28,7 @@ from shop.config import Settings, load_settings
 from shop.domain.catalog.model import PopularityWeights
 from shop.domain.catalog.services import refresh_popularity
 from shop.domain.orders import services as orders
+from shop.domain.stock import services as stock_services
 from shop.logs import configure_logging, get_logger
 
 _log = get_logger("shop.worker")
@@ -92,6 +93,30 @@ async def refresh_popularity_job(ctx: Context) -> int | None:
     return changed
 
 
+async def sync_stock(ctx: Context) -> int:
+    """Write the Redis counters back to option.stock (a no-op unless counter is active)."""
+    return await container_of(ctx).stock_operations.sync()
+
+
+async def sweep_reservations(ctx: Context) -> dict[str, int]:
+    """Settle reservations left behind by requests that never finished (see the use case)."""
+    container = container_of(ctx)
+    outcome = await stock_services.sweep_reservations(
+        stock=container.stock,
+        operations=container.stock_operations,
+        orders=container.order_states,
+        pending_timeout=container.settings.reservation_timeout,
+    )
+    summary = {
+        "confirmed": len(outcome.confirmed),
+        "released": len(outcome.released),
+        "retired": len(outcome.retired),
+    }
+    if outcome.released or outcome.confirmed:
+        _log.info("reservations swept", **summary)
+    return summary
+
+
 def job_functions() -> list[JobFunction]:
     """Jobs enqueued by the app (e.g. an order's expiry at its ``pay_by``)."""
     return [expire_order]
@@ -117,6 +142,8 @@ def cron_jobs(settings: Settings) -> list[CronJob[Context]]:
         CronJob(expire_overdue_orders, cron=sweep, timeout=timeout),
         CronJob(release_stock_of_closed_orders, cron=sweep, timeout=timeout),
         CronJob(refresh_popularity_job, cron=every(settings.popularity_refresh_interval)),
+        CronJob(sync_stock, cron=every(settings.stock_sync_interval), timeout=60),
+        CronJob(sweep_reservations, cron=every(settings.stock_sweep_interval), timeout=300),
     ]
 
 

@@ -241,7 +241,12 @@ class WishRow(DefaultBase):
 
 
 class StockReservationRow(DefaultBase):
-    """A reservation made by a PostgreSQL-backed strategy, written with its decrement."""
+    """A reservation made by a PostgreSQL-backed strategy, written with its decrement.
+
+    ``status``: ``pending`` → ``confirmed`` (its order is written) → ``released`` (units back)
+    or ``sold`` (its order shipped: it can no longer be released); ``moved`` while the counter
+    strategy holds it in Redis. ``buyer`` is whom the per-buyer limit counts it against.
+    """
 
     __tablename__ = "stock_reservation"
     __table_args__ = (
@@ -250,20 +255,36 @@ class StockReservationRow(DefaultBase):
             "created_at",
             postgresql_where=text("status = 'pending'"),
         ),
-        # Per-buyer purchase limits count a buyer's held reservations.
         Index(
-            "stock_reservation_buyer_held_idx",
-            "buyer",
-            postgresql_where=text("buyer IS NOT NULL AND status IN ('pending', 'confirmed')"),
+            "stock_reservation_open_idx",
+            "created_at",
+            postgresql_where=text("status IN ('pending', 'confirmed')"),
         ),
     )
 
     key: Mapped[str] = mapped_column(String(300), primary_key=True)
     lines: Mapped[dict[str, int]] = mapped_column(JSONB)
-    buyer: Mapped[str | None] = mapped_column(String(100))
     status: Mapped[str] = mapped_column(String(20), server_default=text("'pending'"))
+    buyer: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime.datetime] = _now_column()
     settled_at: Mapped[datetime.datetime | None] = _now_column(nullable=True)
+
+
+class StockBuyerTallyRow(DefaultBase):
+    """Units of an option one buyer holds through unreleased reservations (per-buyer limit).
+
+    Kept by the PostgreSQL-backed strategies in the reservation's transaction; the row lock
+    taken by the increment is what makes the limit race-free.
+    """
+
+    __tablename__ = "stock_buyer_tally"
+    __table_args__ = (CheckConstraint("units >= 0", name="units_non_negative"),)
+
+    option_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("option.id", ondelete="CASCADE"), primary_key=True
+    )
+    buyer: Mapped[str] = mapped_column(String(200), primary_key=True)
+    units: Mapped[int] = mapped_column(Integer, server_default=text("0"))
 
 
 class AppSettingRow(DefaultBase):

@@ -154,7 +154,9 @@ async def _replay(
     if order.status.releases_stock:
         # A racing twin may have re-reserved under the key of an order closed meanwhile.
         await stock.release(order.reservation_key)
-    else:
+    elif order.status is OrderStatus.PENDING_PAYMENT:
+        # The first attempt may have died between its write and its confirm; repeat both.
+        # Later states were confirmed long ago (their reservation may even be retired).
         await _settle_new_order(order, stock=stock, orders=orders, clock=clock, expiry=expiry)
     return Placed(order, created=False)
 

@@ -47,3 +47,60 @@ class Reservation:
 
     def quantity_of(self, option_id: int) -> int:
         return sum(line.quantity for line in self.lines if line.option_id == option_id)
+
+
+# Order states as the stock module reads them (DESIGN §3, §5). A live order's lines are sold
+# units; a releasable order may still give its units back (cancel before shipping, expiry).
+LIVE_ORDER_STATES = frozenset({"pending_payment", "paid", "shipping", "delivered", "refunded"})
+RELEASABLE_ORDER_STATES = frozenset({"pending_payment", "paid"})
+
+
+@dataclass(frozen=True, slots=True)
+class HeldReservation:
+    """A reservation still holding units: ``pending`` (no order known yet) or ``confirmed``.
+
+    ``buyer`` is whom the per-buyer limit counts it against (``None`` when the caller named
+    nobody); ``created_at`` is seconds since the epoch, by the clock of the store that holds it.
+    """
+
+    key: str
+    lines: tuple[Line, ...]
+    status: str
+    buyer: str | None
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class OptionStock:
+    """One option as an operator sees it: what each store says against what the ledger says.
+
+    ``expected`` is the ledger's remaining: ``stock_total - sold - held``, where ``sold`` counts
+    the lines of live orders and ``held`` the units of reservations no live order accounts for
+    yet. ``authoritative`` is the store the active strategy sells from (the Redis counter for
+    ``counter``, ``option.stock`` otherwise); ``drift`` is how far it is from the ledger.
+    """
+
+    option_id: int
+    stock_total: int
+    sold: int
+    held: int
+    db_stock: int
+    counter: int | None
+    authoritative: int | None
+
+    @property
+    def expected(self) -> int:
+        return self.stock_total - self.sold - self.held
+
+    @property
+    def drift(self) -> int | None:
+        return None if self.authoritative is None else self.authoritative - self.expected
+
+
+@dataclass(slots=True)
+class SweepOutcome:
+    """What one sweep did; the job logs it."""
+
+    confirmed: list[str]
+    released: list[str]
+    retired: list[str]

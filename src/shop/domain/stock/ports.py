@@ -12,13 +12,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from shop.domain.stock.model import Line, Reservation
+from shop.domain.stock.model import HeldReservation, Line, OptionStock, Reservation
 
 
 class StockReservation(Protocol):
     """Decides who gets the last unit. Every adapter must refuse rather than oversell."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """The strategy selling now (``counter``, ``redlock``, ``db``…)."""
+        ...
 
     async def reserve(
         self,
@@ -30,18 +33,18 @@ class StockReservation(Protocol):
     ) -> Reservation:
         """Set aside all lines or none. Raises ``SoldOut(option_id)`` for the first short option
         (``Unavailable`` when it cannot decide in time). Idempotent per key: a retry with the
-        same key returns the original reservation and takes nothing more.
+        same key returns the original reservation and takes nothing more; a key whose
+        reservation was released may reserve again (a purchase retried after a failed write).
 
-        With ``per_buyer_limit``, also raises ``PurchaseLimitExceeded(option_id)`` when the
-        units ``buyer`` already holds of an option (pending and confirmed reservations) plus
-        this request would exceed the limit; decided atomically with the decrement, so
-        concurrent requests of one buyer cannot both slip under it."""
+        ``buyer`` names whom the units count against: pass ``str(user_id)`` of the order's
+        owner, the identity the ledger recovers from ``purchase_order.user_id`` after a loss.
+        With ``per_buyer_limit``, the buyer's units of an option held by unreleased
+        reservations may not exceed it: ``PurchaseLimitExceeded`` otherwise, decided
+        atomically with the reservation. A release gives the allowance back."""
         ...
 
     async def confirm(self, key: str) -> None:
-        """The order holding this reservation is persisted: the units are sold. Idempotent.
-        Raises ``ReservationLost`` if the reservation is no longer held (released, e.g. swept
-        as abandoned, or never made): the order must not stand on units it does not hold."""
+        """The order holding this reservation is persisted: the units are sold. Idempotent."""
         ...
 
     async def release(self, key: str) -> None:
@@ -55,4 +58,47 @@ class StockReservation(Protocol):
 
     async def available(self, option_ids: Sequence[int]) -> Mapping[int, int]:
         """Units that can still be reserved, per option (0 for unknown options)."""
+        ...
+
+
+class OrderStates(Protocol):
+    """What became of the orders holding reservations (the orders module's table, read-only)."""
+
+    async def states_of(self, keys: Sequence[str]) -> Mapping[str, str]:
+        """Order status per reservation key; keys whose order was never written are absent."""
+        ...
+
+
+class StockOperations(Protocol):
+    """What operators and background jobs do to the stock, whichever strategy serves."""
+
+    async def active_strategy(self) -> str:
+        """The strategy every process of the deployment sells with right now."""
+        ...
+
+    async def use(self, name: str) -> str:
+        """Switch the running deployment to ``name``; returns the strategy it replaced.
+        Purchases racing the switch wait (or get ``Unavailable``); none oversells or loses."""
+        ...
+
+    async def status(self, option_ids: Sequence[int] | None = None) -> Sequence[OptionStock]:
+        """Every option (or those named): the stores against the ledger."""
+        ...
+
+    async def repair(self) -> Sequence[OptionStock]:
+        """Set what is left of every drifting option to what the ledger says; returns them as
+        they were. Runs behind the switch fence, so no purchase interleaves."""
+        ...
+
+    async def sync(self) -> int:
+        """Write Redis counters back to ``option.stock``; returns how many rows changed."""
+        ...
+
+    async def open_reservations(self) -> Sequence[HeldReservation]:
+        """Every reservation that still holds units, in the active strategy's store."""
+        ...
+
+    async def retire(self, keys: Sequence[str]) -> None:
+        """Stop tracking confirmed reservations that can no longer be released (their order
+        shipped): the units stay sold, the stores stay small."""
         ...

@@ -7,6 +7,7 @@ import click
 from shop.entrypoints.cli.bench import bench
 from shop.entrypoints.cli.seed import seed
 from shop.entrypoints.cli.server import migrate, up
+from shop.entrypoints.cli.stock import stock
 from shop.entrypoints.cli.users import users
 
 
@@ -20,5 +21,6 @@ main.add_command(migrate)
 main.add_command(bench)
 main.add_command(users)
 main.add_command(seed)
+main.add_command(stock)
 
 __all__ = ["main"]

@@ -1,0 +1,300 @@
+"""The SQL statements of the PostgreSQL-backed stock strategies (``db`` and ``redlock``).
+
+Each function runs inside the caller's transaction; the caller decides where it commits and
+what lock it holds meanwhile. See ``stock.py`` for why these statements keep the stock right.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+
+from sqlalchemy import Table, func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shop.adapters.db.stock_fence import FENCE_SQL, STRATEGY_SETTING, StrategyMoved
+from shop.adapters.db.tables import OptionRow, StockBuyerTallyRow, StockReservationRow
+from shop.domain.errors import (
+    InvalidInput,
+    NotFound,
+    PurchaseLimitExceeded,
+    ReservationLost,
+    SoldOut,
+)
+from shop.domain.stock.model import HeldReservation, Line, Reservation, merge_lines
+
+option = cast("Table", OptionRow.__table__)
+reservation = cast("Table", StockReservationRow.__table__)
+tally = cast("Table", StockBuyerTallyRow.__table__)
+
+OPEN_STATUSES = ("pending", "confirmed")
+# A key whose reservation gave its units back (or now lives in Redis) may reserve again.
+REUSABLE_STATUSES = ("released", "moved")
+
+
+def lines_to_json(lines: Sequence[Line]) -> dict[str, int]:
+    return {str(line.option_id): line.quantity for line in lines}
+
+
+def lines_from_json(raw: Mapping[str, int]) -> tuple[Line, ...]:
+    return merge_lines(Line(int(option_id), int(qty)) for option_id, qty in raw.items())
+
+
+def check_limit_arguments(buyer: str | None, per_buyer_limit: int | None) -> None:
+    if per_buyer_limit is not None and (buyer is None or per_buyer_limit < 1):
+        raise InvalidInput("a per-buyer limit needs a buyer and a limit of at least 1")
+
+
+# Every hot statement is built once: building SQLAlchemy constructs per call costs more CPU
+# than the database spends running them. The switch fence (shared lock + active-strategy
+# check) is folded into each operation's first write (see stock_fence).
+_ACTIVE_NOW = text(f"SELECT value FROM app_setting WHERE name = '{STRATEGY_SETTING}'")
+_TAKE = text("UPDATE option SET stock = stock - :qty WHERE id = :id AND stock >= :qty RETURNING id")
+_RETURN = text("UPDATE option SET stock = stock + :qty WHERE id = :id")
+_LEFT = text("SELECT id, stock FROM option WHERE id = ANY(CAST(:ids AS bigint[]))")
+_RECORD = text(
+    "INSERT INTO stock_reservation (key, lines, buyer) "
+    f"SELECT :key, CAST(:lines AS jsonb), :buyer WHERE {FENCE_SQL} "
+    "ON CONFLICT (key) DO UPDATE SET lines = EXCLUDED.lines, buyer = EXCLUDED.buyer, "
+    "status = 'pending', created_at = now(), settled_at = NULL "
+    "WHERE stock_reservation.status IN ('released', 'moved') "
+    "RETURNING key"
+)
+_EXISTING = text(
+    f"SELECT (SELECT value FROM app_setting WHERE name = '{STRATEGY_SETTING}') AS active, "
+    "(SELECT lines FROM stock_reservation WHERE key = :key) AS lines"
+)
+_CONFIRM = text(
+    "UPDATE stock_reservation SET status = 'confirmed', settled_at = now() "
+    f"WHERE key = :key AND status = 'pending' AND {FENCE_SQL} RETURNING key"
+)
+_STATUS = text("SELECT status FROM stock_reservation WHERE key = :key")
+_RELEASE = text(
+    "UPDATE stock_reservation SET status = 'released', settled_at = now() "
+    f"WHERE key = :key AND status IN ('pending', 'confirmed') AND {FENCE_SQL} "
+    "RETURNING lines, buyer, created_at"
+)
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+async def ensure_active(conn: AsyncConnection, strategy: str) -> None:
+    """``StrategyMoved`` unless ``strategy`` is the active one.
+
+    Called when a statement with the folded fence matched no row: either there was nothing
+    to do, or the fence said no. A switch that moved the row made it unmatched too, and had
+    committed by the time our statement could lock the row, so this later read sees it.
+    """
+    active = (await conn.execute(_ACTIVE_NOW)).scalar()
+    if active != strategy:
+        raise StrategyMoved(f"stock strategy is {active!r}, not {strategy!r}")
+
+
+async def take_units(conn: AsyncConnection, lines: Sequence[Line]) -> None:
+    """Decrement every line or raise ``SoldOut`` (the caller's transaction then rolls back)."""
+    for line in lines:
+        taken = await conn.execute(_TAKE, {"id": line.option_id, "qty": line.quantity})
+        if taken.first() is None:
+            raise SoldOut(line.option_id, requested=line.quantity)
+
+
+async def refuse_if_short(conn: AsyncConnection, lines: Sequence[Line]) -> None:
+    """Raise ``SoldOut`` now if a line cannot fit, without any lock.
+
+    A read may be stale only in the direction of units coming back (a release just
+    committed), so it can refuse a buyer who would have fit a moment later, never let one
+    through: the conditional UPDATE still decides.
+    """
+    rows = await conn.execute(_LEFT, {"ids": [line.option_id for line in lines]})
+    left = {int(row.id): int(row.stock) for row in rows}
+    for line in lines:
+        if left.get(line.option_id, 0) < line.quantity:
+            raise SoldOut(line.option_id, requested=line.quantity)
+
+
+async def return_units(conn: AsyncConnection, lines: Sequence[Line]) -> None:
+    for line in lines:
+        await conn.execute(_RETURN, {"id": line.option_id, "qty": line.quantity})
+
+
+async def record_reservation(
+    conn: AsyncConnection,
+    key: str,
+    lines: Sequence[Line],
+    buyer: str | None = None,
+    *,
+    strategy: str,
+) -> Reservation | None:
+    """Record the reservation; ``None`` means this call owns it and must take the units.
+
+    If the key already holds units, return that reservation (a retry takes nothing more). A
+    key whose reservation was released is taken over again. ``ON CONFLICT DO UPDATE`` locks
+    the existing row even when its WHERE is false, so of two concurrent retries exactly one
+    takes over; the other then reads the row the winner committed. Raises ``StrategyMoved``
+    (having written nothing) unless ``strategy`` is the active one.
+    """
+    recorded = await conn.execute(
+        _RECORD,
+        {
+            "key": key,
+            "lines": json.dumps(lines_to_json(lines)),
+            "buyer": buyer,
+            "strategy": strategy,
+        },
+    )
+    if recorded.first() is not None:
+        return None
+    row = (await conn.execute(_EXISTING, {"key": key})).one()
+    if row.active != strategy or row.lines is None:
+        raise StrategyMoved(f"stock strategy is {row.active!r}, not {strategy!r}")
+    return Reservation(key=key, lines=lines_from_json(_json(row.lines)))
+
+
+async def confirm_in(conn: AsyncConnection, key: str, *, strategy: str) -> None:
+    """Mark a pending reservation confirmed (its order is written); idempotent."""
+    if (await conn.execute(_CONFIRM, {"key": key, "strategy": strategy})).first() is None:
+        await ensure_active(conn, strategy)
+        status = (await conn.execute(_STATUS, {"key": key})).scalar()
+        if status is None or status == "released":
+            # Released (swept as abandoned) or never made: the order just written holds no
+            # units, and confirming it would sell what is no longer set aside.
+            raise ReservationLost(key)
+
+
+async def settle_release(
+    conn: AsyncConnection, key: str, *, strategy: str
+) -> HeldReservation | None:
+    """Mark an open reservation released; returns it only if this call released it."""
+    row = (await conn.execute(_RELEASE, {"key": key, "strategy": strategy})).first()
+    if row is None:
+        await ensure_active(conn, strategy)
+        return None
+    return HeldReservation(
+        key=key,
+        lines=lines_from_json(_json(row.lines)),
+        status="released",
+        buyer=row.buyer,
+        created_at=row.created_at.timestamp(),
+    )
+
+
+async def count_for_buyer(
+    conn: AsyncConnection, buyer: str, lines: Sequence[Line], limit: int | None
+) -> None:
+    """Add the lines to the buyer's tallies, or raise ``PurchaseLimitExceeded``.
+
+    The upsert locks the (option, buyer) row until commit, so concurrent requests of one
+    buyer queue here and each sees the total the previous one committed.
+    """
+    for line in lines:
+        params: dict[str, Any] = {
+            "option_id": line.option_id,
+            "buyer": buyer,
+            "units": line.quantity,
+        }
+        if limit is None:
+            counted = await conn.execute(_COUNT_UNLIMITED, params)
+        else:
+            counted = await conn.execute(_COUNT_LIMITED, {**params, "limit": limit})
+        if counted.first() is None:
+            raise PurchaseLimitExceeded(line.option_id, cast("int", limit))
+
+
+_COUNT_UNLIMITED = text(
+    "INSERT INTO stock_buyer_tally (option_id, buyer, units) "
+    "VALUES (:option_id, :buyer, :units) "
+    "ON CONFLICT (option_id, buyer) DO UPDATE "
+    "SET units = stock_buyer_tally.units + EXCLUDED.units RETURNING units"
+)
+_COUNT_LIMITED = text(
+    "INSERT INTO stock_buyer_tally (option_id, buyer, units) "
+    "SELECT CAST(:option_id AS bigint), CAST(:buyer AS varchar), CAST(:units AS integer) "
+    "WHERE CAST(:units AS integer) <= CAST(:limit AS integer) "
+    "ON CONFLICT (option_id, buyer) DO UPDATE "
+    "SET units = stock_buyer_tally.units + EXCLUDED.units "
+    "WHERE stock_buyer_tally.units + EXCLUDED.units <= CAST(:limit AS integer) RETURNING units"
+)
+
+
+_UNCOUNT = text(
+    "UPDATE stock_buyer_tally SET units = greatest(units - :units, 0) "
+    "WHERE option_id = :option_id AND buyer = :buyer"
+)
+
+
+async def uncount_for_buyer(conn: AsyncConnection, buyer: str, lines: Sequence[Line]) -> None:
+    for line in lines:
+        await conn.execute(
+            _UNCOUNT, {"option_id": line.option_id, "buyer": buyer, "units": line.quantity}
+        )
+
+
+async def add_to_total(conn: AsyncConnection, option_id: int, units: int) -> None:
+    """Raise both the lifetime total and what is left: the ledger stays balanced."""
+    updated = await conn.execute(
+        update(option)
+        .where(option.c.id == option_id)
+        .values(stock_total=option.c.stock_total + units, stock=option.c.stock + units)
+        .returning(option.c.id)
+    )
+    if updated.first() is None:
+        raise NotFound(f"option {option_id} does not exist")
+
+
+async def db_stock(conn: AsyncConnection, option_ids: Sequence[int]) -> dict[int, int]:
+    rows = await conn.execute(
+        select(option.c.id, option.c.stock).where(option.c.id.in_(list(option_ids)))
+    )
+    found = {int(row.id): int(row.stock) for row in rows}
+    return {option_id: found.get(option_id, 0) for option_id in option_ids}
+
+
+async def open_reservations(conn: AsyncConnection) -> list[HeldReservation]:
+    rows = await conn.execute(
+        select(
+            reservation.c.key,
+            reservation.c.lines,
+            reservation.c.status,
+            reservation.c.buyer,
+            reservation.c.created_at,
+        ).where(reservation.c.status.in_(OPEN_STATUSES))
+    )
+    return [
+        HeldReservation(
+            key=row.key,
+            lines=lines_from_json(row.lines),
+            status=row.status,
+            buyer=row.buyer,
+            created_at=row.created_at.timestamp(),
+        )
+        for row in rows
+    ]
+
+
+async def retire_reservations(conn: AsyncConnection, keys: Sequence[str]) -> None:
+    await conn.execute(
+        update(reservation)
+        .where(reservation.c.key.in_(list(keys)), reservation.c.status == "confirmed")
+        .values(status="sold", settled_at=func.now())
+    )
+
+
+async def release_in(conn: AsyncConnection, key: str, *, strategy: str) -> None:
+    """Give a reservation's units (and its buyer's allowance) back, once.
+
+    Row locks are taken in the order ``reserve`` takes them — the buyer's tally rows, then
+    the option rows — so a release and a reservation of the same buyer cannot deadlock.
+    """
+    released = await settle_release(conn, key, strategy=strategy)
+    if released is not None:
+        if released.buyer is not None:
+            await uncount_for_buyer(conn, released.buyer, released.lines)
+        await return_units(conn, released.lines)
+
+
+def check_units(units: Any) -> None:
+    if not isinstance(units, int) or units < 1:
+        raise InvalidInput("put_on_sale needs a positive number of units")

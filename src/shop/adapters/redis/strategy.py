@@ -1,0 +1,382 @@
+"""The live strategy switch: every process sells with the deployment's active strategy.
+
+Design — a fence, not a broadcast:
+
+- The truth is ``app_setting['stock_strategy']`` in PostgreSQL; Redis holds a copy
+  (``active``) that the counter scripts check atomically with every sale.
+- Each process wraps every registered strategy in one ``SwitchableStock`` (the container's
+  stock port). It re-reads ``active`` at most every half second, and at once whenever an
+  adapter reports ``StrategyMoved``, so it follows a switch within a second, without restart.
+  Correctness never rests on that cache: each operation re-checks the active strategy
+  atomically with what it does — inside the Lua script for ``counter``, after taking the
+  PostgreSQL fence shared, in the same transaction, for ``db`` and ``redlock``. A process
+  that has not noticed the switch yet is refused before it writes anything, and retries
+  with the new strategy.
+- ``use(name)``: (1) take the switch lock in Redis (one switch at a time, extended while it
+  works); (2) make sure the current store holds all of its state (the counter recovers from
+  PostgreSQL if Redis lost it); (3) set ``active`` to ``switching``: counter scripts refuse
+  from now on; (4) take the PostgreSQL fence exclusively: in-flight transactions of the
+  PostgreSQL strategies and counter restocks/syncs finish, new ones queue; (5) if the two
+  strategies keep their state in different stores, export it from the old one (what is left
+  per option, the reservations still holding units, the per-buyer tallies), import it into
+  the new one, mark the old one vacated, and store the new name — one PostgreSQL transaction;
+  (6) set ``active`` to the new name; clean the old store. ``db`` ↔ ``redlock`` share their
+  store, so only the name changes.
+- Purchases arriving during the switch wait (polling) up to ``SHOP_STOCK_WAIT`` seconds and
+  then get ``Unavailable`` (503, Retry-After). Every unit and every reservation has exactly
+  one home at any moment, so racing purchases neither oversell nor lose units; a release of
+  a reservation made before the switch finds it in its new home.
+- Healing: a switch that died leaves ``active = switching``; once its lock has expired, the
+  next process to look restores ``active`` from PostgreSQL (whose transaction either
+  committed the new strategy or did not). A Redis that lost ``active`` gets it back the same
+  way. ``shop stock reconcile --fix`` (``repair``) runs behind the same fence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Protocol, TypeVar
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from shop.adapters.db.stock_fence import (
+    STRATEGY_SETTING,
+    StrategyMoved,
+    hold_fence,
+    read_setting,
+    stored_strategy,
+    write_setting,
+)
+from shop.adapters.db.stock_ledger import (
+    held_outside_orders,
+    ledger_snapshot,
+    option_ledger,
+    order_states,
+)
+from shop.adapters.db.stock_state import StockState
+from shop.adapters.redis.stock_keys import ACTIVE, SWITCH_LOCK, SWITCHING
+from shop.domain.errors import Conflict, InvalidInput, Unavailable
+from shop.domain.stock.model import HeldReservation, Line, OptionStock, Reservation
+from shop.domain.stock.ports import StockReservation
+from shop.logs import get_logger
+
+_log = get_logger("shop.stock.switch")
+T = TypeVar("T")
+
+CACHE_SECONDS = 0.5
+REDIS_DOWN_BACKOFF = 5.0
+_POLL = 0.01
+_REDIS_TIMEOUT = 0.5
+SWITCH_LOCK_MS = 30_000
+
+# KEYS: active, switch lock.  ARGV: the value seen ('' when missing), the value to set.
+_HEAL = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
+return 1
+"""
+# KEYS: switch lock.  ARGV: token, ttl ms (0 = delete)
+_OWN_LOCK = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == '0' then return redis.call('DEL', KEYS[1]) end
+return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+"""
+
+
+class StockHome(Protocol):
+    """Where a strategy keeps its state; strategies whose homes share a name share it."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def prepare(self) -> None: ...
+    async def export_state(self, conn: AsyncConnection) -> StockState: ...
+    async def import_state(self, conn: AsyncConnection, state: StockState) -> None: ...
+    async def vacate(self, conn: AsyncConnection) -> None: ...
+    async def after_vacate(self) -> None: ...
+    async def open_reservations(self) -> list[HeldReservation]: ...
+    async def retire(self, keys: Sequence[str]) -> None: ...
+    async def remaining(self, option_ids: Sequence[int]) -> Mapping[int, int | None]: ...
+    async def counters(self, option_ids: Sequence[int]) -> Mapping[int, int | None]: ...
+    async def sync(self) -> int: ...
+
+
+class StockStrategy(StockReservation, Protocol):
+    """A registered strategy: the port, plus where it keeps its state."""
+
+    @property
+    def home(self) -> StockHome: ...
+
+
+class SwitchableStock:
+    """The stock port of a process: the active strategy, followed live (see module)."""
+
+    def __init__(
+        self,
+        *,
+        strategies: Mapping[str, StockStrategy],
+        engine: AsyncEngine,
+        redis: Redis,
+        default: str,
+        wait: float = 2.0,
+    ) -> None:
+        if default not in strategies:
+            raise ValueError(f"unknown default stock strategy {default!r}")
+        self._strategies = dict(strategies)
+        self._engine = engine
+        self._redis = redis
+        self._default = default
+        self._wait = wait
+        self._cached: str | None = None
+        self._checked = 0.0
+        self._heal = redis.register_script(_HEAL)
+        self._own_lock = redis.register_script(_OWN_LOCK)
+
+    @property
+    def name(self) -> str:
+        return self._cached or self._default
+
+    def strategy(self, name: str) -> StockStrategy:
+        return self._strategies[name]
+
+    # -- the port, delegated to the active strategy ---------------------------------------
+
+    async def reserve(
+        self,
+        lines: Sequence[Line],
+        *,
+        key: str,
+        buyer: str | None = None,
+        per_buyer_limit: int | None = None,
+    ) -> Reservation:
+        return await self._call(
+            lambda s: s.reserve(lines, key=key, buyer=buyer, per_buyer_limit=per_buyer_limit)
+        )
+
+    async def confirm(self, key: str) -> None:
+        await self._call(lambda s: s.confirm(key))
+
+    async def release(self, key: str) -> None:
+        await self._call(lambda s: s.release(key))
+
+    async def put_on_sale(self, option_id: int, units: int) -> None:
+        await self._call(lambda s: s.put_on_sale(option_id, units))
+
+    async def available(self, option_ids: Sequence[int]) -> Mapping[int, int]:
+        return await self._call(lambda s: s.available(option_ids))
+
+    async def _call(self, operation: Callable[[StockStrategy], Awaitable[T]]) -> T:
+        deadline = time.monotonic() + self._wait
+        fresh = False
+        while True:
+            name = await self._active(fresh=fresh)
+            if name is not None:
+                try:
+                    return await operation(self._strategies[name])
+                except StrategyMoved:
+                    _log.debug("stock strategy moved under us; following it", was=name)
+            if time.monotonic() > deadline:
+                raise Unavailable("the stock strategy is being switched; please retry")
+            if fresh:
+                await asyncio.sleep(_POLL)
+            fresh = True
+
+    # -- which strategy is active ---------------------------------------------------------
+
+    async def _active(self, *, fresh: bool) -> str | None:
+        """The active strategy, or ``None`` while a switch runs."""
+        if (
+            not fresh
+            and self._cached is not None
+            and time.monotonic() - self._checked < CACHE_SECONDS
+        ):
+            return self._cached
+        try:
+            async with asyncio.timeout(_REDIS_TIMEOUT):
+                pipe = self._redis.pipeline(transaction=False)
+                pipe.get(ACTIVE)
+                pipe.exists(SWITCH_LOCK)
+                seen, switching = await pipe.execute()
+        except (RedisError, OSError, TimeoutError):
+            # Redis is unreachable: PostgreSQL still knows, and a PostgreSQL strategy sells on.
+            # Ask Redis again only after a while, so an outage does not slow every purchase.
+            return self._remember(await self._stored(), backoff=REDIS_DOWN_BACKOFF)
+        value = seen.decode() if seen else None
+        if value in self._strategies:
+            return self._remember(value)
+        if value == SWITCHING and switching:
+            return None
+        stored = await self._stored()
+        with contextlib.suppress(RedisError, OSError):
+            await self._heal(keys=[ACTIVE, SWITCH_LOCK], args=[value or "", stored])
+        return self._remember(stored)
+
+    def _remember(self, name: str, *, backoff: float = 0.0) -> str:
+        self._cached = name
+        self._checked = time.monotonic() + backoff
+        return name
+
+    async def _stored(self) -> str:
+        async with self._engine.begin() as conn:
+            name = await stored_strategy(conn, default=self._default)
+        if name not in self._strategies:
+            raise RuntimeError(f"stored stock strategy {name!r} is not registered")
+        return name
+
+    # -- operations (StockOperations) -----------------------------------------------------
+
+    async def active_strategy(self) -> str:
+        return await self._active(fresh=True) or SWITCHING
+
+    async def use(self, name: str) -> str:
+        """Switch the deployment to ``name``; returns the strategy it replaced."""
+        if name not in self._strategies:
+            known = ", ".join(sorted(self._strategies))
+            raise InvalidInput(f"unknown stock strategy {name!r} (known: {known})")
+        async with self._switch_lock():
+            current = await self._stored()
+            if current == name:
+                await self._redis.set(ACTIVE, name)
+                return self._remember(current)
+            source, target = self._strategies[current].home, self._strategies[name].home
+            moving = source.name != target.name
+            if moving:
+                await source.prepare()
+
+            async def move(conn: AsyncConnection) -> None:
+                if moving:
+                    state = await source.export_state(conn)
+                    await source.vacate(conn)
+                    await target.import_state(conn, state)
+                await write_setting(conn, STRATEGY_SETTING, name)
+
+            await self._fenced(current, name, move)
+            if moving:
+                await source.after_vacate()
+            _log.warning("stock strategy switched", previous=current, active=name)
+            self._remember(name)
+            return current
+
+    async def repair(self) -> list[OptionStock]:
+        """Reset what is left of each drifting option to the ledger's figure (see port)."""
+        async with self._switch_lock():
+            current = await self._stored()
+            home = self._strategies[current].home
+            await home.prepare()
+            repaired: list[OptionStock] = []
+
+            async def reset(conn: AsyncConnection) -> None:
+                state = await home.export_state(conn)
+                async with ledger_snapshot(self._engine) as view:
+                    entries = await option_ledger(view)
+                    states = await order_states(view, [held.key for held in state.held])
+                outside = held_outside_orders(state.held, states)
+                for option_id, entry in entries.items():
+                    held = outside.get(option_id, 0)
+                    expected = max(entry.stock_total - entry.sold - held, 0)
+                    before = state.remaining.get(option_id)
+                    if before != expected:
+                        repaired.append(
+                            OptionStock(
+                                option_id=option_id,
+                                stock_total=entry.stock_total,
+                                sold=entry.sold,
+                                held=held,
+                                db_stock=entry.stock,
+                                counter=None,
+                                authoritative=before,
+                            )
+                        )
+                    state.remaining[option_id] = expected
+                await home.import_state(conn, state)
+
+            await self._fenced(current, current, reset)
+            for option in repaired:
+                _log.warning("stock repaired from the ledger", option_id=option.option_id)
+            return repaired
+
+    async def _fenced(
+        self, current: str, after: str, work: Callable[[AsyncConnection], Awaitable[None]]
+    ) -> None:
+        """Run ``work`` with ``active = switching`` and the PostgreSQL fence held exclusively."""
+        await self._redis.set(ACTIVE, SWITCHING)
+        committed = False
+        try:
+            async with self._engine.begin() as conn:
+                await hold_fence(conn)
+                if await read_setting(conn, STRATEGY_SETTING) != current:
+                    raise Conflict("the stock strategy changed meanwhile; try again")
+                await work(conn)
+            committed = True
+        finally:
+            await self._redis.set(ACTIVE, after if committed else current)
+
+    @contextlib.asynccontextmanager
+    async def _switch_lock(self) -> AsyncIterator[None]:
+        token = uuid.uuid4().hex
+        if not await self._redis.set(SWITCH_LOCK, token, nx=True, px=SWITCH_LOCK_MS):
+            raise Conflict("another stock switch or repair is in progress")
+
+        async def keep() -> None:
+            while True:
+                await asyncio.sleep(SWITCH_LOCK_MS / 3000)
+                await self._own_lock(keys=[SWITCH_LOCK], args=[token, SWITCH_LOCK_MS])
+
+        keeper = asyncio.create_task(keep())
+        try:
+            yield
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError, RedisError):
+                await keeper
+            await self._own_lock(keys=[SWITCH_LOCK], args=[token, 0])
+
+    async def status(self, option_ids: Sequence[int] | None = None) -> list[OptionStock]:
+        home = self._strategies[await self._stored()].home
+        held = await home.open_reservations()
+        async with ledger_snapshot(self._engine) as view:
+            entries = await option_ledger(view, option_ids)
+            states = await order_states(view, [reservation.key for reservation in held])
+        outside = held_outside_orders(held, states)
+        ids = list(entries)
+        remaining = await home.remaining(ids)
+        counters: dict[int, int] = {}
+        homes = {strategy.home.name: strategy.home for strategy in self._strategies.values()}
+        for other in homes.values():
+            for option_id, value in (await other.counters(ids)).items():
+                if value is not None:
+                    counters[option_id] = value
+        return [
+            OptionStock(
+                option_id=option_id,
+                stock_total=entry.stock_total,
+                sold=entry.sold,
+                held=outside.get(option_id, 0),
+                db_stock=entry.stock,
+                counter=counters.get(option_id),
+                authoritative=remaining.get(option_id),
+            )
+            for option_id, entry in entries.items()
+        ]
+
+    async def sync(self) -> int:
+        return await self._strategies[await self._stored()].home.sync()
+
+    async def open_reservations(self) -> list[HeldReservation]:
+        return await self._strategies[await self._stored()].home.open_reservations()
+
+    async def retire(self, keys: Sequence[str]) -> None:
+        await self._strategies[await self._stored()].home.retire(keys)
+
+    async def close(self) -> None:
+        for strategy in self._strategies.values():
+            closer = getattr(strategy, "close", None)
+            if closer is not None:
+                await closer()

@@ -1,0 +1,87 @@
+"""Use cases of the stock module that run behind the buyers: the sweep and the reconciliation.
+
+Both decide by the order each reservation belongs to (``purchase_order.reservation_key``),
+because the order table, not the stock store, says whether units were really sold.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from shop.domain.stock.model import (
+    LIVE_ORDER_STATES,
+    RELEASABLE_ORDER_STATES,
+    OptionStock,
+    SweepOutcome,
+)
+from shop.domain.stock.ports import OrderStates, StockOperations, StockReservation
+
+
+async def sweep_reservations(
+    *,
+    stock: StockReservation,
+    operations: StockOperations,
+    orders: OrderStates,
+    pending_timeout: float,
+    now: float | None = None,
+) -> SweepOutcome:
+    """Settle the reservations their buyers' requests left behind.
+
+    - pending for longer than ``pending_timeout``: the request that made it is over. If its
+      order was written and is live, the units are sold (confirm); if the order was never
+      written (the process died between reserve and insert), they go back on sale (release).
+      Younger pending reservations are left alone: their order may be committing right now.
+    - an order that was cancelled or expired while its reservation still holds units (the
+      orders module stopped between its status change and its release): release. This never
+      touches a live order's units.
+    - confirmed, and its order has shipped (or later): it can no longer be released, so the
+      store stops tracking it (retire); the units stay sold.
+    """
+    clock = time.time() if now is None else now
+    held = await operations.open_reservations()
+    states = await orders.states_of([reservation.key for reservation in held])
+    outcome = SweepOutcome(confirmed=[], released=[], retired=[])
+    for reservation in held:
+        state = states.get(reservation.key)
+        if state is not None and state not in LIVE_ORDER_STATES:
+            await stock.release(reservation.key)
+            outcome.released.append(reservation.key)
+        elif reservation.status == "pending":
+            if clock - reservation.created_at < pending_timeout:
+                continue
+            if state is None:
+                await stock.release(reservation.key)
+                outcome.released.append(reservation.key)
+            else:
+                await stock.confirm(reservation.key)
+                outcome.confirmed.append(reservation.key)
+        elif state is not None and state not in RELEASABLE_ORDER_STATES:
+            outcome.retired.append(reservation.key)
+    if outcome.retired:
+        await operations.retire(outcome.retired)
+    return outcome
+
+
+async def reconcile_stock(
+    *,
+    stock: StockReservation,
+    operations: StockOperations,
+    orders: OrderStates,
+    pending_timeout: float,
+    fix: bool,
+) -> Sequence[OptionStock]:
+    """Report every option whose store disagrees with the ledger; with ``fix``, repair them.
+
+    Fixing first settles what the sweep would (so a stale reservation is not mistaken for
+    drift), then resets what is left to the ledger's figure behind the switch fence.
+    Returns the drifting options as they were before any repair.
+    """
+    drifting = [option for option in await operations.status() if option.drift]
+    if not fix:
+        return drifting
+    await sweep_reservations(
+        stock=stock, operations=operations, orders=orders, pending_timeout=pending_timeout
+    )
+    await operations.repair()
+    return drifting

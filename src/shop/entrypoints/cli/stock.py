@@ -1,0 +1,122 @@
+"""``shop stock status|use NAME|reconcile [--fix]``: see and steer how stock is sold.
+
+Every command works on a running deployment: it joins the same PostgreSQL and Redis as the
+app processes, and ``use`` switches all of them live (see ``adapters/redis/strategy.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from shop.bootstrap import STOCK_STRATEGIES, Container
+from shop.domain.errors import DomainError
+from shop.domain.stock.model import OptionStock
+from shop.domain.stock.services import reconcile_stock
+from shop.entrypoints.cli.context import resolved_settings
+
+T = TypeVar("T")
+
+
+def _run(work: Callable[[Container], Awaitable[T]]) -> T:
+    settings, servers = resolved_settings()
+
+    async def main() -> T:
+        container = Container.build(settings)
+        try:
+            return await work(container)
+        finally:
+            await container.close()
+
+    try:
+        return asyncio.run(main())
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from None
+    finally:
+        servers.stop()
+
+
+def _table(title: str, options: Sequence[OptionStock]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in ("option", "total", "sold", "held", "db stock", "redis counter", "ledger"):
+        table.add_column(column, justify="right")
+    table.add_column("drift", justify="right")
+    for option in options:
+        drift = option.drift
+        table.add_row(
+            str(option.option_id),
+            str(option.stock_total),
+            str(option.sold),
+            str(option.held),
+            str(option.db_stock),
+            "-" if option.counter is None else str(option.counter),
+            str(option.expected),
+            "-" if drift is None else (f"[red]{drift:+d}[/red]" if drift else "0"),
+        )
+    return table
+
+
+@click.group()
+def stock() -> None:
+    """Inspect the stock, switch the strategy live, repair drift."""
+
+
+@stock.command()
+@click.option("--option", "option_ids", type=int, multiple=True, help="Only these options.")
+def status(option_ids: tuple[int, ...]) -> None:
+    """Active strategy and, per option, DB stock vs Redis counter vs the ledger.
+
+    ``ledger`` is stock_total - sold (lines of live orders) - held (reservations no live
+    order accounts for yet); ``drift`` is how far the store the strategy sells from is off.
+    """
+
+    async def work(container: Container) -> tuple[str, Sequence[OptionStock]]:
+        active = await container.stock_operations.active_strategy()
+        return active, await container.stock_operations.status(list(option_ids) or None)
+
+    active, options = _run(work)
+    console = Console()
+    console.print(f"active stock strategy: [bold]{active}[/bold]")
+    console.print(_table("stock per option", options))
+
+
+@stock.command()
+@click.argument("name", type=click.Choice(sorted(STOCK_STRATEGIES)))
+def use(name: str) -> None:
+    """Switch every running process to strategy NAME, moving the stock state over."""
+    previous = _run(lambda container: container.stock_operations.use(name))
+    if previous == name:
+        click.echo(f"stock strategy is already {name}")
+    else:
+        click.echo(f"stock strategy switched from {previous} to {name}")
+
+
+@stock.command()
+@click.option("--fix", is_flag=True, help="Repair the drift from the ledger.")
+def reconcile(fix: bool) -> None:
+    """Compare the stores with the ledger; exit 1 on drift unless --fix repaired it."""
+
+    async def work(container: Container) -> Sequence[OptionStock]:
+        return await reconcile_stock(
+            stock=container.stock,
+            operations=container.stock_operations,
+            orders=container.order_states,
+            pending_timeout=container.settings.reservation_timeout,
+            fix=fix,
+        )
+
+    drifting = _run(work)
+    console = Console()
+    if not drifting:
+        console.print("no drift: every store agrees with the ledger")
+        return
+    console.print(_table("drifting options", drifting))
+    if fix:
+        console.print(f"repaired {len(drifting)} option(s) from the ledger")
+        return
+    raise click.exceptions.Exit(1)
