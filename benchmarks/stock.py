@@ -50,7 +50,6 @@ from shop.domain.identity.model import Principal, Role
 SCENARIOS = ("hot", "spread", "sellout")
 STRATEGIES = ("counter", "redlock", "db")
 SETTLE_TIMEOUT = 15.0
-LIVE_STATUSES = ("pending_payment", "paid", "shipping", "delivered", "refunded")
 console = Console(width=None if sys.stdout.isatty() else 200)
 
 
@@ -249,36 +248,24 @@ async def _make_options(container: Container, count: int, units: int) -> list[in
 async def _check(
     container: Container, option_ids: Sequence[int]
 ) -> tuple[int, int, bool, list[dict[str, Any]]]:
-    """(units sold, oversold, consistent, drift rows) once the sync has run."""
-    async with container.engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                text(
-                    "SELECT o.id, o.stock, o.stock_total, "
-                    "  COALESCE(SUM(l.quantity) FILTER (WHERE po.status = ANY(:live)), 0) AS sold "
-                    "FROM option o "
-                    "LEFT JOIN order_line l ON l.option_id = o.id "
-                    "LEFT JOIN purchase_order po ON po.id = l.order_id "
-                    "WHERE o.id = ANY(:ids) GROUP BY o.id"
-                ),
-                {"ids": list(option_ids), "live": list(LIVE_STATUSES)},
-            )
-        ).all()
-    view = await container.stock.available(list(option_ids))
-    sold = sum(int(row.sold) for row in rows)
-    oversold = sum(max(0, int(row.sold) - int(row.stock_total)) for row in rows)
-    drift = []
-    for row in rows:
-        ledger = int(row.stock_total) - int(row.sold)
-        if not (int(row.stock) == ledger == int(view[int(row.id)])):
-            drift.append(
-                {
-                    "option_id": int(row.id),
-                    "db": int(row.stock),
-                    "strategy": int(view[int(row.id)]),
-                    "ledger": ledger,
-                }
-            )
+    """(units sold, oversold, consistent, drift rows), from the shop's own ledger report.
+
+    Consistent means PostgreSQL's ``option.stock``, the Redis counter (when the strategy keeps
+    one) and the ledger (stock_total − live order lines − held reservations) all agree.
+    """
+    report = await container.stock_operations.status(list(option_ids))
+    sold = sum(row.sold for row in report)
+    oversold = sum(max(0, row.sold - row.stock_total) for row in report)
+    drift = [
+        {
+            "option_id": row.option_id,
+            "db": row.db_stock,
+            "counter": row.counter,
+            "ledger": row.expected,
+        }
+        for row in report
+        if row.db_stock != row.expected or (row.counter is not None and row.counter != row.expected)
+    ]
     return sold, oversold, not drift, drift
 
 
@@ -448,6 +435,7 @@ def run(config: BenchConfig) -> dict[str, Any]:
         ) as progress:
             for workers in config.workers:
                 for strategy in config.strategies:
+                    asyncio.run(_use(settings, strategy))
                     with serving(
                         settings, strategy=strategy, workers=workers, port=config.port
                     ) as processes:
@@ -496,6 +484,16 @@ def run(config: BenchConfig) -> dict[str, Any]:
         return report
     finally:
         servers.stop()
+
+
+async def _use(settings: Settings, strategy: str) -> None:
+    """Switch the deployment's stock strategy the way an operator does (``shop stock use``):
+    the environment only picks the strategy of a fresh deployment."""
+    container = Container.build(settings)
+    try:
+        await container.stock_operations.use(strategy)
+    finally:
+        await container.close()
 
 
 async def _make_buyers_sync(container: Container, count: int) -> list[str]:

@@ -20,18 +20,14 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import (
-    BigInteger,
-    Integer,
     Row,
     Table,
-    func,
     literal,
     select,
-    true,
+    text,
     tuple_,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from uuid_utils.compat import uuid7
 
@@ -130,6 +126,41 @@ async def _orders_with_lines(conn: AsyncConnection, rows: Sequence[Row[Any]]) ->
     return [_to_order(row, lines[row.id]) for row in rows]
 
 
+# The purchase path's two statements, written once as SQL: building them per request with the
+# expression language cost more CPU than the round trips themselves (profiled: ~1 ms/purchase).
+_QUOTE = text(
+    """
+    SELECT (SELECT id FROM purchase_order
+             WHERE user_id = :user_id AND idempotency_key = :key) AS existing,
+           option.id, option.product_id, option.price
+      FROM (SELECT 1) AS anchor
+      LEFT JOIN option ON option.id = ANY(CAST(:ids AS bigint[]))
+    """
+)
+# Order and lines in one statement (atomic as any single statement); ON CONFLICT makes a
+# racing twin of the same idempotency key write nothing, which RETURNING reports.
+_ADD = text(
+    """
+    WITH new_order AS (
+        INSERT INTO purchase_order (id, user_id, status, payment_method, pay_by, total,
+                                    shipping_address, idempotency_key, reservation_key,
+                                    request_fingerprint, created_at)
+        VALUES (:id, :user_id, :status, :payment_method, :pay_by, :total, :shipping_address,
+                :idempotency_key, :reservation_key, :request_fingerprint, :created_at)
+        ON CONFLICT DO NOTHING
+        RETURNING id
+    )
+    INSERT INTO order_line (order_id, option_id, product_id, quantity, unit_price)
+    SELECT new_order.id, item.option_id, item.product_id, item.quantity, item.unit_price
+      FROM new_order,
+           unnest(CAST(:option_ids AS bigint[]), CAST(:product_ids AS bigint[]),
+                  CAST(:quantities AS integer[]), CAST(:unit_prices AS bigint[]))
+               AS item(option_id, product_id, quantity, unit_price)
+    RETURNING order_id
+    """
+)
+
+
 class SqlOrders:
     """The ``Orders`` port on PostgreSQL."""
 
@@ -144,22 +175,15 @@ class SqlOrders:
     async def quote(
         self, user_id: uuid.UUID, idempotency_key: str, option_ids: Sequence[int]
     ) -> Quote:
-        existing = (
-            select(order_t.c.id)
-            .where(order_t.c.user_id == user_id, order_t.c.idempotency_key == idempotency_key)
-            .scalar_subquery()
-        )
         # One row per known option, or a single all-NULL row when none is known, always
         # carrying the earlier order's id (if any): one round trip either way.
-        anchor = select(literal(1).label("one")).subquery("anchor")
-        stmt = select(
-            existing.label("existing"),
-            option_t.c.id,
-            option_t.c.product_id,
-            option_t.c.price,
-        ).select_from(anchor.outerjoin(option_t, option_t.c.id.in_(list(option_ids))))
         async with self._autocommit.connect() as conn:
-            rows = (await conn.execute(stmt)).all()
+            rows = (
+                await conn.execute(
+                    _QUOTE,
+                    {"user_id": user_id, "key": idempotency_key, "ids": list(option_ids)},
+                )
+            ).all()
         prices = {
             int(row.id): OptionPrice(int(row.id), int(row.product_id), int(row.price))
             for row in rows
@@ -168,51 +192,25 @@ class SqlOrders:
         return Quote(prices=prices, existing_order_id=rows[0].existing if rows else None)
 
     async def add(self, order: Order) -> bool:
-        new_order = (
-            insert(order_t)
-            .values(
-                id=order.id,
-                user_id=order.user_id,
-                status=order.status.value,
-                payment_method=order.payment_method.value,
-                pay_by=order.pay_by,
-                total=order.total,
-                shipping_address=order.shipping_address,
-                idempotency_key=order.idempotency_key,
-                reservation_key=order.reservation_key,
-                request_fingerprint=order.request_fingerprint,
-                created_at=order.created_at,
-            )
-            .on_conflict_do_nothing()
-            .returning(order_t.c.id)
-            .cte("new_order")
-        )
-        unnest = (
-            func.unnest(
-                literal([line.option_id for line in order.lines], ARRAY(BigInteger)),
-                literal([line.product_id for line in order.lines], ARRAY(BigInteger)),
-                literal([line.quantity for line in order.lines], ARRAY(Integer)),
-                literal([line.unit_price for line in order.lines], ARRAY(BigInteger)),
-            )
-            .table_valued("option_id", "product_id", "quantity", "unit_price")
-            .render_derived(name="item")
-        )
-        stmt = (
-            insert(line_t)
-            .from_select(
-                ["order_id", "option_id", "product_id", "quantity", "unit_price"],
-                select(
-                    new_order.c.id,
-                    unnest.c.option_id,
-                    unnest.c.product_id,
-                    unnest.c.quantity,
-                    unnest.c.unit_price,
-                ).select_from(new_order.join(unnest, true())),
-            )
-            .returning(line_t.c.order_id)
-        )
+        params = {
+            "id": order.id,
+            "user_id": order.user_id,
+            "status": order.status.value,
+            "payment_method": order.payment_method.value,
+            "pay_by": order.pay_by,
+            "total": order.total,
+            "shipping_address": order.shipping_address,
+            "idempotency_key": order.idempotency_key,
+            "reservation_key": order.reservation_key,
+            "request_fingerprint": order.request_fingerprint,
+            "created_at": order.created_at,
+            "option_ids": [line.option_id for line in order.lines],
+            "product_ids": [line.product_id for line in order.lines],
+            "quantities": [line.quantity for line in order.lines],
+            "unit_prices": [line.unit_price for line in order.lines],
+        }
         async with self._autocommit.connect() as conn:
-            written = (await conn.execute(stmt)).first()
+            written = (await conn.execute(_ADD, params)).first()
         return written is not None
 
     async def get(self, order_id: uuid.UUID) -> Order | None:
