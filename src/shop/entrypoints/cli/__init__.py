@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from shop.entrypoints.cli.bench import bench
 from shop.entrypoints.cli.seed import seed
 from shop.entrypoints.cli.server import migrate, up
 from shop.entrypoints.cli.stock import stock
@@ -17,6 +18,7 @@ def main() -> None:
 
 main.add_command(up)
 main.add_command(migrate)
+main.add_command(bench)
 main.add_command(users)
 main.add_command(seed)
 main.add_command(stock)

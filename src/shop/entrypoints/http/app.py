@@ -34,6 +34,7 @@ from shop.entrypoints.http.identity import AuthController, get_me
 from shop.entrypoints.http.orders import AdminOrderController, OrderController
 from shop.entrypoints.http.request_log import request_log_middleware
 from shop.entrypoints.http.throttle import ThrottleMiddleware
+from shop.entrypoints.http.whoami import whoami
 from shop.entrypoints.http.wishes import WishController
 from shop.logs import configure_logging
 
@@ -65,6 +66,7 @@ def route_handlers() -> list[ControllerRouterHandler]:
         docs,
         AuthController,
         get_me,
+        whoami,
         CategoryController,
         AdminCategoryController,
         ProductController,

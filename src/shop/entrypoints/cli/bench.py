@@ -1,0 +1,87 @@
+"""``shop bench``: the stock-strategy benchmark (see benchmarks/stock.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+def _ints(value: str) -> tuple[int, ...]:
+    try:
+        numbers = tuple(int(part) for part in value.split(",") if part.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of integers") from None
+    if not numbers or min(numbers) < 1:
+        raise click.BadParameter("give at least one positive integer")
+    return numbers
+
+
+def _names(value: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in value.split(",") if part.strip())
+    unknown = [name for name in names if name not in allowed]
+    if unknown or not names:
+        raise click.BadParameter(f"choose from {', '.join(allowed)}")
+    return names
+
+
+@click.command()
+@click.option("--quick", is_flag=True, help="Every strategy and scenario in about two minutes.")
+@click.option("--strategies", default="counter,redlock,db", show_default=True)
+@click.option("--scenarios", default="hot,spread,sellout", show_default=True)
+@click.option("--workers", default="2", show_default=True, help="App worker counts, e.g. 1,2.")
+@click.option("--concurrency", default=64, show_default=True, type=click.IntRange(1, 4096))
+@click.option("--duration", default=10.0, show_default=True, type=click.FloatRange(1, 600))
+@click.option("--stock", "sellout_stock", default=200, show_default=True, type=click.IntRange(1))
+@click.option("--buyers", "sellout_buyers", default=1000, show_default=True, type=click.IntRange(1))
+@click.option("--spread-options", default=500, show_default=True, type=click.IntRange(2))
+@click.option("--port", default=8799, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--data-dir", default=".shop-bench", show_default=True)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("benchmarks/results/latest.json"),
+    show_default=True,
+)
+@click.option("--no-chart", is_flag=True, help="Skip the PNG chart.")
+def bench(
+    quick: bool,
+    strategies: str,
+    scenarios: str,
+    workers: str,
+    concurrency: int,
+    duration: float,
+    sellout_stock: int,
+    sellout_buyers: int,
+    spread_options: int,
+    port: int,
+    data_dir: str,
+    out: Path,
+    no_chart: bool,
+) -> None:
+    """Benchmark the stock strategies with real concurrent HTTP purchases."""
+    try:
+        from benchmarks.stock import SCENARIOS, STRATEGIES, BenchConfig, quick_config, run
+    except ImportError as exc:  # the benchmark ships with the source tree, not the wheel
+        raise click.ClickException(f"run from a source checkout: {exc}") from None
+    config = (
+        quick_config(out)
+        if quick
+        else BenchConfig(
+            duration=duration,
+            sellout_stock=sellout_stock,
+            sellout_buyers=sellout_buyers,
+            spread_options=spread_options,
+            out=out,
+        )
+    )
+    config.strategies = _names(strategies, STRATEGIES)
+    config.scenarios = _names(scenarios, SCENARIOS)
+    config.workers = _ints(workers)
+    config.concurrency = concurrency
+    config.port = port
+    config.data_dir = data_dir
+    config.chart = not no_chart
+    report = run(config)
+    if any(r["oversold"] for r in report["runs"]):
+        raise click.ClickException("OVERSOLD: a strategy sold more than its stock")
