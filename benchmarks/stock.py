@@ -46,6 +46,7 @@ from shop.adapters.db import migrations
 from shop.bootstrap import Container, require_urls, resolve_services
 from shop.config import Settings, load_settings
 from shop.domain.identity.model import Principal, Role
+from shop.entrypoints.cli.server import api_command
 
 SCENARIOS = ("hot", "spread", "sellout")
 STRATEGIES = ("counter", "redlock", "db")
@@ -126,29 +127,7 @@ def serving(
         # with a per-user quota no benchmark buyer reaches.
         "SHOP_RATE_LIMIT_USER": "10000000/minute",
     }
-    api = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "granian",
-            "--interface",
-            "asgi",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "--no-ws",
-            "--log-level",
-            "warning",
-            "--backlog",
-            "2048",
-            "shop.entrypoints.http.app:create_app",
-        ],
-        env=env,
-    )
+    api = subprocess.Popen(api_command("127.0.0.1", port, workers), env=env)
     worker = subprocess.Popen([sys.executable, "-m", "shop.entrypoints.workers"], env=env)
     try:
         deadline = time.monotonic() + 60

@@ -20,7 +20,7 @@ from shop.entrypoints.http.auth import requires_admin
 from tests.conftest import TEST_JWT_SECRET, bearer, http_client
 
 
-@get("/whoami", operation_id="WhoAmI")
+@get("/whoami", operation_id="ContractWhoAmI")
 async def whoami(principal: NamedDependency[Principal]) -> dict[str, Any]:
     return {"user_id": str(principal.user_id), "role": principal.role.value}
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, cast
 
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
@@ -29,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from shop.adapters.db.tables import (
     CategoryRow,
@@ -39,6 +38,7 @@ from shop.adapters.db.tables import (
     ProductImageRow,
     ProductRow,
 )
+from shop.adapters.db.unit_of_work import SessionUnitOfWork
 from shop.domain.catalog.model import (
     RELEASED_ORDER_STATUSES,
     Category,
@@ -367,37 +367,15 @@ def _ordered(product_id: int) -> Conflict:
     )
 
 
-class SqlCatalogUnitOfWork:
+class SqlCatalogUnitOfWork(SessionUnitOfWork):
     """One session; nothing is committed unless ``commit`` is called."""
 
     categories: SqlCategories
     products: SqlProducts
 
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
-        self._sessionmaker = sessionmaker
-        self._session: AsyncSession | None = None
-
-    async def __aenter__(self) -> SqlCatalogUnitOfWork:
-        self._session = self._sessionmaker()
-        self.categories = SqlCategories(self._session)
-        self.products = SqlProducts(self._session)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._session is not None:
-            await self._session.rollback()
-            await self._session.close()
-            self._session = None
-
-    async def commit(self) -> None:
-        if self._session is None:
-            raise RuntimeError("commit() outside the unit of work")
-        await self._session.commit()
+    def _open(self, session: AsyncSession) -> None:
+        self.categories = SqlCategories(session)
+        self.products = SqlProducts(session)
 
 
 SUBTREE_PROBE = text(

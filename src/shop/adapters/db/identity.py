@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from types import TracebackType
-from typing import Self
 
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from shop.adapters.db.tables import RefreshTokenRow, UserRow
+from shop.adapters.db.unit_of_work import SessionUnitOfWork
 from shop.domain.errors import Conflict
 from shop.domain.identity.model import RefreshToken, Role, User
 
@@ -136,12 +135,8 @@ class SqlRefreshTokens:
         )
 
 
-class SqlIdentityUnitOfWork:
+class SqlIdentityUnitOfWork(SessionUnitOfWork):
     """A session per ``async with``; leaving without ``commit`` rolls back."""
-
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
-        self._sessionmaker = sessionmaker
-        self._session: AsyncSession | None = None
 
     @property
     def users(self) -> SqlUsers:
@@ -151,23 +146,6 @@ class SqlIdentityUnitOfWork:
     def refresh_tokens(self) -> SqlRefreshTokens:
         return self._current_tokens
 
-    async def __aenter__(self) -> Self:
-        self._session = self._sessionmaker()
-        self._current_users = SqlUsers(self._session)
-        self._current_tokens = SqlRefreshTokens(self._session)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()  # rolls back whatever was not committed
-
-    async def commit(self) -> None:
-        if self._session is None:
-            raise RuntimeError("commit() outside 'async with' of the unit of work")
-        await self._session.commit()
+    def _open(self, session: AsyncSession) -> None:
+        self._current_users = SqlUsers(session)
+        self._current_tokens = SqlRefreshTokens(session)

@@ -64,6 +64,16 @@ def _stop(children: list[subprocess.Popen[bytes]]) -> None:
             child.wait()
 
 
+def api_command(host: str, port: int, workers: int) -> list[str]:
+    """The HTTP API as ``shop up`` (and the benchmark) run it: granian on ``create_app``."""
+    return [
+        sys.executable, "-m", "granian", "--interface", "asgi", "--factory",
+        "--host", host, "--port", str(port), "--workers", str(workers),
+        "--no-ws", "--log-level", "warning", "--backlog", "2048",
+        "shop.entrypoints.http.app:create_app",
+    ]  # fmt: skip
+
+
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
@@ -96,29 +106,7 @@ def up(host: str, port: int, workers: int, no_worker: bool) -> None:
         }
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
-        children.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "granian",
-                    "--interface",
-                    "asgi",
-                    "--factory",
-                    "--host",
-                    host,
-                    "--port",
-                    str(port),
-                    "--workers",
-                    str(workers),
-                    "--no-ws",
-                    "--log-level",
-                    "warning",
-                    "shop.entrypoints.http.app:create_app",
-                ],
-                env=env,
-            )
-        )
+        children.append(subprocess.Popen(api_command(host, port, workers), env=env))
         if not no_worker:
             children.append(
                 subprocess.Popen([sys.executable, "-m", "shop.entrypoints.workers"], env=env)
