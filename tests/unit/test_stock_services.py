@@ -32,7 +32,8 @@ class MemoryStock:
         buyer: str | None = None,
         per_buyer_limit: int | None = None,
     ) -> Reservation:
-        raise NotImplementedError
+        self.calls.append(("reserve", key))
+        return Reservation(key=key, lines=tuple(lines))
 
     async def confirm(self, key: str) -> None:
         self.calls.append(("confirm", key))
@@ -42,7 +43,7 @@ class MemoryStock:
         self.held.pop(key, None)
 
     async def put_on_sale(self, option_id: int, units: int) -> None:
-        raise NotImplementedError
+        self.calls.append(("put_on_sale", str(option_id)))
 
     async def available(self, option_ids: Sequence[int]) -> Mapping[int, int]:
         return {}
