@@ -39,6 +39,7 @@ from sqlalchemy.engine import make_url
 
 from shop.adapters.db import migrations
 from shop.adapters.db.catalog import SUBTREE_PROBE, CategoryFilter, listing_statement
+from shop.adapters.db.engine import plain_dsn
 from shop.adapters.embedded import EmbeddedPostgres, EmbeddedRedis
 from shop.bootstrap import Container
 from shop.config import Settings
@@ -70,10 +71,6 @@ class Row:
     adapter_first: float
     adapter_deep: float
     offset_deep: float
-
-
-def _dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 async def _median_ms(call: Callable[[], Awaitable[object]], repeat: int) -> float:
@@ -255,7 +252,7 @@ async def main_async(args: argparse.Namespace) -> None:
                 redis = EmbeddedRedis(Path(tmp))
                 redis_url = await asyncio.to_thread(redis.start)
             name = f"shop_bench_{uuid.uuid4().hex[:8]}"
-            admin = await asyncpg.connect(_dsn(server_url))
+            admin = await asyncpg.connect(plain_dsn(server_url))
             await admin.execute(f'CREATE DATABASE "{name}"')
             database_url = make_url(server_url).set(database=name).render_as_string(False)
             try:

@@ -28,6 +28,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from shop.adapters.db import migrations
+from shop.adapters.db.engine import plain_dsn
 from shop.adapters.db.tables import metadata
 from shop.adapters.embedded import EmbeddedPostgres, EmbeddedRedis
 from shop.bootstrap import Container
@@ -36,11 +37,6 @@ from shop.domain.identity.model import Principal, Role, User, normalise_email
 from shop.entrypoints.http.app import create_app
 
 TEST_JWT_SECRET = "test-secret-not-for-production-0123456789abcdef"
-
-
-def _plain_dsn(url: str) -> str:
-    """An asyncpg DSN (no SQLAlchemy driver suffix) for admin statements."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 @pytest.fixture(scope="session")
@@ -79,7 +75,7 @@ def redis_url(embedded_dir: Path) -> Iterator[str]:
 async def create_database(server_url: str) -> str:
     """A fresh, empty database on the server; returns its SQLAlchemy URL."""
     name = f"shop_test_{uuid.uuid4().hex[:10]}"
-    conn = await asyncpg.connect(_plain_dsn(server_url))
+    conn = await asyncpg.connect(plain_dsn(server_url))
     try:
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
@@ -89,7 +85,7 @@ async def create_database(server_url: str) -> str:
 
 async def drop_database(server_url: str, database_url: str) -> None:
     name = make_url(database_url).database
-    conn = await asyncpg.connect(_plain_dsn(server_url))
+    conn = await asyncpg.connect(plain_dsn(server_url))
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:

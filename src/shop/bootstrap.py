@@ -223,8 +223,9 @@ class Container:
     order_states: OrderStates
     extras: dict[str, Any] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def order_rules(self) -> OrderRules:
+        """Built once per container (it is on every purchase's path), not per request."""
         return order_rules(self.settings)
 
     @classmethod

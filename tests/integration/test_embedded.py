@@ -10,6 +10,7 @@ from pathlib import Path
 import psutil
 import redis
 
+from shop.adapters.db.engine import plain_dsn
 from shop.adapters.embedded import EmbeddedPostgres, EmbeddedRedis
 
 
@@ -119,9 +120,8 @@ def _psql(url: str, sql: str) -> str:
     import asyncio
 
     import asyncpg
-    from sqlalchemy.engine import make_url
 
-    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    dsn = plain_dsn(url)
 
     async def run() -> str:
         conn = await asyncpg.connect(dsn)

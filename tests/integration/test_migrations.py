@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 
 import asyncpg
-from sqlalchemy.engine import make_url
 
 from shop.adapters.db import migrations
+from shop.adapters.db.engine import plain_dsn
 from shop.adapters.db.tables import metadata
 from tests.conftest import create_database, drop_database
 
 
 async def _tables(url: str) -> set[str]:
-    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    dsn = plain_dsn(url)
     conn = await asyncpg.connect(dsn)
     try:
         rows = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")

@@ -15,6 +15,12 @@ def async_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+def plain_dsn(url: str) -> str:
+    """The same database as a driver-agnostic ``postgresql://`` DSN (asyncpg, psql, libpq)."""
+    parsed = make_url(async_url(url)).set(drivername="postgresql")
+    return parsed.render_as_string(hide_password=False)
+
+
 def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> AsyncEngine:
     return create_async_engine(
         async_url(url),
