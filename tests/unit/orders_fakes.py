@@ -21,6 +21,7 @@ from shop.domain.orders.model import (
     OrderPage,
     OrderStatus,
     Quote,
+    reservation_key,
 )
 from shop.domain.stock.model import Line, Reservation, merge_lines
 
@@ -127,6 +128,8 @@ class FakeOrders:
         self.rows: dict[uuid.UUID, Order] = {}
         self.failing_add: Exception | None = None
         self.before_add: list[Order] = []
+        # reservation key -> "order" | "void": who may use the reservation, decided once.
+        self.claims: dict[str, str] = {}
 
     def next_id(self) -> uuid.UUID:
         return uuid.uuid4()
@@ -138,18 +141,24 @@ class FakeOrders:
         return Quote(
             prices={i: self.prices[i] for i in option_ids if i in self.prices},
             existing_order_id=None if existing is None else existing.id,
+            abandoned=self.claims.get(reservation_key(user_id, idempotency_key)) == "void",
         )
 
-    async def add(self, order: Order) -> bool:
+    async def add(self, order: Order, *, stock_generation: str | None = None) -> bool:
         for twin in self.before_add:  # a racing request that wrote first
             self.rows[twin.id] = twin
+            self.claims[twin.reservation_key] = "order"
         self.before_add.clear()
         if self.failing_add is not None:
             raise self.failing_add
-        if await self.find(order.user_id, order.idempotency_key) is not None:
+        if order.reservation_key in self.claims:
             return False
+        self.claims[order.reservation_key] = "order"
         self.rows[order.id] = copy.deepcopy(order)
         return True
+
+    async def abandon(self, reservation_key: str) -> bool:
+        return self.claims.setdefault(reservation_key, "void") == "void"
 
     async def get(self, order_id: uuid.UUID) -> Order | None:
         found = self.rows.get(order_id)

@@ -74,9 +74,16 @@ class MemoryStock:
 class MemoryOrders:
     def __init__(self, states: Mapping[str, str]) -> None:
         self.states = dict(states)
+        self.void: set[str] = set()
 
     async def states_of(self, keys: Sequence[str]) -> Mapping[str, str]:
         return {key: self.states[key] for key in keys if key in self.states}
+
+    async def abandon(self, key: str) -> bool:
+        if key in self.states:
+            return False
+        self.void.add(key)
+        return True
 
 
 def _held(key: str, status: str, age: float) -> HeldReservation:

@@ -19,6 +19,7 @@ from typing import cast
 from sqlalchemy import Table, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from shop.adapters.db.reservation_claims import claim_void
 from shop.adapters.db.tables import OptionRow, OrderLineRow, OrderRow
 from shop.domain.stock.model import (
     LIVE_ORDER_STATES,
@@ -226,3 +227,7 @@ class SqlOrderStates:
             return {}
         async with self._engine.connect() as conn:
             return await order_states(conn, keys)
+
+    async def abandon(self, key: str) -> bool:
+        async with self._engine.begin() as conn:
+            return await claim_void(conn, key)

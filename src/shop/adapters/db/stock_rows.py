@@ -158,9 +158,11 @@ async def confirm_in(conn: AsyncConnection, key: str, *, strategy: str) -> None:
     if (await conn.execute(_CONFIRM, {"key": key, "strategy": strategy})).first() is None:
         await ensure_active(conn, strategy)
         status = (await conn.execute(_STATUS, {"key": key})).scalar()
-        if status is None or status == "released":
-            # Released (swept as abandoned) or never made: the order just written holds no
-            # units, and confirming it would sell what is no longer set aside.
+        if status not in ("confirmed", "sold"):
+            # Released (swept as abandoned), never made, or left ``moved`` by a switch to the
+            # counter whose Redis record ended there (a switch back re-imports every record
+            # still holding units): the order just written holds no units, and confirming it
+            # would sell what is no longer set aside.
             raise ReservationLost(key)
 
 

@@ -293,3 +293,30 @@ class AppSettingRow(DefaultBase):
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime.datetime] = _now_column()
+
+
+class ReservationClaimRow(DefaultBase):
+    """What became of a stock reservation key, decided once: ``order`` (an order holds it) or
+    ``void`` (abandoned: no order may ever hold it, so its units may go back on sale).
+
+    The order insert and the sweep both insert here, and the primary key makes the second of
+    two racing inserts wait for the first to commit and then find its outcome: that is what
+    makes "release unless an order holds it" atomic (see ``reservation_claims``).
+    """
+
+    __tablename__ = "reservation_claim"
+    __table_args__ = (CheckConstraint("outcome IN ('order', 'void')", name="outcome_known"),)
+
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(8))
+    claimed_at: Mapped[datetime.datetime] = _now_column()
+
+
+class StockLostGenerationRow(DefaultBase):
+    """Counter states Redis lost (their generation id): reservations taken from one of them
+    can no longer be turned into orders, because the rebuild already counted their units."""
+
+    __tablename__ = "stock_lost_generation"
+
+    generation: Mapped[str] = mapped_column(String(64), primary_key=True)
+    lost_at: Mapped[datetime.datetime] = _now_column()

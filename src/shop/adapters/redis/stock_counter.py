@@ -47,6 +47,7 @@ from typing import Any, cast
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from shop.adapters.db.reservation_claims import mark_generation_lost
 from shop.adapters.db.stock_fence import (
     COUNTER_GENERATION_SETTING,
     STRATEGY_SETTING,
@@ -177,9 +178,13 @@ class RedisCounterStock:
             outcome = await self._reserve(keys=keys, args=args)
             kind = _text(outcome[0])
             if kind == "ok":
-                return Reservation(key=key, lines=merged)
+                return Reservation(key=key, lines=merged, generation=_text(outcome[1]))
             if kind == "exists":
-                return Reservation(key=key, lines=decode_record(key, outcome[1]).lines)
+                return Reservation(
+                    key=key,
+                    lines=decode_record(key, outcome[1]).lines,
+                    generation=_text(outcome[2]),
+                )
             if kind == "soldout":
                 option_id = int(outcome[1])
                 raise SoldOut(option_id, requested=_quantity(merged, option_id))
@@ -324,6 +329,20 @@ class RedisCounterStock:
                 await self._redis.delete(REBUILD_LOCK)
 
     async def _rebuild_all(self) -> None:
+        """Rebuild the whole state from the ledger after Redis lost it.
+
+        Orders whose reservation came from the lost state are fenced by its generation (see
+        ``Reservation.generation``): the lost generation is recorded with the fence held
+        exclusively, so each such order insert either committed before the ledger is read
+        (and is counted as sold) or is refused afterwards (its units were counted unsold).
+        The grace period, spent before taking the fence, only lets in-flight purchases land
+        instead of being refused; correctness does not depend on it.
+        """
+        async with self._engine.connect() as conn:
+            lost = await read_setting(conn, COUNTER_GENERATION_SETTING)
+        if lost is not None and self._grace > 0 and not await self._redis.exists(GENERATION):
+            _log.warning("counter state lost; waiting for in-flight orders", grace=self._grace)
+            await asyncio.sleep(self._grace)
         async with self._engine.connect() as conn, fence_across_commits(conn):
             async with conn.begin():
                 if await read_setting(conn, STRATEGY_SETTING) != self.name:
@@ -331,9 +350,8 @@ class RedisCounterStock:
                 if await self._redis.exists(GENERATION):
                     return
                 previous = await read_setting(conn, COUNTER_GENERATION_SETTING)
-            if previous is not None and self._grace > 0:
-                _log.warning("counter state lost; waiting for in-flight orders", grace=self._grace)
-                await asyncio.sleep(self._grace)
+                if previous is not None:
+                    await mark_generation_lost(conn, previous)
             async with ledger_snapshot(self._engine) as view:
                 entries = await option_ledger(view)
                 state = StockState(

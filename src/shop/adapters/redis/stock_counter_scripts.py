@@ -22,12 +22,13 @@ if redis.call('EXISTS', KEYS[2]) == 0 then return {'nogen'} end
 
 # KEYS: active, generation, records, pending, then (left, held, buyers) per line
 # ARGV: key, buyer ('' for none), limit (0 for none), lines, then (option_id, quantity) per line
+# Answers the generation with the reservation: the order insert's fencing token.
 RESERVE = (
     _CONTROL
     + """
 local key = ARGV[1]
 local existing = redis.call('HGET', KEYS[3], key)
-if existing then return {'exists', existing} end
+if existing then return {'exists', existing, redis.call('GET', KEYS[2])} end
 local buyer, limit = ARGV[2], tonumber(ARGV[3])
 local n = (#KEYS - 4) / 3
 for i = 0, n - 1 do
@@ -51,7 +52,7 @@ local now = redis.call('TIME')
 local ms = string.format('%.0f', now[1] * 1000 + math.floor(now[2] / 1000))
 redis.call('HSET', KEYS[3], key, 'p|' .. ms .. '|' .. ARGV[4] .. '|' .. buyer)
 redis.call('ZADD', KEYS[4], ms, key)
-return {'ok'}
+return {'ok', redis.call('GET', KEYS[2])}
 """
 )
 

@@ -85,6 +85,12 @@ class OptionPrice:
     price: int
 
 
+def reservation_key(user_id: uuid.UUID, idempotency_key: str) -> str:
+    """The stock reservation's key: one per (customer, Idempotency-Key), so a retried
+    request finds the units its first attempt set aside instead of taking more."""
+    return f"order:{user_id}:{idempotency_key}"
+
+
 @dataclass(frozen=True, slots=True)
 class PlaceOrder:
     """A customer's purchase request, after parsing and before any rule was applied."""
@@ -97,9 +103,7 @@ class PlaceOrder:
 
     @property
     def reservation_key(self) -> str:
-        """The stock reservation's key: one per (customer, Idempotency-Key), so a retried
-        request finds the units its first attempt set aside instead of taking more."""
-        return f"order:{self.user_id}:{self.idempotency_key}"
+        return reservation_key(self.user_id, self.idempotency_key)
 
     def validated(self, rules: OrderRules) -> tuple[Line, ...]:
         """The lines merged per option, once the request passes the order's bounds."""
@@ -350,3 +354,5 @@ class Quote:
 
     prices: Mapping[int, OptionPrice]
     existing_order_id: uuid.UUID | None
+    # The reservation of this key was abandoned (claimed void): no order can hold it any more.
+    abandoned: bool = False

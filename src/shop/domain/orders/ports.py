@@ -42,9 +42,17 @@ class Orders(Protocol):
         under this key, if any — in one round trip, as this sits on the purchase hot path."""
         ...
 
-    async def add(self, order: Order) -> bool:
-        """Write the order and its lines atomically. ``False`` (and nothing written) when the
-        customer already has an order under this Idempotency-Key."""
+    async def add(self, order: Order, *, stock_generation: str | None = None) -> bool:
+        """Write the order and its lines atomically, claiming its reservation key for it.
+        ``False`` (and nothing written) when the key is already claimed: the customer already
+        has an order under this Idempotency-Key, or the reservation was abandoned (claimed
+        void), or ``stock_generation`` (``Reservation.generation``) names a store state that
+        was lost since the reservation was taken."""
+        ...
+
+    async def abandon(self, reservation_key: str) -> bool:
+        """Claim the reservation key for no order; ``True`` if no order holds it now or ever
+        will (its units may go back on sale), ``False`` if an order holds it."""
         ...
 
     async def get(self, order_id: uuid.UUID) -> Order | None: ...

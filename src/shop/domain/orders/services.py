@@ -63,6 +63,10 @@ async def place_order(
         return await _replay(
             cmd, quote.existing_order_id, stock=stock, orders=orders, clock=clock, expiry=expiry
         )
+    if quote.abandoned:
+        # The first attempt died after reserving and the sweep gave its units back: this key
+        # can hold no order any more. Refused before taking anything.
+        raise ReservationLost(cmd.reservation_key)
     unknown = [line.option_id for line in lines if line.option_id not in quote.prices]
     if unknown:
         raise InvalidInput(f"option {unknown[0]} does not exist", extra={"option_ids": unknown})
@@ -82,11 +86,18 @@ async def place_order(
         cmd, lines, quote.prices, order_id=orders.next_id(), now=clock.now(), rules=rules
     )
     try:
-        written = await orders.add(order)
+        written = await orders.add(order, stock_generation=reservation.generation)
     except Exception:
         await _release_unless_written(cmd, stock=stock, orders=orders)
         raise
     if not written:
+        if await orders.find(cmd.user_id, cmd.idempotency_key) is None and await orders.abandon(
+            cmd.reservation_key
+        ):
+            # Claimed void by the sweep, or the reservation came from a store state that was
+            # lost since: no order may hold it, so whatever this attempt took goes back.
+            await stock.release(cmd.reservation_key)
+            raise ReservationLost(cmd.reservation_key)
         return await _replay(cmd, None, stock=stock, orders=orders, clock=clock, expiry=expiry)
     await _settle_new_order(order, stock=stock, orders=orders, clock=clock, expiry=expiry)
     return Placed(order, created=True)
@@ -95,11 +106,12 @@ async def place_order(
 async def _release_unless_written(
     cmd: PlaceOrder, *, stock: StockReservation, orders: Orders
 ) -> None:
-    """Give the units back after a failed write, unless a twin request wrote an order on this
-    reservation (releasing would free units that order holds). If even that check fails, the
-    stock sweep releases the reservation once it sees no order was written."""
+    """Give the units back after a failed write, unless an order holds this reservation: a
+    twin request's, or this one's if the write committed and only its answer was lost. The
+    key is claimed void first, atomically with any order insert, so the decision cannot go
+    stale before the release. If even that fails, the stock sweep settles it later."""
     with contextlib.suppress(Exception):
-        if await orders.find(cmd.user_id, cmd.idempotency_key) is None:
+        if await orders.abandon(cmd.reservation_key):
             await stock.release(cmd.reservation_key)
 
 

@@ -40,10 +40,18 @@ def merge_lines(lines: Iterable[Line]) -> tuple[Line, ...]:
 
 @dataclass(frozen=True, slots=True)
 class Reservation:
-    """Units set aside under an idempotency key, until confirmed (sold) or released."""
+    """Units set aside under an idempotency key, until confirmed (sold) or released.
+
+    ``generation`` is a fencing token: the id of the store state the units were taken from,
+    for a store that can lose its state (the Redis counter), ``None`` for one that cannot.
+    The order that will hold the reservation carries it to the ledger, which refuses the
+    order if that state was lost meanwhile: the rebuild that followed the loss already put
+    those units back on sale.
+    """
 
     key: str
     lines: tuple[Line, ...]
+    generation: str | None = None
 
     def quantity_of(self, option_id: int) -> int:
         return sum(line.quantity for line in self.lines if line.option_id == option_id)

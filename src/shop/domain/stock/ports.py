@@ -68,6 +68,12 @@ class OrderStates(Protocol):
         """Order status per reservation key; keys whose order was never written are absent."""
         ...
 
+    async def abandon(self, key: str) -> bool:
+        """Decide, atomically with any order insert racing it, that no order will ever hold
+        this reservation; ``True`` if so, ``False`` if an order already holds it. Reading the
+        states and then releasing would free the units of an order written in between."""
+        ...
+
 
 class StockOperations(Protocol):
     """What operators and background jobs do to the stock, whichever strategy serves."""

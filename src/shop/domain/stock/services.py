@@ -6,9 +6,11 @@ because the order table, not the stock store, says whether units were really sol
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 
+from shop.domain.errors import ReservationLost
 from shop.domain.stock.model import (
     LIVE_ORDER_STATES,
     RELEASABLE_ORDER_STATES,
@@ -29,9 +31,11 @@ async def sweep_reservations(
     """Settle the reservations their buyers' requests left behind.
 
     - pending for longer than ``pending_timeout``: the request that made it is over. If its
-      order was written and is live, the units are sold (confirm); if the order was never
-      written (the process died between reserve and insert), they go back on sale (release).
-      Younger pending reservations are left alone: their order may be committing right now.
+      order was written and is live, the units are sold (confirm). If no order was seen (the
+      process died between reserve and insert), the key is first claimed void — atomically
+      with any order insert, so a client's retry that writes the order meanwhile wins and the
+      reservation is confirmed instead — and only then do the units go back on sale. Younger
+      pending reservations are left alone: their order may be committing right now.
     - an order that was cancelled or expired while its reservation still holds units (the
       orders module stopped between its status change and its release): release. This never
       touches a live order's units.
@@ -50,12 +54,13 @@ async def sweep_reservations(
         elif reservation.status == "pending":
             if clock - reservation.created_at < pending_timeout:
                 continue
-            if state is None:
+            if state is None and await orders.abandon(reservation.key):
                 await stock.release(reservation.key)
                 outcome.released.append(reservation.key)
             else:
-                await stock.confirm(reservation.key)
-                outcome.confirmed.append(reservation.key)
+                with contextlib.suppress(ReservationLost):  # released meanwhile (a cancel)
+                    await stock.confirm(reservation.key)
+                    outcome.confirmed.append(reservation.key)
         elif state is not None and state not in RELEASABLE_ORDER_STATES:
             outcome.retired.append(reservation.key)
     if outcome.retired:

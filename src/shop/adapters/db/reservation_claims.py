@@ -1,0 +1,68 @@
+"""Who may use a stock reservation: one order, or nobody — decided once, in PostgreSQL.
+
+The sweep used to read order states, then release the reservations it found without an
+order; a retry that wrote its order and confirmed in between lost its units to the sweep
+(check-then-act). Now both sides *claim* the reservation key in ``reservation_claim``: the
+order insert claims it for its order in the same statement that writes the order, and a
+process about to give back the units of an abandoned reservation (the sweep, or a purchase
+whose write failed) claims it ``void`` first. The primary key arbitrates: the second insert
+of a race waits for the first to commit and then finds its outcome. So a reservation's units
+go back on sale only once no order can ever hold them, whatever the strategy, because the
+arbiter sits in the ledger that says what was sold.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shop.adapters.db.stock_fence import FENCE_LOCK
+
+ORDER = "order"
+VOID = "void"
+
+# The order insert's claim, as a CTE the orders adapter puts in front of its insert.
+# $9 is the reservation key; $16 the counter generation the reservation came from (NULL for
+# the PostgreSQL strategies, whose state is never lost): a reservation taken from a counter
+# state Redis lost since was already counted as unsold by the rebuild, so it cannot be sold.
+CLAIM_FOR_ORDER_CTE = f"""
+    claim AS (
+        INSERT INTO reservation_claim (key, outcome)
+        SELECT $9, 'order'
+         WHERE $16::text IS NULL OR shop_stock_generation_alive({FENCE_LOCK}, $16::text)
+        ON CONFLICT (key) DO NOTHING
+        RETURNING key
+    )
+"""
+
+_VOID = text(
+    "INSERT INTO reservation_claim (key, outcome) VALUES (:key, 'void') "
+    "ON CONFLICT (key) DO NOTHING RETURNING outcome"
+)
+_OUTCOME = text("SELECT outcome FROM reservation_claim WHERE key = :key")
+
+
+async def claim_void(conn: AsyncConnection, key: str) -> bool:
+    """Claim ``key`` for nobody; ``True`` if no order holds it now or ever will.
+
+    Two statements on purpose: when the insert meets a row that committed after it started,
+    only a later statement's snapshot can read that row's outcome.
+    """
+    if (await conn.execute(_VOID, {"key": key})).first() is not None:
+        return True
+    return (await conn.execute(_OUTCOME, {"key": key})).scalar() == VOID
+
+
+async def outcome_of(conn: AsyncConnection, key: str) -> str | None:
+    return (await conn.execute(_OUTCOME, {"key": key})).scalar()
+
+
+_LOST = text(
+    "INSERT INTO stock_lost_generation (generation) VALUES (:generation) ON CONFLICT DO NOTHING"
+)
+
+
+async def mark_generation_lost(conn: AsyncConnection, generation: str) -> None:
+    """From now on no order may hold a reservation taken from this counter state; the caller
+    holds the stock fence exclusively and commits before reading the ledger."""
+    await conn.execute(_LOST, {"generation": generation})
