@@ -44,7 +44,8 @@ class Orders(Protocol):
 
     async def add(self, order: Order) -> bool:
         """Write the order and its lines atomically. ``False`` (and nothing written) when the
-        customer already has an order under this Idempotency-Key."""
+        customer already has an order under this Idempotency-Key. ``OptionWithdrawn`` (and
+        nothing written) when an option's product was deleted since the quote."""
         ...
 
     async def get(self, order_id: uuid.UUID) -> Order | None: ...
