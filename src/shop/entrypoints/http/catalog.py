@@ -194,7 +194,9 @@ class AdminProductController(Controller):
     async def remove(
         self, product_id: FromPath[int], catalog: NamedDependency[CatalogPorts]
     ) -> None:
-        """Gone with its options, images and wishes; a 409 once it has been ordered."""
+        """Gone with its options, images and wishes; a 409 once it has been ordered. Buyers
+        whose purchase of it was in flight get a 409 naming the option; a 503 (Retry-After)
+        if purchases kept its rows busy for the whole wait."""
         await services.delete_product(catalog.unit_of_work, catalog.ranking, product_id)
 
     @post("/products/{product_id:int}/options", operation_id="AddOption")
