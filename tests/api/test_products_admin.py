@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import httpx
@@ -33,6 +34,31 @@ def _product(category_ids: list[int], **fields: Any) -> dict[str, Any]:
         "images": ["https://img.example/1.jpg", "https://img.example/2.jpg"],
         **fields,
     }
+
+
+async def _restock(
+    client: httpx.AsyncClient,
+    admin: dict[str, str],
+    option_id: int,
+    units: int,
+    *,
+    key: str | None = None,
+) -> httpx.Response:
+    return await client.post(
+        f"/api/admin/options/{option_id}/restock",
+        json={"units": units},
+        headers={**admin, "Idempotency-Key": key or uuid.uuid4().hex},
+    )
+
+
+async def _stock_row(container: Container, option_id: int) -> tuple[int, int]:
+    async with container.engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(OptionRow.stock_total, OptionRow.stock).where(OptionRow.id == option_id)
+            )
+        ).one()
+    return int(row.stock_total), int(row.stock)
 
 
 async def _register(
@@ -127,9 +153,7 @@ async def test_restock_raises_the_units_on_sale_at_once(
     created = await _register(client, admin, _product([]))
     option_id = created["options"][1]["id"]
 
-    response = await client.post(
-        f"/api/admin/options/{option_id}/restock", json={"units": 7}, headers=admin
-    )
+    response = await _restock(client, admin, option_id, 7)
 
     assert response.status_code == 200
     assert response.json()["stock_total"] == 7
@@ -150,11 +174,76 @@ async def test_restock_refuses_unknown_options_and_non_positive_units(
 ) -> None:
     created = await _register(client, admin, _product([]))
     option_id = created["options"][0]["id"]
-    unknown = await client.post("/api/admin/options/999/restock", json={"units": 1}, headers=admin)
-    zero = await client.post(
-        f"/api/admin/options/{option_id}/restock", json={"units": 0}, headers=admin
-    )
+    unknown = await _restock(client, admin, 999, 1)
+    zero = await _restock(client, admin, option_id, 0)
     assert (unknown.status_code, zero.status_code) == (404, 422)
+
+
+async def test_a_restock_retried_with_its_key_puts_the_units_on_sale_once(
+    client: httpx.AsyncClient, clean: Container, admin: dict[str, str]
+) -> None:
+    created = await _register(client, admin, _product([]))
+    option_id = created["options"][0]["id"]
+
+    first = await _restock(client, admin, option_id, 5, key="restock-2026-12-02")
+    again = await _restock(client, admin, option_id, 5, key="restock-2026-12-02")
+
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert first.json() == again.json()
+    assert (again.json()["stock_total"], again.json()["available"]) == (15, 15)
+    assert await _stock_row(clean, option_id) == (15, 15)
+
+
+async def test_a_restock_key_reused_with_another_body_is_refused(
+    client: httpx.AsyncClient, clean: Container, admin: dict[str, str]
+) -> None:
+    created = await _register(client, admin, _product([]))
+    first, second = (option["id"] for option in created["options"])
+    await _restock(client, admin, first, 5, key="k-1")
+
+    more = await _restock(client, admin, first, 6, key="k-1")
+    elsewhere = await _restock(client, admin, second, 5, key="k-1")
+
+    assert (more.status_code, elsewhere.status_code) == (422, 422)
+    assert "Idempotency-Key" in more.json()["detail"]
+    assert await _stock_row(clean, first) == (15, 15)
+    assert await _stock_row(clean, second) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    ("headers", "case"),
+    [
+        ({}, "missing"),
+        ({"Idempotency-Key": ""}, "empty"),
+        ({"Idempotency-Key": "   "}, "blank"),
+        ({"Idempotency-Key": "k" * 201}, "too long"),
+    ],
+)
+async def test_a_restock_needs_an_idempotency_key(
+    client: httpx.AsyncClient,
+    clean: Container,
+    admin: dict[str, str],
+    headers: dict[str, str],
+    case: str,
+) -> None:
+    created = await _register(client, admin, _product([]))
+    option_id = created["options"][0]["id"]
+    response = await client.post(
+        f"/api/admin/options/{option_id}/restock",
+        json={"units": 3},
+        headers={**admin, **headers},
+    )
+    assert response.status_code == 422, (case, response.text)
+    assert "idempotency" in response.text.lower(), (case, response.text)
+    assert await _stock_row(clean, option_id) == (10, 10)
+
+
+async def test_the_openapi_schema_declares_the_restock_key(client: httpx.AsyncClient) -> None:
+    schema = (await client.get("/schema/openapi.json")).json()
+    operation = schema["paths"]["/api/admin/options/{option_id}/restock"]["post"]
+    (key,) = [p for p in operation["parameters"] if p["name"] == "Idempotency-Key"]
+    assert (key["in"], key["required"]) == ("header", True)
+    assert (key["schema"]["minLength"], key["schema"]["maxLength"]) == (1, 200)
 
 
 async def test_options_and_images_can_be_added_later(

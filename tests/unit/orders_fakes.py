@@ -110,7 +110,7 @@ class FakeStock:
         for line in held.lines:
             self.remaining[line.option_id] += line.quantity
 
-    async def put_on_sale(self, option_id: int, units: int) -> None:
+    async def put_on_sale(self, option_id: int, units: int, *, key: str | None = None) -> None:
         self.remaining[option_id] = self.remaining.get(option_id, 0) + units
 
     async def available(self, option_ids: Sequence[int]) -> Mapping[int, int]:

@@ -15,6 +15,7 @@ from shop.domain.catalog import services
 from shop.domain.catalog.model import (
     CategoryTree,
     CreatedProduct,
+    Image,
     ListingQuery,
     NewestAfter,
     NewOption,
@@ -23,21 +24,49 @@ from shop.domain.catalog.model import (
     PopularAfter,
     PopularityWeights,
     Product,
+    ProductChange,
     ProductSummary,
     Sort,
 )
 from shop.domain.errors import InvalidInput, MalformedRequest, NotFound
+from shop.domain.stock.model import Line, Reservation
 
 NOW = datetime.datetime(2026, 11, 25, tzinfo=datetime.UTC)
 
 
 @dataclass
 class FakeStock:
+    """Only what the catalog uses: units put on sale, idempotent per restock key."""
+
     units: dict[int, int] = field(default_factory=dict)
     calls: list[tuple[int, int]] = field(default_factory=list)
+    restocks: dict[str, tuple[int, int]] = field(default_factory=dict)
+    name: str = "fake"
 
-    async def put_on_sale(self, option_id: int, units: int) -> None:
+    async def reserve(
+        self,
+        lines: Sequence[Line],
+        *,
+        key: str,
+        buyer: str | None = None,
+        per_buyer_limit: int | None = None,
+    ) -> Reservation:
+        raise AssertionError("the catalog never reserves")
+
+    async def confirm(self, key: str) -> None:
+        raise AssertionError("the catalog never confirms")
+
+    async def release(self, key: str) -> None:
+        raise AssertionError("the catalog never releases")
+
+    async def put_on_sale(self, option_id: int, units: int, *, key: str | None = None) -> None:
         self.calls.append((option_id, units))
+        if key is not None:
+            if key in self.restocks:
+                if self.restocks[key] != (option_id, units):
+                    raise InvalidInput("this Idempotency-Key was already used")
+                return
+            self.restocks[key] = (option_id, units)
         self.units[option_id] = self.units.get(option_id, 0) + units
 
     async def available(self, option_ids: Sequence[int]) -> Mapping[int, int]:
@@ -60,6 +89,18 @@ class FakeProducts:
         return CreatedProduct(
             product_id=1, option_stock=[(10 + n, o.stock) for n, o in enumerate(new.options)]
         )
+
+    async def update(self, product_id: int, change: ProductChange) -> None:
+        self.events.append("update")
+
+    async def delete(self, product_id: int) -> None:
+        self.events.append("delete")
+
+    async def add_option(self, product_id: int, option: NewOption) -> Option:
+        raise AssertionError("not used by these tests")
+
+    async def add_image(self, product_id: int, url: str, position: int | None) -> Image:
+        raise AssertionError("not used by these tests")
 
 
 @dataclass
@@ -163,17 +204,36 @@ async def test_a_failed_write_puts_nothing_on_sale() -> None:
 async def test_restocking_an_unknown_option_touches_no_stock() -> None:
     stock = FakeStock()
     with pytest.raises(NotFound):
-        await services.restock(FakeReads(), stock, 7, 3)
+        await services.restock(FakeReads(), stock, 7, 3, key="k")
     with pytest.raises(InvalidInput):
-        await services.restock(FakeReads(), stock, 7, 0)
+        await services.restock(FakeReads(), stock, 7, 0, key="k")
     assert stock.calls == []
 
 
 async def test_restock_reports_the_new_availability() -> None:
     option = Option(id=7, product_id=1, name="o", price=1, stock_total=3, position=0)
     stock = FakeStock(units={7: 1})
-    on_sale = await services.restock(FakeReads(options={7: option}), stock, 7, 4)
+    on_sale = await services.restock(FakeReads(options={7: option}), stock, 7, 4, key="k")
     assert (on_sale.option.id, on_sale.available) == (7, 5)
+
+
+async def test_a_restock_retried_with_its_key_puts_the_units_on_sale_once() -> None:
+    option = Option(id=7, product_id=1, name="o", price=1, stock_total=3, position=0)
+    stock = FakeStock(units={7: 1})
+    reads = FakeReads(options={7: option})
+    first = await services.restock(reads, stock, 7, 4, key="restock-1")
+    again = await services.restock(reads, stock, 7, 4, key="restock-1")
+    assert first == again
+    assert stock.units == {7: 5}
+
+
+@pytest.mark.parametrize("key", ["", "   ", "k" * 201])
+async def test_a_restock_needs_a_usable_key(key: str) -> None:
+    option = Option(id=7, product_id=1, name="o", price=1, stock_total=3, position=0)
+    stock = FakeStock()
+    with pytest.raises(InvalidInput):
+        await services.restock(FakeReads(options={7: option}), stock, 7, 4, key=key)
+    assert stock.calls == []
 
 
 @pytest.mark.parametrize(

@@ -42,7 +42,7 @@ class MemoryStock:
         self.calls.append(("release", key))
         self.held.pop(key, None)
 
-    async def put_on_sale(self, option_id: int, units: int) -> None:
+    async def put_on_sale(self, option_id: int, units: int, *, key: str | None = None) -> None:
         self.calls.append(("put_on_sale", str(option_id)))
 
     async def available(self, option_ids: Sequence[int]) -> Mapping[int, int]:

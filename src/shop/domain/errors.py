@@ -102,3 +102,14 @@ class Unavailable(DomainError):
     def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
         super().__init__(message, extra={"retry_after": retry_after})
         self.retry_after = retry_after
+
+
+class OptionWithdrawn(SoldOut):
+    """The option left the catalog (its product was deleted) while a purchase of it was in
+    flight: nothing of it can be sold any more, so the buyer hears what a sold-out option
+    says (409 naming ``extra.option_id``), with the reason in the message."""
+
+    def __init__(self, option_id: int, *, requested: int | None = None) -> None:
+        super().__init__(option_id, requested=requested)
+        self.message = f"option {option_id} is no longer on sale"
+        self.args = (self.message,)

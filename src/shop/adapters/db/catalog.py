@@ -7,6 +7,9 @@ whatever the page, which a generic repository cannot promise.
 
 from __future__ import annotations
 
+import asyncio
+import random
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -27,9 +30,10 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
+from shop.adapters.db.sqlstate import LOCK_NOT_AVAILABLE, sqlstate_of
 from shop.adapters.db.tables import (
     CategoryRow,
     OptionRow,
@@ -37,6 +41,7 @@ from shop.adapters.db.tables import (
     ProductCategoryRow,
     ProductImageRow,
     ProductRow,
+    StockBuyerTallyRow,
 )
 from shop.adapters.db.unit_of_work import SessionUnitOfWork
 from shop.domain.catalog.model import (
@@ -59,7 +64,7 @@ from shop.domain.catalog.model import (
     ProductSummary,
     Sort,
 )
-from shop.domain.errors import Conflict, InvalidInput, NotFound
+from shop.domain.errors import Conflict, InvalidInput, NotFound, Unavailable
 
 category = cast("Table", CategoryRow.__table__)
 product = cast("Table", ProductRow.__table__)
@@ -67,10 +72,14 @@ product_category = cast("Table", ProductCategoryRow.__table__)
 option = cast("Table", OptionRow.__table__)
 image = cast("Table", ProductImageRow.__table__)
 order_line = cast("Table", OrderLineRow.__table__)
+buyer_tally = cast("Table", StockBuyerTallyRow.__table__)
 
 # Transaction-scoped advisory locks (arbitrary constants, unique within the shop).
 CATEGORY_TREE_LOCK = 0x5_CA7_0001
 POPULARITY_LOCK = 0x5_CA7_0002
+# How long a product delete keeps trying to lock rows that purchases hold (see ``delete``).
+DELETE_LOCK_BUDGET = 2.0
+_DELETE_RETRY_MAX = 0.05
 
 
 class CategoryRepository(SQLAlchemyAsyncRepository[CategoryRow]):
@@ -304,7 +313,34 @@ class SqlProducts:
             await self._link(product_id, change.category_ids)
 
     async def delete(self, product_id: int) -> None:
-        await self._existing(product_id)
+        """Lock every row the delete removes that a purchase also locks, then delete.
+
+        A purchase locks the same rows (``stock_buyer_tally`` and ``option`` in a ``db`` or
+        ``redlock`` reservation, ``option`` and ``product`` key-share in the order's foreign
+        key checks), each in its own order, so a delete that waited for them while holding
+        some could deadlock with a buyer, and PostgreSQL might abort the buyer. The locks
+        are therefore taken ``NOWAIT``: the delete never waits while holding one, so it is
+        never part of a deadlock. Busy rows make it roll back to a savepoint and retry for
+        up to ``DELETE_LOCK_BUDGET`` seconds, then ``Unavailable``. Once it holds them, an
+        order either committed before (visible below: 409) or waits for this commit and then
+        finds its option gone (``OptionWithdrawn``: 409 for the buyer).
+        """
+        deadline = time.monotonic() + DELETE_LOCK_BUDGET
+        pause = 0.005
+        while True:
+            try:
+                async with self._session.begin_nested():
+                    await self._lock_for_delete(product_id)
+                break
+            except DBAPIError as exc:
+                if sqlstate_of(exc) != LOCK_NOT_AVAILABLE:
+                    raise
+            if time.monotonic() + pause > deadline:
+                raise Unavailable(
+                    f"product {product_id} is being bought right now; retry the delete shortly"
+                )
+            await asyncio.sleep(random.uniform(pause / 2, pause))
+            pause = min(pause * 2, _DELETE_RETRY_MAX)
         ordered = await self._session.scalar(
             select(exists().where(order_line.c.product_id == product_id))
         )
@@ -312,8 +348,29 @@ class SqlProducts:
             raise _ordered(product_id)
         try:
             await self._session.execute(delete(product).where(product.c.id == product_id))
-        except IntegrityError:  # an order line arrived after the check above
+        except IntegrityError:  # backstop: an order line the locks above did not keep out
             raise _ordered(product_id) from None
+
+    async def _lock_for_delete(self, product_id: int) -> None:
+        found = await self._session.scalar(
+            select(product.c.id).where(product.c.id == product_id).with_for_update(nowait=True)
+        )
+        if found is None:
+            raise NotFound(f"product {product_id} does not exist")
+        option_ids = list(
+            await self._session.scalars(
+                select(option.c.id)
+                .where(option.c.product_id == product_id)
+                .order_by(option.c.id)
+                .with_for_update(nowait=True)
+            )
+        )
+        if option_ids:
+            await self._session.execute(
+                select(buyer_tally.c.option_id)
+                .where(buyer_tally.c.option_id.in_(option_ids))
+                .with_for_update(nowait=True)
+            )
 
     async def add_option(self, product_id: int, option_in: NewOption) -> Option:
         row = await self._existing(product_id)

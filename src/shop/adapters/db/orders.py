@@ -31,8 +31,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from uuid_utils.compat import uuid7
 
 from shop.adapters.db.reservation_claims import CLAIM_FOR_ORDER_CTE, VOID, claim_void
+from shop.adapters.db.sqlstate import FOREIGN_KEY_VIOLATION, sqlstate_of
 from shop.adapters.db.tables import OptionRow, OrderLineRow, OrderRow
-from shop.domain.errors import NotFound
+from shop.domain.errors import NotFound, OptionWithdrawn
 from shop.domain.orders.model import (
     OptionPrice,
     Order,
@@ -161,6 +162,7 @@ _ADD = f"""
                AS item(option_id, product_id, quantity, unit_price)
     RETURNING order_id
 """
+_STILL_LISTED = "SELECT id FROM option WHERE id = ANY($1::bigint[])"
 
 
 class SqlOrders:
@@ -202,7 +204,21 @@ class SqlOrders:
             return await claim_void(conn, reservation_key)
 
     async def add(self, order: Order, *, stock_generation: str | None = None) -> bool:
-        written = await self._fetch(
+        """Write the order and its lines, or nothing; ``OptionWithdrawn`` if an option was
+        deleted (with its product) since the quote."""
+        try:
+            written = await self._add(order, stock_generation)
+        except Exception as exc:
+            if sqlstate_of(exc) != FOREIGN_KEY_VIOLATION:
+                raise
+            withdrawn = await self._withdrawn(order)
+            if withdrawn is None:  # another reference vanished (the customer's account)
+                raise
+            raise withdrawn from None
+        return bool(written)
+
+    async def _add(self, order: Order, stock_generation: str | None) -> list[Any]:
+        return await self._fetch(
             _ADD,
             order.id,
             order.user_id,
@@ -221,7 +237,17 @@ class SqlOrders:
             [line.unit_price for line in order.lines],
             stock_generation,
         )
-        return bool(written)
+
+    async def _withdrawn(self, order: Order) -> OptionWithdrawn | None:
+        """Which line lost its option. The product delete that raced the write committed
+        first (the foreign key check waited for it), so the option is gone for good; the
+        statement wrote neither the order nor any line."""
+        rows = await self._fetch(_STILL_LISTED, [line.option_id for line in order.lines])
+        listed = {int(row["id"]) for row in rows}
+        for line in order.lines:
+            if line.option_id not in listed:
+                return OptionWithdrawn(line.option_id, requested=line.quantity)
+        return None
 
     async def _fetch(self, sql: str, *args: Any) -> list[Any]:
         """Run one statement on a pooled connection's asyncpg driver, in autocommit."""

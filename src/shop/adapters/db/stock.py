@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shop.adapters.db.stock_fence import share_fence
+from shop.adapters.db.stock_restock import record_restock
 from shop.adapters.db.stock_rows import (
     add_to_total,
     check_limit_arguments,
@@ -73,10 +74,14 @@ class PostgresStock:
         async with self._engine.begin() as conn:
             await release_in(conn, key, strategy=self.name)
 
-    async def put_on_sale(self, option_id: int, units: int) -> None:
+    async def put_on_sale(self, option_id: int, units: int, *, key: str | None = None) -> None:
+        """``option.stock`` is this strategy's only store, so recording the key in the
+        transaction that raises it is the whole of idempotency."""
         check_units(units)
         async with self._engine.begin() as conn:
             await share_fence(conn, self.name)
+            if key is not None and await record_restock(conn, key, option_id, units) is not None:
+                return  # a retry: the ledger holds these units already
             await add_to_total(conn, option_id, units)
 
     async def available(self, option_ids: Sequence[int]) -> Mapping[int, int]:

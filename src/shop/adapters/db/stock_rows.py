@@ -11,13 +11,16 @@ from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from sqlalchemy import Table, func, select, text, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from shop.adapters.db.sqlstate import FOREIGN_KEY_VIOLATION, sqlstate_of
 from shop.adapters.db.stock_fence import FENCE_SQL, STRATEGY_SETTING, StrategyMoved
 from shop.adapters.db.tables import OptionRow, StockBuyerTallyRow, StockReservationRow
 from shop.domain.errors import (
     InvalidInput,
     NotFound,
+    OptionWithdrawn,
     PurchaseLimitExceeded,
     ReservationLost,
     SoldOut,
@@ -189,7 +192,9 @@ async def count_for_buyer(
     """Add the lines to the buyer's tallies, or raise ``PurchaseLimitExceeded``.
 
     The upsert locks the (option, buyer) row until commit, so concurrent requests of one
-    buyer queue here and each sees the total the previous one committed.
+    buyer queue here and each sees the total the previous one committed. A tally row of an
+    option deleted meanwhile (its product delete committed while this waited) breaks the
+    foreign key: ``OptionWithdrawn``, and the caller's transaction rolls back.
     """
     for line in lines:
         params: dict[str, Any] = {
@@ -197,10 +202,15 @@ async def count_for_buyer(
             "buyer": buyer,
             "units": line.quantity,
         }
-        if limit is None:
-            counted = await conn.execute(_COUNT_UNLIMITED, params)
-        else:
-            counted = await conn.execute(_COUNT_LIMITED, {**params, "limit": limit})
+        try:
+            if limit is None:
+                counted = await conn.execute(_COUNT_UNLIMITED, params)
+            else:
+                counted = await conn.execute(_COUNT_LIMITED, {**params, "limit": limit})
+        except IntegrityError as exc:
+            if sqlstate_of(exc) != FOREIGN_KEY_VIOLATION:
+                raise
+            raise OptionWithdrawn(line.option_id, requested=line.quantity) from None
         if counted.first() is None:
             raise PurchaseLimitExceeded(line.option_id, cast("int", limit))
 

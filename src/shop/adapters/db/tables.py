@@ -13,6 +13,8 @@ Departures from DESIGN §4, on purpose:
 - ``purchase_order.stock_released_at`` records that a cancelled or expired order's units were
   given back, so a release that failed after the status change is retried by a sweep.
 - ``app_setting`` holds cluster-wide switches (the active stock strategy) durably.
+- ``stock_restock`` records each restock made under an ``Idempotency-Key``, in the
+  transaction that raises ``stock_total``, so a retried restock adds nothing more.
 """
 
 from __future__ import annotations
@@ -320,3 +322,23 @@ class StockLostGenerationRow(DefaultBase):
 
     generation: Mapped[str] = mapped_column(String(64), primary_key=True)
     lost_at: Mapped[datetime.datetime] = _now_column()
+
+
+class StockRestockRow(DefaultBase):
+    """A restock made under an idempotency key, written with its ``stock_total`` increase.
+
+    ``counter_generation`` is the counter state (``app_setting['stock_counter_generation']``)
+    the units were committed under, when the counter strategy served: a retry adds the
+    units to the Redis counter only while that same generation lives (a rebuild since then
+    read them from the ledger already). No foreign key to ``option``: the record is history,
+    and a product delete must not queue behind it.
+    """
+
+    __tablename__ = "stock_restock"
+    __table_args__ = (CheckConstraint("units > 0", name="units_positive"),)
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    option_id: Mapped[int] = mapped_column(BigInteger)
+    units: Mapped[int] = mapped_column(Integer)
+    counter_generation: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime.datetime] = _now_column()

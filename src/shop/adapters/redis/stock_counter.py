@@ -65,6 +65,7 @@ from shop.adapters.db.stock_ledger import (
     releasable_orders,
     sold_outside,
 )
+from shop.adapters.db.stock_restock import RestockRecord, record_restock
 from shop.adapters.db.stock_rows import add_to_total, check_limit_arguments, check_units, db_stock
 from shop.adapters.db.stock_state import StockState, set_db_stock
 from shop.adapters.redis import stock_counter_scripts as lua
@@ -79,6 +80,7 @@ from shop.adapters.redis.stock_keys import (
     held_key,
     left_key,
     option_keys,
+    restocks_key,
 )
 from shop.domain.errors import (
     Conflict,
@@ -233,21 +235,49 @@ class RedisCounterStock:
             if kind != "changed":
                 await self._recover(kind, outcome, deadline)
 
-    async def put_on_sale(self, option_id: int, units: int) -> None:
+    async def put_on_sale(self, option_id: int, units: int, *, key: str | None = None) -> None:
         """Raise ``stock_total`` in PostgreSQL, then the counter, with the fence held across
         both: a switch or sync never sees one without the other. If the process dies in
-        between, the counter is short (never long) until recovery or ``reconcile --fix``."""
+        between, the counter is short (never long) until recovery or ``reconcile --fix``.
+
+        With ``key``, the ledger records it with the increase, together with the counter
+        generation of the moment; a retry that finds it there adds nothing to the ledger and
+        still runs the Redis step, which applies the units once per key and only under
+        that generation. So a retry after a failure between the two steps completes the
+        counter, and a retry after a rebuild (which read the units from the ledger) adds
+        nothing. A switch to another strategy in between carries the short counter along:
+        the units then show as drift in ``shop stock status`` until ``reconcile --fix``."""
         check_units(units)
+        earlier: RestockRecord | None = None
+        generation = ""
         async with self._engine.connect() as conn, fence_across_commits(conn):
             async with conn.begin():
                 if await read_setting(conn, STRATEGY_SETTING) != self.name:
                     raise StrategyMoved("stock strategy is no longer counter")
-                await add_to_total(conn, option_id, units)
+                if key is not None:
+                    generation = await read_setting(conn, COUNTER_GENERATION_SETTING) or ""
+                    earlier = await record_restock(
+                        conn, key, option_id, units, counter_generation=generation
+                    )
+                if earlier is None:
+                    await add_to_total(conn, option_id, units)
+                else:
+                    generation = earlier.counter_generation or ""
             outcome = _text(
-                await self._restock(keys=[GENERATION, left_key(option_id)], args=[units])
+                await self._restock(
+                    keys=[GENERATION, left_key(option_id), restocks_key(option_id)],
+                    args=[units, key or "", generation],
+                )
             )
             if outcome == "missing":
                 await self._install_counter(option_id)
+            elif outcome == "stale" and earlier is None:
+                _log.error(
+                    "counter generation differs from PostgreSQL's; restocked units wait "
+                    "for reconcile --fix",
+                    option_id=option_id,
+                    units=units,
+                )
 
     async def available(self, option_ids: Sequence[int]) -> Mapping[int, int]:
         ids = list(option_ids)

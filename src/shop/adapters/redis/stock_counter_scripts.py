@@ -116,9 +116,20 @@ return {'ok'}
 # Restock and rebuild run while the caller holds the PostgreSQL fence exclusively, so no
 # switch is reading the state: they only need the generation, not ``active == counter``.
 
-# KEYS: generation, left.  ARGV: units
+# With a restock key, the units reach the counter once: only under the generation the
+# PostgreSQL side was committed under (``stale`` otherwise: a rebuild or an import since then
+# took the counter from PostgreSQL, units included), and only if the key is not recorded yet
+# (``done``). The key is recorded in the same script as the INCRBY, so a retry after a crash
+# either side of it adds nothing twice; with the counter ``missing`` it is recorded too,
+# since the caller then rebuilds the counter from the ledger, which holds the units.
+# KEYS: generation, left, restocks.  ARGV: units, key ('' for none), its generation
 RESTOCK = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'nogen' end
+if ARGV[2] ~= '' then
+  if redis.call('GET', KEYS[1]) ~= ARGV[3] then return 'stale' end
+  if redis.call('HEXISTS', KEYS[3], ARGV[2]) == 1 then return 'done' end
+  redis.call('HSET', KEYS[3], ARGV[2], ARGV[1])
+end
 if redis.call('EXISTS', KEYS[2]) == 0 then return 'missing' end
 redis.call('INCRBY', KEYS[2], ARGV[1])
 return 'ok'

@@ -47,6 +47,12 @@ def buyers_key(option_id: int) -> str:
     return f"{PREFIX}:{{o{option_id}}}:buyers"
 
 
+def restocks_key(option_id: int) -> str:
+    """HASH restock Idempotency-Key -> units, for restocks whose units reached this counter
+    (checked against the generation they were committed under, see the RESTOCK script)."""
+    return f"{PREFIX}:{{o{option_id}}}:restocks"
+
+
 def lock_name(option_id: int) -> str:
     """Redlock resource of the option (pottery prefixes it with ``redlock:``)."""
     return f"{PREFIX}:{{o{option_id}}}:lock"

@@ -166,8 +166,8 @@ class SwitchableStock:
     async def release(self, key: str) -> None:
         await self._call(lambda s: s.release(key))
 
-    async def put_on_sale(self, option_id: int, units: int) -> None:
-        await self._call(lambda s: s.put_on_sale(option_id, units))
+    async def put_on_sale(self, option_id: int, units: int, *, key: str | None = None) -> None:
+        await self._call(lambda s: s.put_on_sale(option_id, units, key=key))
 
     async def available(self, option_ids: Sequence[int]) -> Mapping[int, int]:
         return await self._call(lambda s: s.available(option_ids))

@@ -68,7 +68,11 @@ class Products(Protocol):
         ...
 
     async def delete(self, product_id: int) -> None:
-        """``NotFound`` if unknown; ``Conflict`` if it was ever ordered (orders keep history)."""
+        """``NotFound`` if unknown; ``Conflict`` if it was ever ordered (orders keep history).
+
+        Decided against purchases in flight: an order either committed first (``Conflict``)
+        or finds its option gone (``OptionWithdrawn``). ``Unavailable`` if purchases keep
+        the product's rows busy for longer than the delete waits."""
         ...
 
     async def add_option(self, product_id: int, option: NewOption) -> Option:

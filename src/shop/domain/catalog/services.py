@@ -29,6 +29,7 @@ from shop.domain.catalog.model import (
     ProductDetail,
     ProductSummary,
     Sort,
+    check_restock_key,
     check_units,
     check_url,
 )
@@ -174,13 +175,19 @@ async def add_option(
 
 
 async def restock(
-    reads: CatalogReads, stock: StockReservation, option_id: int, units: int
+    reads: CatalogReads, stock: StockReservation, option_id: int, units: int, *, key: str
 ) -> OptionOnSale:
-    """Units go on sale immediately through the port: no separate initialize step."""
+    """Units go on sale immediately through the port: no separate initialize step.
+
+    Idempotent per ``key``: an admin who retries after an error or a lost answer (the units
+    may be on sale already) puts them on sale once and gets the option as it is now; the
+    same key for another option or number of units is refused.
+    """
+    check_restock_key(key)
     check_units(units)
     if await reads.option(option_id) is None:
         raise NotFound(f"option {option_id} does not exist")
-    await stock.put_on_sale(option_id, units)
+    await stock.put_on_sale(option_id, units, key=key)
     return await option_on_sale(reads, stock, option_id)
 
 

@@ -47,7 +47,8 @@ class Orders(Protocol):
         ``False`` (and nothing written) when the key is already claimed: the customer already
         has an order under this Idempotency-Key, or the reservation was abandoned (claimed
         void), or ``stock_generation`` (``Reservation.generation``) names a store state that
-        was lost since the reservation was taken."""
+        was lost since the reservation was taken. ``OptionWithdrawn`` (and nothing written)
+        when an option's product was deleted since the quote."""
         ...
 
     async def abandon(self, reservation_key: str) -> bool:

@@ -52,8 +52,14 @@ class StockReservation(Protocol):
         the units once. Releasing an unknown key is a no-op."""
         ...
 
-    async def put_on_sale(self, option_id: int, units: int) -> None:
-        """Registration and restock: ``units`` more can be sold from now on."""
+    async def put_on_sale(self, option_id: int, units: int, *, key: str | None = None) -> None:
+        """Registration and restock: ``units`` more can be sold from now on.
+
+        With ``key``, idempotent: a retry with the same key, option and units puts nothing
+        more on sale, in every store the strategy keeps (the ledger's ``stock_total`` and,
+        for a strategy with counters elsewhere, the counter), even when the first attempt
+        failed between the two; the same key with another option or units is refused
+        (``InvalidInput``). Without a key every call adds ``units``."""
         ...
 
     async def available(self, option_ids: Sequence[int]) -> Mapping[int, int]:

@@ -10,11 +10,11 @@ from typing import Annotated
 
 from litestar import Controller, delete, get, patch, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 
 from shop.bootstrap import CatalogPorts, Container
 from shop.domain.catalog import services
-from shop.domain.catalog.model import Sort
+from shop.domain.catalog.model import MAX_RESTOCK_KEY_LENGTH, Sort
 from shop.domain.paging import DEFAULT_LIMIT, MAX_LIMIT
 from shop.entrypoints.http.auth import requires_admin
 from shop.entrypoints.http.catalog_schemas import (
@@ -37,6 +37,15 @@ from shop.entrypoints.http.catalog_schemas import (
 
 Limit = Annotated[
     int, QueryParameter(ge=1, le=MAX_LIMIT, description=f"page size, 1 to {MAX_LIMIT}")
+]
+RestockKey = Annotated[
+    str,
+    HeaderParameter(
+        name="Idempotency-Key",
+        min_length=1,
+        max_length=MAX_RESTOCK_KEY_LENGTH,
+        description="Client-chosen key; repeating the restock with it adds the units once.",
+    ),
 ]
 Cursor = Annotated[
     str | None,
@@ -194,7 +203,9 @@ class AdminProductController(Controller):
     async def remove(
         self, product_id: FromPath[int], catalog: NamedDependency[CatalogPorts]
     ) -> None:
-        """Gone with its options, images and wishes; a 409 once it has been ordered."""
+        """Gone with its options, images and wishes; a 409 once it has been ordered. Buyers
+        whose purchase of it was in flight get a 409 naming the option; a 503 (Retry-After)
+        if purchases kept its rows busy for the whole wait."""
         await services.delete_product(catalog.unit_of_work, catalog.ranking, product_id)
 
     @post("/products/{product_id:int}/options", operation_id="AddOption")
@@ -214,10 +225,15 @@ class AdminProductController(Controller):
         self,
         option_id: FromPath[int],
         data: JSONBody[RestockIn],
+        idempotency_key: RestockKey,
         catalog: NamedDependency[CatalogPorts],
     ) -> OptionOut:
-        """The units are on sale when this returns: no separate initialize step."""
-        on_sale = await services.restock(catalog.reads, catalog.stock, option_id, data.units)
+        """The units are on sale when this returns: no separate initialize step. Safe to
+        retry with the same ``Idempotency-Key``: the units go on sale once and the option is
+        answered as it is now; the same key with another body is a 422."""
+        on_sale = await services.restock(
+            catalog.reads, catalog.stock, option_id, data.units, key=idempotency_key
+        )
         return OptionOut.from_domain(on_sale)
 
     @post("/products/{product_id:int}/images", operation_id="AddImage")
