@@ -133,8 +133,8 @@ class GatedStock:
     async def release(self, key: str) -> None:
         await self._inner.release(key)
 
-    async def put_on_sale(self, option_id: int, units: int) -> None:
-        await self._inner.put_on_sale(option_id, units)
+    async def put_on_sale(self, option_id: int, units: int, *, key: str | None = None) -> None:
+        await self._inner.put_on_sale(option_id, units, key=key)
 
     async def available(self, option_ids: Sequence[int]) -> Mapping[int, int]:
         return await self._inner.available(option_ids)

@@ -49,6 +49,7 @@ from shop.bootstrap import STOCK_STRATEGIES, Container
 from shop.config import Settings
 from shop.domain.errors import (
     Conflict,
+    InvalidInput,
     PurchaseLimitExceeded,
     ReservationLost,
     SoldOut,
@@ -212,10 +213,21 @@ def stock_machine(harness: Harness, strategy: str) -> type[RuleBasedStateMachine
 
         # -- the operator and the infrastructure ------------------------------------------
 
-        @rule(option=st.integers(0, len(STOCK_PER_OPTION) - 1), units=st.integers(1, 3))
-        def restock(self, option: int, units: int) -> None:
-            with contextlib.suppress(Unavailable):
-                harness.run(container.stock.put_on_sale(self.options[option], units))
+        @rule(
+            option=st.integers(0, len(STOCK_PER_OPTION) - 1),
+            units=st.integers(1, 3),
+            key=st.one_of(st.none(), st.integers(0, 2)),
+        )
+        def restock(self, option: int, units: int, key: int | None) -> None:
+            """An admin's restock; a repeated key is a retry (or, with another body, refused)."""
+            with contextlib.suppress(Unavailable, InvalidInput):
+                harness.run(
+                    container.stock.put_on_sale(
+                        self.options[option],
+                        units,
+                        key=None if key is None else f"restock-{key}",
+                    )
+                )
 
         @rule(name=st.sampled_from(STRATEGIES))
         def switch(self, name: str) -> None:
