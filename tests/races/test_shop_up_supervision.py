@@ -55,9 +55,10 @@ def _health(base_url: str) -> int | str:
 class ShopUp:
     """A running ``shop up`` and the processes under it."""
 
-    def __init__(self, process: subprocess.Popen[bytes], base_url: str, log: Path) -> None:
+    def __init__(self, process: subprocess.Popen[bytes], port: int, log: Path) -> None:
         self.process = process
-        self.base_url = base_url
+        self.port = port
+        self.base_url = f"http://127.0.0.1:{port}"
         self.log = log
         self.root = psutil.Process(process.pid)
         self.seen: dict[int, psutil.Process] = {}
@@ -104,6 +105,18 @@ class ShopUp:
         self.seen.update({p.pid: p for p in workers})
         return workers
 
+    def listening(self, worker: psutil.Process) -> bool:
+        """Whether the worker serves: granian binds each worker's own SO_REUSEPORT socket
+        once the app is loaded, so a worker process can exist long before it answers."""
+        try:
+            sockets = worker.net_connections(kind="tcp")
+        except psutil.Error:
+            return False
+        return any(s.status == psutil.CONN_LISTEN and s.laddr.port == self.port for s in sockets)
+
+    def serving_workers(self) -> list[psutil.Process]:
+        return [p for p in self.web_workers() if self.listening(p)]
+
     def eventually(self, what: str, check: Callable[[], bool]) -> None:
         deadline = time.monotonic() + DEADLINE
         while time.monotonic() < deadline:
@@ -117,7 +130,9 @@ class ShopUp:
 
     def wait_until_up(self, workers: int, *, saq_worker: bool) -> None:
         self.eventually("answer on /health", lambda: _health(self.base_url) == 200)
-        self.eventually(f"{workers} web workers", lambda: len(self.web_workers()) == workers)
+        self.eventually(
+            f"{workers} serving web workers", lambda: len(self.serving_workers()) == workers
+        )
         if saq_worker:
             self.eventually("SAQ worker", lambda: self.saq_worker() is not None)
 
@@ -172,7 +187,7 @@ def start_shop(
                 stdout=sink,
                 stderr=subprocess.STDOUT,
             )
-        shop = ShopUp(process, f"http://127.0.0.1:{port}", log)
+        shop = ShopUp(process, port, log)
         started.append(shop)
         return shop
 
@@ -196,7 +211,7 @@ def test_a_killed_web_worker_and_the_killed_job_worker_are_replaced_while_the_sh
 
     def replaced() -> bool:
         answers.append(_health(shop.base_url))
-        pids = {p.pid for p in shop.web_workers()}
+        pids = {p.pid for p in shop.serving_workers()}
         return len(answers) >= 10 and len(pids) == 2 and victim.pid not in pids
 
     shop.eventually("replacement web worker", replaced)
@@ -232,7 +247,7 @@ def test_a_killed_api_master_is_restarted_and_its_orphaned_workers_stopped(
         lambda: (
             (new := shop.api_master()) is not None
             and new.pid != master.pid
-            and len(shop.web_workers()) == 2
+            and len(shop.serving_workers()) == 2
         ),
     )
     shop.eventually("old master's workers to stop", lambda: not any(map(_alive, orphans)))
