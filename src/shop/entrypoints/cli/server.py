@@ -3,15 +3,17 @@
 ``up`` owns the embedded servers (when no URLs are configured) and supervises two children:
 granian serving the API with N worker processes, and the SAQ worker. Children get the
 resolved URLs in their environment, so they join the same servers instead of starting new
-ones. Ctrl-C (or SIGTERM) stops the children first, then the servers: nothing is left behind.
+ones. A dead web worker is replaced by granian, a dead child by ``up`` (supervisor.py), so one
+crashed process never takes the shop down. Ctrl-C (or SIGTERM) stops the children first, then
+the servers: nothing is left behind.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from types import FrameType
@@ -21,8 +23,15 @@ import click
 from shop.adapters.db import migrations
 from shop.bootstrap import require_urls
 from shop.entrypoints.cli.context import resolved_settings
+from shop.entrypoints.cli.supervisor import Child, CrashLoop, Supervisor
+
+WORKER_MODULE = "shop.entrypoints.workers"
 
 CHILD_STOP_TIMEOUT = 15.0
+# Below CHILD_STOP_TIMEOUT, so granian kills its stuck workers before shop up kills granian.
+WORKERS_KILL_TIMEOUT = 10
+STARTUP_TIMEOUT = 60.0
+TICK = 0.2
 
 
 @click.command()
@@ -37,39 +46,28 @@ def migrate() -> None:
         servers.stop()
 
 
-def _wait_until_serving(base_url: str, children: list[subprocess.Popen[bytes]]) -> bool:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if any(child.poll() is not None for child in children):
-            return False
-        try:
-            with urllib.request.urlopen(f"{base_url}/health", timeout=1) as response:
-                if response.status == 200:
-                    return True
-        except OSError:
-            time.sleep(0.2)
-    return False
-
-
-def _stop(children: list[subprocess.Popen[bytes]]) -> None:
-    for child in children:
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + CHILD_STOP_TIMEOUT
-    for child in children:
-        try:
-            child.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
+def _serving(base_url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{base_url}/health", timeout=1) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
 
 
 def api_command(host: str, port: int, workers: int) -> list[str]:
-    """The HTTP API as ``shop up`` (and the benchmark) run it: granian on ``create_app``."""
+    """The HTTP API as ``shop up`` (and the benchmark) run it: granian on ``create_app``.
+
+    Granian replaces a worker that dies (``--respawn-failed-workers``: at once, the other
+    workers keep serving meanwhile); a worker that dies again within ~5 s of its respawn makes
+    granian exit, and then ``shop up`` restarts granian as a whole, with backoff. A worker
+    that ignores SIGTERM on shutdown is killed after ``WORKERS_KILL_TIMEOUT`` seconds instead
+    of holding the stop forever.
+    """
     return [
         sys.executable, "-m", "granian", "--interface", "asgi", "--factory",
         "--host", host, "--port", str(port), "--workers", str(workers),
         "--no-ws", "--log-level", "warning", "--backlog", "2048",
+        "--respawn-failed-workers", "--workers-kill-timeout", str(WORKERS_KILL_TIMEOUT),
         "shop.entrypoints.http.app:create_app",
     ]  # fmt: skip
 
@@ -86,14 +84,17 @@ def api_command(host: str, port: int, workers: int) -> list[str]:
 )
 @click.option("--no-worker", is_flag=True, help="Do not start the SAQ background worker.")
 def up(host: str, port: int, workers: int, no_worker: bool) -> None:
-    """Migrate, then serve the API and run the background worker until Ctrl-C."""
-    settings, servers = resolved_settings()
-    children: list[subprocess.Popen[bytes]] = []
-    stopping = False
+    """Migrate, then serve the API and run the background worker until Ctrl-C.
 
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
+    A web worker that dies is replaced by granian; granian or the worker dying as a whole is
+    restarted here (see supervisor.py). Only a crash loop, or Ctrl-C / SIGTERM, ends it.
+    """
+    settings, servers = resolved_settings()
+    stopping = threading.Event()
+    supervisor: Supervisor | None = None
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        stopping.set()
 
     try:
         database_url, redis_url = require_urls(settings)
@@ -106,22 +107,31 @@ def up(host: str, port: int, workers: int, no_worker: bool) -> None:
         }
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
-        children.append(subprocess.Popen(api_command(host, port, workers), env=env))
+        children = [Child("api", api_command(host, port, workers), env, watch_workers=True)]
         if not no_worker:
-            children.append(
-                subprocess.Popen([sys.executable, "-m", "shop.entrypoints.workers"], env=env)
-            )
+            children.append(Child("worker", [sys.executable, "-m", WORKER_MODULE], env))
+        supervisor = Supervisor(children, stopping=stopping)
+        supervisor.start()
         base_url = f"http://{host}:{port}"
-        if not _wait_until_serving(base_url, children):
-            raise click.ClickException("the API did not come up; see the log above")
-        click.secho(f"shop is serving at {base_url}", fg="green", bold=True)
-        click.echo(f"API docs:      {base_url}/docs   (OpenAPI: {base_url}/schema/openapi.json)")
-        click.echo("Press Ctrl-C to stop.")
-        while not stopping:
-            if any(child.poll() is not None for child in children):
-                raise click.ClickException("a child process exited unexpectedly; stopping")
-            time.sleep(0.2)
+        announced = False
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while not stopping.wait(TICK):
+            supervisor.check()
+            if announced:
+                continue
+            if _serving(base_url):
+                announced = True
+                click.secho(f"shop is serving at {base_url}", fg="green", bold=True)
+                click.echo(
+                    f"API docs:      {base_url}/docs   (OpenAPI: {base_url}/schema/openapi.json)"
+                )
+                click.echo("Press Ctrl-C to stop.")
+            elif time.monotonic() > deadline:
+                raise click.ClickException("the API did not come up; see the log above")
         click.echo("stopping…")
+    except CrashLoop as exc:
+        raise click.ClickException(f"{exc}; see the log above") from None
     finally:
-        _stop(children)
+        if supervisor is not None:
+            supervisor.stop(CHILD_STOP_TIMEOUT)
         servers.stop()
