@@ -211,6 +211,7 @@ async def test_a_crash_and_retry_storm_sells_exactly_the_stock(
     report, _ = await asyncio.wait_for(reconcile.communicate(), timeout=60)
     assert reconcile.returncode == 0, report.decode()
     assert await _sold(clean, option_id) == UNITS, outcomes
+    print(f"storm on {strategy}: {dict(outcomes)}")  # what the buyers met (pytest -s)
 
 
 async def _product_of(container: Container, option_id: int) -> int:
