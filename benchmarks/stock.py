@@ -528,6 +528,9 @@ def _print_failures(report: dict[str, Any]) -> None:
             f"oversold {r['oversold']} · sold {r['sold']}/{r['stock']} · settled "
             f"{kept.get('settled')} after {kept.get('waited_s')} s ({kept.get('polls')} polls) · "
             f"HTTP {r['statuses']} · timeouts {r['timeouts']}\n"
+            f"option.stock behind the counters at the start: "
+            f"{kept.get('db_behind_counter_at_start')} unit(s) · SAQ jobs queued: "
+            f"{kept.get('worker_backlog_at_start')}\n"
             f"orders by status: {kept.get('order_statuses')}\n"
             f"open reservations: {kept.get('reservations')}",
             highlight=False,
