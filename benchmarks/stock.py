@@ -10,9 +10,11 @@ accounts, and drives ``POST /api/orders`` from a separate load-generator process
 - ``sellout`` more buyers than units: exactly ``stock`` purchases may succeed.
 
 The same run measures a trivial authenticated GET as the ceiling of what the server can
-answer, and reports each strategy's ratio to it. After each scenario it waits for the stock
-sync and checks that PostgreSQL, the strategy's own view (the Redis counter for ``counter``)
-and the ledger (stock_total − live order lines) agree, and that nothing was oversold.
+answer, and reports each strategy's ratio to it. After each scenario the audit
+(``benchmarks.audit``) waits until the stores have settled, then checks that PostgreSQL, the
+strategy's own view (the Redis counter for ``counter``) and the ledger (stock_total − live
+order lines − held reservations) agree, and that nothing was oversold. A run whose audit fails
+keeps its whole ledger, reservations and order statuses in the results and on the console.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import text
 
+from benchmarks.audit import OK, OVERSOLD, Audit, audit
 from benchmarks.loadgen import Spec
 from shop.adapters.db import migrations
 from shop.bootstrap import Container, require_urls, resolve_services
@@ -50,7 +53,8 @@ from shop.entrypoints.cli.server import api_command
 
 SCENARIOS = ("hot", "spread", "sellout")
 STRATEGIES = ("counter", "redlock", "db")
-SETTLE_TIMEOUT = 15.0
+# Generous: each reading scans every open reservation, which grows with a reused data dir.
+SETTLE_TIMEOUT = 60.0
 console = Console(width=None if sys.stdout.isatty() else 200)
 
 
@@ -93,6 +97,14 @@ class Run:
     requests: int
     statuses: dict[str, int] = field(default_factory=dict)
     drift: list[dict[str, Any]] = field(default_factory=list)
+    settled: bool = True
+    # ``benchmarks.audit.Audit.report()``: the verdict, and unless ``ok`` the whole ledger.
+    audit: dict[str, Any] = field(default_factory=dict)
+
+
+def failed_runs(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Runs whose audit did not pass: oversold, drift, or never settled."""
+    return [r for r in report["runs"] if r["oversold"] or r["audit"].get("verdict", OK) != OK]
 
 
 def _percentile(values: Sequence[float], pct: float) -> float:
@@ -224,42 +236,6 @@ async def _make_options(container: Container, count: int, units: int) -> list[in
     return option_ids
 
 
-async def _check(
-    container: Container, option_ids: Sequence[int]
-) -> tuple[int, int, bool, list[dict[str, Any]]]:
-    """(units sold, oversold, consistent, drift rows), from the shop's own ledger report.
-
-    Consistent means PostgreSQL's ``option.stock``, the Redis counter (when the strategy keeps
-    one) and the ledger (stock_total − live order lines − held reservations) all agree.
-    """
-    report = await container.stock_operations.status(list(option_ids))
-    sold = sum(row.sold for row in report)
-    oversold = sum(max(0, row.sold - row.stock_total) for row in report)
-    drift = [
-        {
-            "option_id": row.option_id,
-            "db": row.db_stock,
-            "counter": row.counter,
-            "ledger": row.expected,
-        }
-        for row in report
-        if row.db_stock != row.expected or (row.counter is not None and row.counter != row.expected)
-    ]
-    return sold, oversold, not drift, drift
-
-
-async def _settled(
-    container: Container, option_ids: Sequence[int]
-) -> tuple[int, int, bool, list[dict[str, Any]]]:
-    """Wait for the background sync (1 s interval) to bring PostgreSQL in line, then check."""
-    deadline = time.monotonic() + SETTLE_TIMEOUT
-    while True:
-        result = await _check(container, option_ids)
-        if result[2] or time.monotonic() > deadline:
-            return result
-        await asyncio.sleep(0.5)
-
-
 # ---------------------------------------------------------------------------------------------
 # Load
 # ---------------------------------------------------------------------------------------------
@@ -291,7 +267,7 @@ def _summarise(
     scenario: str,
     workers: int,
     stock: int,
-    check: tuple[int, int, bool, list[dict[str, Any]]],
+    check: Audit,
     ceiling: float,
     rss: float,
 ) -> Run:
@@ -299,7 +275,11 @@ def _summarise(
     statuses: dict[str, int] = result["statuses"]
     created = statuses.get("201", 0)
     rate = created / result["elapsed_s"] if result["elapsed_s"] else 0.0
-    sold, oversold, consistent, drift = check
+    # More 201s than units in a sell-out is an oversell whatever the ledger says.
+    answered_over = max(0, created - stock) if scenario == "sellout" else 0
+    if answered_over and check.verdict != OVERSOLD:
+        check.verdict = OVERSOLD
+        check.reason = f"{created} purchases answered 201 for {stock} units; {check.reason}"
     # A sold-out answer (409) is a correct outcome, not an error.
     errors = (
         sum(n for code, n in statuses.items() if code not in ("201", "409"))
@@ -315,17 +295,19 @@ def _summarise(
         p99_ms=_percentile(latencies, 99),
         errors=errors,
         timeouts=result["timeouts"],
-        sold=sold,
+        sold=check.sold,
         stock=stock,
-        oversold=max(oversold, max(0, created - stock) if scenario == "sellout" else 0),
-        consistent=consistent,
+        oversold=max(check.oversold, answered_over),
+        consistent=check.consistent,
         ratio_to_ceiling=round(rate / ceiling, 3) if ceiling else 0.0,
         client_cpu_fraction=round(result["client_cpu_fraction"], 2),
         client_bound=result["client_cpu_fraction"] > 0.9,
         server_rss_mb_max=round(rss, 1),
         requests=sum(statuses.values()),
         statuses=statuses,
-        drift=drift[:5],
+        drift=check.drift[:50],
+        settled=check.settled,
+        audit=check.report(),
     )
 
 
@@ -370,7 +352,13 @@ async def _scenario(
             result = _drive(
                 spec, progress, f"{strategy:8} {scenario:8} ×{workers}", config.duration
             )
-        check = await _settled(container, options)
+        check = await audit(
+            container,
+            options,
+            deadline_s=SETTLE_TIMEOUT,
+            # A request the load generator gave up on may still run on the server a while.
+            abandoned_after=spec.timeout + 5,
+        )
         return _summarise(
             result,
             strategy=strategy,
@@ -458,6 +446,7 @@ def run(config: BenchConfig) -> dict[str, Any]:
         config.out.parent.mkdir(parents=True, exist_ok=True)
         config.out.write_text(json.dumps(report, indent=2))
         _print_table(report)
+        _print_failures(report)
         if config.chart:
             _chart(report, config.out.with_suffix(".png"))
         return report
@@ -524,6 +513,53 @@ def _print_table(report: dict[str, Any]) -> None:
             f"{r['client_cpu_fraction']:.0%}" + (" (client-bound)" if r["client_bound"] else ""),
         )
     console.print(table)
+
+
+def _print_failures(report: dict[str, Any]) -> None:
+    """Everything the results file keeps about each failed audit, readable on the console."""
+    for r in failed_runs(report):
+        kept = r["audit"]
+        console.rule(
+            f"[red]AUDIT {kept.get('verdict', OVERSOLD).upper()}: {r['strategy']} "
+            f"{r['scenario']} ×{r['workers']}"
+        )
+        console.print(
+            f"{kept.get('reason', '')}\n"
+            f"oversold {r['oversold']} · sold {r['sold']}/{r['stock']} · settled "
+            f"{kept.get('settled')} after {kept.get('waited_s')} s ({kept.get('polls')} polls) · "
+            f"HTTP {r['statuses']} · timeouts {r['timeouts']}\n"
+            f"option.stock behind the counters at the start: "
+            f"{kept.get('db_behind_counter_at_start')} unit(s) · SAQ jobs queued: "
+            f"{kept.get('worker_backlog_at_start')}\n"
+            f"orders by status: {kept.get('order_statuses')}\n"
+            f"open reservations: {kept.get('reservations')}",
+            highlight=False,
+        )
+        ledger = kept.get("ledger", [])
+        shown = [
+            row for row in ledger if row["db_drift"] or row["counter_drift"] or row["oversold"]
+        ]
+        table = Table(
+            title=f"ledger: {len(shown) or len(ledger)} of {len(ledger)} option(s) "
+            + ("drifting" if shown else "(none drifting)")
+        )
+        columns = (
+            "option_id",
+            "stock_total",
+            "sold",
+            "held",
+            "db_stock",
+            "counter",
+            "expected",
+            "db_drift",
+            "counter_drift",
+            "oversold",
+        )
+        for column in columns:
+            table.add_column(column, justify="right")
+        for row in (shown or ledger)[:20]:
+            table.add_row(*(str(row[column]) for column in columns))
+        console.print(table)
 
 
 def _chart(report: dict[str, Any], path: Path) -> None:

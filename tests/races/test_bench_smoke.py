@@ -29,6 +29,8 @@ RUN_FIELDS = {
     "stock",
     "oversold",
     "consistent",
+    "settled",
+    "audit",
 }
 
 
@@ -65,6 +67,7 @@ def test_a_small_benchmark_run_sells_exactly_the_stock(tmp_path: Path) -> None:
         assert set(r) >= RUN_FIELDS, r
         assert r["oversold"] == 0, r
         assert r["consistent"], r
+        assert r["settled"] and r["audit"]["verdict"] == "ok", r
         assert r["errors"] == 0, r
         if r["scenario"] == "sellout":
             assert r["sold"] == r["stock"] == 15, r

@@ -61,7 +61,14 @@ def bench(
 ) -> None:
     """Benchmark the stock strategies with real concurrent HTTP purchases."""
     try:
-        from benchmarks.stock import SCENARIOS, STRATEGIES, BenchConfig, quick_config, run
+        from benchmarks.stock import (
+            SCENARIOS,
+            STRATEGIES,
+            BenchConfig,
+            failed_runs,
+            quick_config,
+            run,
+        )
     except ImportError as exc:  # the benchmark ships with the source tree, not the wheel
         raise click.ClickException(f"run from a source checkout: {exc}") from None
     config = (
@@ -83,5 +90,14 @@ def bench(
     config.data_dir = data_dir
     config.chart = not no_chart
     report = run(config)
-    if any(r["oversold"] for r in report["runs"]):
-        raise click.ClickException("OVERSOLD: a strategy sold more than its stock")
+    failed = failed_runs(report)
+    if failed:
+        # Drift and "never settled" fail the run too: the bench is also the shop's end-to-end
+        # check that the stores agree, and a run it cannot vouch for is not a clean figure.
+        names = ", ".join(
+            f"{r['strategy']}/{r['scenario']}×{r['workers']}: "
+            + ("oversold" if r["oversold"] else r["audit"]["verdict"])
+            for r in failed
+        )
+        kind = "OVERSOLD" if any(r["oversold"] for r in failed) else "AUDIT FAILED"
+        raise click.ClickException(f"{kind} ({names}); details above and in {config.out}")
