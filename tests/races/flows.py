@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -103,11 +103,12 @@ class Flow:
 
 
 class GatedStock:
-    """The real stock port; the flow stops after each reservation it takes."""
+    """The real stock port, with a step run after each reservation it takes: a flow's stop,
+    or any action of the test (``stop`` is called with the point's name)."""
 
-    def __init__(self, inner: StockReservation, flow: Flow) -> None:
+    def __init__(self, inner: StockReservation, stop: Callable[[str], Awaitable[None]]) -> None:
         self._inner = inner
-        self._flow = flow
+        self._stop = stop
 
     @property
     def name(self) -> str:
@@ -124,7 +125,7 @@ class GatedStock:
         reservation = await self._inner.reserve(
             lines, key=key, buyer=buyer, per_buyer_limit=per_buyer_limit
         )
-        await self._flow.stop_here("reserved")
+        await self._stop("reserved")
         return reservation
 
     async def confirm(self, key: str) -> None:
@@ -197,7 +198,7 @@ async def start_purchase(container: Container, cmd: PlaceOrder, *, name: str = "
     work: Awaitable[Placed] = place_order(
         cmd,
         rules=container.order_rules,
-        stock=GatedStock(container.stock, flow),
+        stock=GatedStock(container.stock, flow.stop_here),
         orders=GatedOrders(container.engine, flow),
         clock=container.clock,
         expiry=container.expiry,

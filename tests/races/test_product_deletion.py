@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import httpx
@@ -22,58 +22,18 @@ from sqlalchemy import func, select, text
 from shop.adapters.db.tables import OrderLineRow, OrderRow, ProductRow
 from shop.bootstrap import STOCK_STRATEGIES, Container
 from shop.domain.identity.model import Role
-from shop.domain.stock.model import Line, Reservation
-from shop.domain.stock.ports import StockReservation
 from shop.domain.stock.services import sweep_reservations
 from shop.entrypoints.http.app import create_app
 from tests.conftest import bearer, http_client
 from tests.factories import make_option, make_product
 from tests.orders_client import order_body, place
+from tests.races.flows import GatedStock
 from tests.races.test_order_race import buyers
 
 STRATEGIES = sorted(STOCK_STRATEGIES)
 BUYERS = 60
 # Buyers parked at their order write at once: each holds a pooled connection while it waits.
 HELD_BUYERS = 12
-
-
-class DeleteAfterReserve:
-    """The real stock port, with a step run between the reservation and the order write:
-    the deterministic interleaving of "the admin deletes the product mid-purchase"."""
-
-    def __init__(self, inner: StockReservation, between: Callable[[], Awaitable[None]]) -> None:
-        self._inner = inner
-        self._between = between
-
-    @property
-    def name(self) -> str:
-        return self._inner.name
-
-    async def reserve(
-        self,
-        lines: Sequence[Line],
-        *,
-        key: str,
-        buyer: str | None = None,
-        per_buyer_limit: int | None = None,
-    ) -> Reservation:
-        reservation = await self._inner.reserve(
-            lines, key=key, buyer=buyer, per_buyer_limit=per_buyer_limit
-        )
-        await self._between()
-        return reservation
-
-    async def confirm(self, key: str) -> None:
-        await self._inner.confirm(key)
-
-    async def release(self, key: str) -> None:
-        await self._inner.release(key)
-
-    async def put_on_sale(self, option_id: int, units: int, *, key: str | None = None) -> None:
-        await self._inner.put_on_sale(option_id, units, key=key)
-
-    async def available(self, option_ids: Sequence[int]) -> Mapping[int, int]:
-        return await self._inner.available(option_ids)
 
 
 async def _use(container: Container, strategy: str) -> None:
@@ -129,7 +89,10 @@ async def test_a_product_deleted_between_reserve_and_write_answers_409_and_gives
             deleted = await admin_client.delete(f"/api/admin/products/{product_id}", headers=admin)
         assert deleted.status_code == 204, deleted.text
 
-    racing = dataclasses.replace(clean, stock=DeleteAfterReserve(clean.stock, delete_product))
+    async def delete_after_reserve(_point: str) -> None:
+        await delete_product()
+
+    racing = dataclasses.replace(clean, stock=GatedStock(clean.stock, delete_after_reserve))
     (customer,) = await buyers(clean, 1)
     key = uuid.uuid4().hex
     async with http_client(create_app(racing)) as client:
