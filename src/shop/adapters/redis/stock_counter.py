@@ -65,7 +65,7 @@ from shop.adapters.db.stock_ledger import (
     sold_outside,
 )
 from shop.adapters.db.stock_rows import add_to_total, check_limit_arguments, check_units, db_stock
-from shop.adapters.db.stock_state import StockState, set_db_stock
+from shop.adapters.db.stock_state import StateLost, StockState, set_db_stock
 from shop.adapters.redis import stock_counter_scripts as lua
 from shop.adapters.redis.stock_keys import (
     ACTIVE,
@@ -74,13 +74,13 @@ from shop.adapters.redis.stock_keys import (
     PENDING,
     REBUILD_LOCK,
     RECORDS,
+    SWITCHING,
     buyers_key,
     held_key,
     left_key,
     option_keys,
 )
 from shop.domain.errors import (
-    Conflict,
     PurchaseLimitExceeded,
     ReservationLost,
     SoldOut,
@@ -384,29 +384,50 @@ class RedisCounterStock:
     # -- state, for the switch, the sync, the sweep and the operator ------------------------
 
     async def prepare(self) -> None:
-        """Before the state moves out: make sure Redis holds all of it."""
+        """Before the state moves out: make sure Redis holds all of it, every counter too."""
         await self.restore()
+        ids = sorted(int(member) for member in await _smembers(self._redis, OPTIONS))
+        for option_id, left in (await self.counters(ids)).items():
+            if left is None:
+                await self._restore_counter(option_id)
 
     async def export_state(self, conn: AsyncConnection) -> StockState:
-        if not await self._redis.exists(GENERATION):
-            # Redis lost its data after prepare(): what it holds now is not the state.
-            raise Conflict("Redis lost the stock counters during the switch; run it again")
-        ids = sorted(int(member) for member in await _smembers(self._redis, OPTIONS))
-        state = StockState()
+        """Read the whole state as it is while a switch holds it still.
+
+        Runs with ``active = switching`` (no script sells) and the fence held exclusively
+        (no restock, sync or rebuild), so nothing may change it but a loss. Each chunk is one
+        MULTI/EXEC that also reads the generation and ``active``: a chunk read after a flush,
+        an empty restart or a rebuild (a missing or different generation), or once ``active``
+        no longer says ``switching``, aborts the export instead of handing over a mix.
+        """
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.get(GENERATION)
+        pipe.get(ACTIVE)
+        pipe.smembers(OPTIONS)
+        pipe.hgetall(RECORDS)
+        generation, active, members, records = await pipe.execute()
+        if generation is None:
+            raise StateLost("Redis lost the stock counters before the switch could read them")
+        _check_still(generation, generation, active)
+        state = StockState(held=[decode_record(_text(key), raw) for key, raw in records.items()])
+        ids = sorted(int(member) for member in members)
         for start in range(0, len(ids), _CHUNK):
             chunk = ids[start : start + _CHUNK]
-            pipe = self._redis.pipeline(transaction=False)
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.get(GENERATION)
+            pipe.get(ACTIVE)
             pipe.mget([left_key(option_id) for option_id in chunk])
             for option_id in chunk:
                 pipe.hgetall(buyers_key(option_id))
-            left, *buyers = await pipe.execute()
+            seen, active, left, *buyers = await pipe.execute()
+            _check_still(generation, seen, active)
             for option_id, value, tallies in zip(chunk, left, buyers, strict=True):
-                if value is not None:
-                    state.remaining[option_id] = int(value)
+                if value is None:
+                    raise StateLost(f"the Redis counter of option {option_id} is missing")
+                state.remaining[option_id] = int(value)
                 for buyer, units in tallies.items():
                     if int(units) > 0:
                         state.tallies[(option_id, _text(buyer))] = int(units)
-        state.held = await self.open_reservations()
         return state
 
     async def import_state(self, conn: AsyncConnection, state: StockState) -> None:
@@ -518,6 +539,14 @@ async def _smembers(redis: Redis, key: str) -> set[bytes]:
 
 async def _hgetall(redis: Redis, key: str) -> dict[bytes, bytes]:
     return await cast("Awaitable[dict[bytes, bytes]]", redis.hgetall(key))
+
+
+def _check_still(generation: bytes, seen: bytes | None, active: bytes | None) -> None:
+    """The state an export reads is still the one it started on, held by a switch."""
+    if seen != generation:
+        raise StateLost("Redis lost the stock counters while the switch was reading them")
+    if active != SWITCHING.encode():
+        raise StateLost("Redis no longer marks the switch (active is not 'switching')")
 
 
 def _quantity(lines: Sequence[Line], option_id: int) -> int:

@@ -59,7 +59,7 @@ from shop.adapters.db.stock_ledger import (
     option_ledger,
     order_states,
 )
-from shop.adapters.db.stock_state import StockState
+from shop.adapters.db.stock_state import StateLost, StockState
 from shop.adapters.redis.stock_keys import ACTIVE, SWITCH_LOCK, SWITCHING
 from shop.domain.errors import Conflict, InvalidInput, Unavailable
 from shop.domain.stock.model import HeldReservation, Line, OptionStock, Reservation
@@ -257,7 +257,14 @@ class SwitchableStock:
                     await target.import_state(conn, state)
                 await write_setting(conn, STRATEGY_SETTING, name)
 
-            await self._fenced(current, name, move)
+            try:
+                await self._fenced(current, name, move)
+            except StateLost as exc:
+                _log.error("stock switch rolled back", previous=current, target=name, why=str(exc))
+                raise Conflict(
+                    f"{exc}: the switch to {name} was rolled back and {current} still sells; "
+                    "run it again"
+                ) from None
             if moving:
                 await source.after_vacate()
             _log.warning("stock strategy switched", previous=current, active=name)
