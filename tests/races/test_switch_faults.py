@@ -13,7 +13,10 @@ import asyncio
 from typing import Any, cast
 
 import pytest
+from redis.asyncio import Redis
 
+from shop.adapters.redis import stock_counter
+from shop.adapters.redis.stock_keys import GENERATION, RECORDS, left_key
 from shop.adapters.redis.strategy import SwitchableStock
 from shop.bootstrap import Container
 from shop.domain.errors import Conflict, Unavailable
@@ -38,6 +41,44 @@ async def _patiently(attempt: Any) -> Any:
         except Unavailable:
             await asyncio.sleep(0.05)
     raise AssertionError("still unavailable after 20 s")
+
+
+# -- a. an import Redis loses midway is never published ------------------------------------
+
+
+async def test_an_import_redis_loses_midway_is_never_published_and_the_switch_rolls_back(
+    build_container: BuildContainer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shop = await build_container()
+    await shop.stock_operations.use("db")
+    first = await make_option(shop, stock=10)
+    second = await make_option(shop, stock=10)
+    user_id, _ = await make_user(shop)
+    await buy(shop, [Line(first, 2)], key="sold", user_id=user_id)
+    await shop.stock.reserve([Line(second, 3)], key="pending", buyer=str(user_id))
+    # Several small chunks, and Redis lost right after the pending record was written.
+    monkeypatch.setattr(stock_counter, "_CHUNK", 2)
+    loss = RedisLoss(shop.redis, monkeypatch)
+
+    async def pending_record_written(redis: Redis) -> bool:
+        return bool(await redis.hexists(RECORDS, "pending"))  # type: ignore[misc]
+
+    loss.when = pending_record_written
+    loss.arm_during(monkeypatch, _switchable(shop).strategy("counter").home, "import_state")
+
+    with pytest.raises(Conflict, match="rolled back"):
+        await shop.stock_operations.use("counter")
+
+    assert loss.fired
+    assert not await shop.redis.exists(GENERATION), "a partial state was published"
+    assert await shop.stock_operations.active_strategy() == "db"
+    # Nothing moved: the pending reservation still lives in PostgreSQL and releases there.
+    await shop.stock.release("pending")
+    assert await shop.stock.available([first, second]) == {first: 8, second: 10}
+    await assert_conserved(shop, [first, second])
+    # Run again on a healthy Redis, the switch completes.
+    await shop.stock_operations.use("counter")
+    assert await shop.stock.available([first, second]) == {first: 8, second: 10}
 
 
 # -- b. an export reads one consistent state or aborts -------------------------------------
@@ -71,3 +112,30 @@ async def test_an_export_redis_loses_midway_aborts_the_switch_and_loses_nothing(
     await _patiently(lambda: shop.stock.release("pending"))
     assert await _patiently(lambda: shop.stock.available([option_id])) == {option_id: 7}
     await assert_conserved(shop, [option_id])
+
+
+async def test_a_rebuild_redis_loses_midway_is_not_published_and_runs_again(
+    build_container: BuildContainer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shop = await build_container()
+    await shop.stock_operations.use("counter")
+    first = await make_option(shop, stock=10)
+    second = await make_option(shop, stock=10)
+    user_id, _ = await make_user(shop)
+    await buy(shop, [Line(first, 2)], key="sold", user_id=user_id)
+    await buy(shop, [Line(second, 1)], key="also-sold", user_id=user_id)
+    await shop.redis.flushdb()
+    monkeypatch.setattr(stock_counter, "_CHUNK", 2)
+    loss = RedisLoss(shop.redis, monkeypatch)
+
+    async def first_counter_written(redis: Redis) -> bool:
+        return bool(await redis.exists(left_key(first)))
+
+    loss.when = first_counter_written
+    loss.arm_during(monkeypatch, _switchable(shop).strategy("counter").home, "import_state")
+
+    await _patiently(lambda: buy(shop, [Line(second, 1)], key="after", user_id=user_id))
+
+    assert loss.fired
+    assert await shop.stock.available([first, second]) == {first: 8, second: 8}
+    await assert_conserved(shop, [first, second])

@@ -74,6 +74,7 @@ from shop.adapters.redis.stock_keys import (
     PENDING,
     REBUILD_LOCK,
     RECORDS,
+    STAGING,
     SWITCHING,
     buyers_key,
     held_key,
@@ -149,6 +150,8 @@ class RedisCounterStock:
         self._retire = redis.register_script(lua.RETIRE)
         self._restock = redis.register_script(lua.RESTOCK)
         self._install = redis.register_script(lua.INSTALL)
+        self._import_chunk = redis.register_script(lua.IMPORT_CHUNK)
+        self._publish = redis.register_script(lua.PUBLISH)
         self._restoring = asyncio.Lock()
         self._rebuild: asyncio.Task[None] | None = None
         self._rebuilding: weakref.WeakValueDictionary[int, asyncio.Lock] = (
@@ -290,8 +293,13 @@ class RedisCounterStock:
                 task = self._rebuild
                 if task is not None and task.done():
                     self._rebuild = None
-                    if not task.cancelled() and task.exception() is not None:
-                        raise cast("BaseException", task.exception())
+                    failure = None if task.cancelled() else task.exception()
+                    if isinstance(failure, StateLost):
+                        # Redis lost the rebuild's own writes: nothing was published, and
+                        # the next turn of the loop rebuilds again.
+                        _log.warning("counter rebuild lost to Redis; rebuilding again")
+                    elif failure is not None:
+                        raise failure
                     continue
                 if task is None:
                     token = uuid.uuid4().hex
@@ -431,34 +439,49 @@ class RedisCounterStock:
         return state
 
     async def import_state(self, conn: AsyncConnection, state: StockState) -> None:
-        """Make Redis hold exactly ``state`` under a new generation (set last: until then
-        every script refuses), and record the generation in PostgreSQL."""
+        """Make Redis hold exactly ``state`` under a new generation, or raise ``StateLost``.
+
+        Staged, so a loss midway is never published: a marker is set first, every chunk is a
+        script that writes only while the marker is there, and the generation (which makes
+        the scripts sell) is set by a last script only if the marker survived and the state
+        has the size written. The generation is also recorded in PostgreSQL, in the caller's
+        transaction, which ``intact`` compares with before and after the commit.
+        """
         await self.clear()
+        token = uuid.uuid4().hex
         generation = uuid.uuid4().hex
-        entries: list[tuple[str, Any]] = []
+        await self._redis.set(STAGING, token)
+        writes: list[tuple[str, str, str, Any]] = []
         for option_id, left in state.remaining.items():
-            entries.append(("set", (left_key(option_id), left)))
+            writes.append(("s", left_key(option_id), "", left))
+            writes.append(("a", OPTIONS, str(option_id), ""))
+        pending = 0
         for held in state.held:
-            entries.append(("hset", (RECORDS, held.key, encode_record(held))))
+            writes.append(("h", RECORDS, held.key, encode_record(held)))
             if held.status == "pending":
-                entries.append(("zadd", (PENDING, round(held.created_at * 1000), held.key)))
+                pending += 1
+                writes.append(("z", PENDING, held.key, round(held.created_at * 1000)))
             for line in held.lines:
-                entries.append(("hset", (held_key(line.option_id), held.key, line.quantity)))
+                writes.append(("h", held_key(line.option_id), held.key, line.quantity))
         for (option_id, buyer), units in state.tallies.items():
-            entries.append(("hset", (buyers_key(option_id), buyer, units)))
-        for start in range(0, len(entries), _CHUNK):
-            pipe = self._redis.pipeline(transaction=True)
-            for command, values in entries[start : start + _CHUNK]:
-                if command == "set":
-                    pipe.set(values[0], values[1])
-                elif command == "zadd":
-                    pipe.zadd(values[0], {values[2]: values[1]})
-                else:
-                    pipe.hset(values[0], values[1], values[2])
-            await pipe.execute()
-        if state.remaining:
-            await cast("Awaitable[int]", self._redis.sadd(OPTIONS, *state.remaining))
-        await self._redis.set(GENERATION, generation)
+            writes.append(("h", buyers_key(option_id), buyer, units))
+        for start in range(0, len(writes), _CHUNK):
+            chunk = writes[start : start + _CHUNK]
+            args: list[Any] = [token]
+            for op, _, field, value in chunk:
+                args.extend((op, field, value))
+            if not await self._import_chunk(
+                keys=[STAGING, *(key for _, key, _, _ in chunk)], args=args
+            ):
+                raise StateLost("Redis lost the stock state while it was being written")
+        outcome = _text(
+            await self._publish(
+                keys=[STAGING, GENERATION, OPTIONS, RECORDS, PENDING],
+                args=[token, generation, len(state.remaining), len(state.held), pending],
+            )
+        )
+        if outcome != "ok":
+            raise StateLost(f"Redis lost the stock state while it was being written ({outcome})")
         await write_setting(conn, COUNTER_GENERATION_SETTING, generation)
 
     async def vacate(self, conn: AsyncConnection) -> None:
@@ -470,7 +493,7 @@ class RedisCounterStock:
 
     async def clear(self) -> None:
         """Delete every stock key except ``active`` (the generation first)."""
-        await self._redis.delete(GENERATION)
+        await self._redis.delete(GENERATION, STAGING)
         ids = [int(member) for member in await _smembers(self._redis, OPTIONS)]
         keys = [key for option_id in ids for key in option_keys(option_id)]
         keys.extend((RECORDS, PENDING, OPTIONS))
