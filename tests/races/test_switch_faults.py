@@ -14,9 +14,12 @@ from typing import Any, cast
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shop.adapters.redis import stock_counter
-from shop.adapters.redis.stock_keys import GENERATION, RECORDS, left_key
+from shop.adapters.db.stock_state import StockState
+from shop.adapters.redis import stock_counter, strategy
+from shop.adapters.redis.stock_keys import ACTIVE, GENERATION, RECORDS, SWITCH_LOCK, left_key
 from shop.adapters.redis.strategy import SwitchableStock
 from shop.bootstrap import Container
 from shop.domain.errors import Conflict, Unavailable
@@ -139,3 +142,147 @@ async def test_a_rebuild_redis_loses_midway_is_not_published_and_runs_again(
     assert loss.fired
     assert await shop.stock.available([first, second]) == {first: 8, second: 8}
     await assert_conserved(shop, [first, second])
+
+
+# -- c. nobody puts the old strategy back while a switch moves state -----------------------
+
+
+async def _hook_target_import(
+    monkeypatch: pytest.MonkeyPatch, operator: Container, during: Any
+) -> None:
+    """Run ``during()`` inside the switch to db, after the counters were exported."""
+    home = _switchable(operator).strategy("db").home
+    original = home.import_state
+
+    async def hooked(conn: AsyncConnection, state: StockState) -> None:
+        await during()
+        await original(conn, state)
+
+    monkeypatch.setattr(home, "import_state", hooked)
+
+
+async def test_a_flush_mid_switch_does_not_put_the_old_strategy_back_and_the_switch_rolls_back(
+    build_container: BuildContainer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    operator = await build_container()
+    seller = await build_container(stock_wait=0.3)
+    await operator.stock_operations.use("counter")
+    option_id = await make_option(operator, stock=10)
+    user_id, _ = await make_user(operator)
+    await buy(seller, [Line(option_id, 2)], key="before", user_id=user_id)
+    seen: dict[str, object] = {}
+
+    async def flush_and_look() -> None:
+        await operator.redis.flushdb()
+        seen["active"] = await seller.stock_operations.active_strategy()
+        seen["redis"] = await operator.redis.get(ACTIVE)
+
+    await _hook_target_import(monkeypatch, operator, flush_and_look)
+
+    with pytest.raises(Conflict, match="rolled back"):
+        await operator.stock_operations.use("db")
+
+    assert seen == {"active": "switching", "redis": None}, "old strategy put back mid-switch"
+    assert await seller.stock_operations.active_strategy() == "counter"
+    # The next sale waits for the counter to be rebuilt from the ledger: 10 - 2 - 1.
+    await _patiently(lambda: buy(seller, [Line(option_id, 1)], key="after", user_id=user_id))
+    assert await seller.stock.available([option_id]) == {option_id: 7}
+    await assert_conserved(seller, [option_id])
+
+
+async def test_no_sale_with_the_old_strategy_when_redis_forgets_the_switch_markers(
+    build_container: BuildContainer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Redis restarted from a slightly older state (an `everysec` AOF tail lost): the counters
+    # are there, `active = switching` and the switch lock are not.
+    operator = await build_container()
+    seller = await build_container(stock_wait=0.3)
+    await operator.stock_operations.use("counter")
+    option_id = await make_option(operator, stock=10)
+    user_id, _ = await make_user(operator)
+    await buy(seller, [Line(option_id, 2)], key="before", user_id=user_id)
+    outcome: list[object] = []
+
+    async def forget_and_sell() -> None:
+        await operator.redis.delete(ACTIVE, SWITCH_LOCK)
+        try:
+            outcome.append(await buy(seller, [Line(option_id, 1)], key="during", user_id=user_id))
+        except Unavailable as exc:
+            outcome.append(exc)
+
+    await _hook_target_import(monkeypatch, operator, forget_and_sell)
+
+    with pytest.raises(Conflict, match="rolled back"):
+        await operator.stock_operations.use("db")
+
+    assert [type(result) for result in outcome] == [Unavailable], "sold during the switch"
+    assert await seller.stock_operations.active_strategy() == "counter"
+    await _patiently(lambda: buy(seller, [Line(option_id, 1)], key="during", user_id=user_id))
+    assert await seller.stock.available([option_id]) == {option_id: 7}
+    await assert_conserved(seller, [option_id])
+
+
+async def test_a_switch_whose_lock_expired_rolls_back_and_nobody_sells_meanwhile(
+    build_container: BuildContainer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The keeper cannot extend the lock (a connection blip on every try): it expires
+    # while the switch still moves state.
+    monkeypatch.setattr(strategy, "SWITCH_LOCK_MS", 300)
+    operator = await build_container()
+    seller = await build_container(stock_wait=0.3)
+    await operator.stock_operations.use("counter")
+    option_id = await make_option(operator, stock=10)
+    user_id, _ = await make_user(operator)
+    switchable = _switchable(operator)
+    own_lock = switchable._own_lock
+
+    async def extension_fails(*, keys: list[str], args: list[Any]) -> Any:
+        if args[1] != 0:
+            raise RedisConnectionError("connection reset by peer")
+        return await own_lock(keys=keys, args=args)
+
+    monkeypatch.setattr(switchable, "_own_lock", extension_fails)
+    outcome: list[object] = []
+
+    async def outlive_the_lock_then_sell() -> None:
+        await asyncio.sleep(0.6)
+        assert not await operator.redis.exists(SWITCH_LOCK)
+        try:
+            outcome.append(await buy(seller, [Line(option_id, 1)], key="during", user_id=user_id))
+        except Unavailable as exc:
+            outcome.append(exc)
+
+    await _hook_target_import(monkeypatch, operator, outlive_the_lock_then_sell)
+
+    with pytest.raises(Conflict, match="rolled back"):
+        await operator.stock_operations.use("db")
+
+    assert [type(result) for result in outcome] == [Unavailable], "sold during the switch"
+    assert await seller.stock_operations.active_strategy() == "counter"
+    await _patiently(lambda: buy(seller, [Line(option_id, 1)], key="during", user_id=user_id))
+    assert await seller.stock.available([option_id]) == {option_id: 9}
+    await assert_conserved(seller, [option_id])
+
+
+async def test_a_loss_right_after_a_switch_to_counter_committed_is_reported_and_rebuilt(
+    build_container: BuildContainer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shop = await build_container()
+    await shop.stock_operations.use("db")
+    option_id = await make_option(shop, stock=10)
+    user_id, _ = await make_user(shop)
+    await buy(shop, [Line(option_id, 4)], key="sold", user_id=user_id)
+    source = _switchable(shop).strategy("db").home
+    after_vacate = source.after_vacate
+
+    async def flush_after_commit() -> None:
+        await shop.redis.flushdb()
+        await after_vacate()
+
+    monkeypatch.setattr(source, "after_vacate", flush_after_commit)
+
+    assert await shop.stock_operations.use("counter") == "db"
+
+    assert await shop.redis.exists(GENERATION), "the switch did not notice Redis lost its work"
+    assert await shop.stock.available([option_id]) == {option_id: 6}
+    await assert_conserved(shop, [option_id])

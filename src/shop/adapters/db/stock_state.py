@@ -157,6 +157,10 @@ class PostgresHome:
     async def after_vacate(self) -> None:
         """Nothing to clean outside the transaction."""
 
+    async def intact(self, conn: AsyncConnection) -> bool:
+        """PostgreSQL keeps what it committed (and what this transaction wrote)."""
+        return True
+
     async def open_reservations(self) -> list[HeldReservation]:
         async with self._engine.connect() as conn:
             return await open_reservations(conn)

@@ -484,6 +484,11 @@ class RedisCounterStock:
             raise StateLost(f"Redis lost the stock state while it was being written ({outcome})")
         await write_setting(conn, COUNTER_GENERATION_SETTING, generation)
 
+    async def intact(self, conn: AsyncConnection) -> bool:
+        """Redis still holds the generation PostgreSQL recorded (as ``conn`` sees it)."""
+        recorded = await read_setting(conn, COUNTER_GENERATION_SETTING)
+        return recorded is not None and await self._redis.get(GENERATION) == recorded.encode()
+
     async def vacate(self, conn: AsyncConnection) -> None:
         """The state now lives elsewhere: no counter generation is expected any more."""
         await forget_setting(conn, COUNTER_GENERATION_SETTING)
