@@ -15,6 +15,7 @@ from typing import Any, cast
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shop.adapters.db.stock_state import StockState
@@ -284,5 +285,66 @@ async def test_a_loss_right_after_a_switch_to_counter_committed_is_reported_and_
     assert await shop.stock_operations.use("counter") == "db"
 
     assert await shop.redis.exists(GENERATION), "the switch did not notice Redis lost its work"
+    rebuild = await shop.stock_operations.last_rebuild()
+    assert rebuild is not None
+    assert rebuild.strategy == "counter"
+    assert "lost" in rebuild.cause
     assert await shop.stock.available([option_id]) == {option_id: 6}
     await assert_conserved(shop, [option_id])
+
+
+# -- e. a rebuild reports what it changed --------------------------------------------------
+
+
+async def test_a_rebuild_after_a_loss_reports_the_mirror_against_the_rebuilt_counters(
+    build_container: BuildContainer,
+) -> None:
+    shop = await build_container()
+    await shop.stock_operations.use("counter")
+    drifted = await make_option(shop, stock=10)
+    steady = await make_option(shop, stock=5)
+    user_id, _ = await make_user(shop)
+    await buy(shop, [Line(drifted, 3)], key="synced", user_id=user_id)
+    await shop.stock_operations.sync()
+    await buy(shop, [Line(drifted, 2)], key="not-synced", user_id=user_id)  # mirror says 7
+    await shop.redis.flushdb()
+
+    # The next sale finds the counters gone and waits for the rebuild from the ledger.
+    await _patiently(lambda: shop.stock.reserve([Line(steady, 1)], key="after"))
+    assert await shop.stock.available([drifted, steady]) == {drifted: 5, steady: 4}
+
+    rebuild = await shop.stock_operations.last_rebuild()
+    assert rebuild is not None
+    assert (rebuild.strategy, rebuild.options) == ("counter", 2)
+    assert "lost" in rebuild.cause
+    assert "option.stock" in rebuild.source
+    assert [(o.option_id, o.before, o.after, o.drift) for o in rebuild.changed] == [
+        (drifted, 7, 5, 2)
+    ]
+
+
+@pytest.mark.parametrize("name", ["counter", "db"])
+async def test_a_repair_reports_what_each_store_said_against_the_ledger(
+    name: str, build_container: BuildContainer
+) -> None:
+    shop = await build_container()
+    await shop.stock_operations.use(name)
+    option_id = await make_option(shop, stock=10)
+    untouched = await make_option(shop, stock=4)
+    user_id, _ = await make_user(shop)
+    await buy(shop, [Line(option_id, 3)], key="sold", user_id=user_id)
+    if name == "counter":
+        await shop.redis.set(left_key(option_id), 1)
+    else:
+        async with shop.engine.begin() as conn:
+            await conn.execute(text(f"UPDATE option SET stock = 1 WHERE id = {option_id}"))
+
+    await shop.stock_operations.repair()
+
+    rebuild = await shop.stock_operations.last_rebuild()
+    assert rebuild is not None
+    assert (rebuild.strategy, rebuild.cause, rebuild.options) == (name, "repair", 2)
+    assert [(o.option_id, o.before, o.after, o.drift) for o in rebuild.changed] == [
+        (option_id, 1, 7, -6)
+    ]
+    assert await shop.stock.available([option_id, untouched]) == {option_id: 7, untouched: 4}

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import time
 import uuid
 import weakref
@@ -64,6 +65,7 @@ from shop.adapters.db.stock_ledger import (
     releasable_orders,
     sold_outside,
 )
+from shop.adapters.db.stock_rebuilds import record_rebuild
 from shop.adapters.db.stock_rows import add_to_total, check_limit_arguments, check_units, db_stock
 from shop.adapters.db.stock_state import StateLost, StockState, set_db_stock
 from shop.adapters.redis import stock_counter_scripts as lua
@@ -87,7 +89,14 @@ from shop.domain.errors import (
     SoldOut,
     Unavailable,
 )
-from shop.domain.stock.model import HeldReservation, Line, Reservation, merge_lines
+from shop.domain.stock.model import (
+    HeldReservation,
+    Line,
+    RebuiltOption,
+    Reservation,
+    StockRebuild,
+    merge_lines,
+)
 from shop.logs import get_logger
 
 _log = get_logger("shop.stock.counter")
@@ -354,9 +363,31 @@ class RedisCounterStock:
             overdrawn = [option_id for option_id, e in entries.items() if e.unsold < 0]
             if overdrawn:
                 _log.error("ledger shows more sold than put on sale", options=overdrawn)
+            # The counters are gone; what PostgreSQL's mirror said is the best "before" left.
+            rebuild = StockRebuild(
+                at=datetime.datetime.now(datetime.UTC),
+                strategy=self.name,
+                cause=(
+                    "Redis lost the counter state"
+                    if previous is not None
+                    else "no counter state in Redis yet"
+                ),
+                source="option.stock (PostgreSQL's mirror, up to one sync interval behind)",
+                options=len(entries),
+                changed=tuple(
+                    RebuiltOption(option_id, before=entry.stock, after=state.remaining[option_id])
+                    for option_id, entry in entries.items()
+                    if entry.stock != state.remaining[option_id]
+                ),
+            )
             async with conn.begin():
                 await self.import_state(conn, state)
-            _log.warning("counter state rebuilt from PostgreSQL", options=len(state.remaining))
+                await record_rebuild(conn, rebuild)
+            _log.warning(
+                "counter state rebuilt from PostgreSQL",
+                options=len(state.remaining),
+                changed=len(rebuild.changed),
+            )
 
     async def _restore_counter(self, option_id: int) -> None:
         lock = self._rebuilding.setdefault(option_id, asyncio.Lock())

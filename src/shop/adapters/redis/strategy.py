@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -74,10 +75,18 @@ from shop.adapters.db.stock_ledger import (
     option_ledger,
     order_states,
 )
+from shop.adapters.db.stock_rebuilds import last_rebuild, record_rebuild
 from shop.adapters.db.stock_state import StateLost, StockState
 from shop.adapters.redis.stock_keys import ACTIVE, SWITCH_LOCK, SWITCHING
 from shop.domain.errors import Conflict, InvalidInput, Unavailable
-from shop.domain.stock.model import HeldReservation, Line, OptionStock, Reservation
+from shop.domain.stock.model import (
+    HeldReservation,
+    Line,
+    OptionStock,
+    RebuiltOption,
+    Reservation,
+    StockRebuild,
+)
 from shop.domain.stock.ports import StockReservation
 from shop.logs import get_logger
 
@@ -345,6 +354,7 @@ class SwitchableStock:
             home = self._strategies[current].home
             await home.prepare()
             repaired: list[OptionStock] = []
+            changed: list[RebuiltOption] = []
 
             async def reset(conn: AsyncConnection) -> None:
                 state = await home.export_state(conn)
@@ -368,18 +378,28 @@ class SwitchableStock:
                                 authoritative=before,
                             )
                         )
+                        changed.append(RebuiltOption(option_id, before=before, after=expected))
                     state.remaining[option_id] = expected
                 await home.import_state(conn, state)
                 if not await home.intact(conn):
                     raise StateLost(f"the {home.name} store lost what was repaired")
+                await record_rebuild(
+                    conn,
+                    StockRebuild(
+                        at=datetime.datetime.now(datetime.UTC),
+                        strategy=current,
+                        cause="repair",
+                        source=f"the {home.name} store",
+                        options=len(entries),
+                        changed=tuple(changed),
+                    ),
+                )
 
             try:
                 await self._fenced(lease, current, current, reset)
             except StateLost as exc:
                 raise Conflict(f"{exc}: the repair was rolled back; run it again") from None
             await self._check_committed(home, current)
-            for option in repaired:
-                _log.warning("stock repaired from the ledger", option_id=option.option_id)
             return repaired
 
     async def _check_committed(self, home: StockHome, strategy: str) -> None:
@@ -512,6 +532,10 @@ class SwitchableStock:
             )
             for option_id, entry in entries.items()
         ]
+
+    async def last_rebuild(self) -> StockRebuild | None:
+        async with self._engine.connect() as conn:
+            return await last_rebuild(conn)
 
     async def sync(self) -> int:
         return await self._strategies[await self._stored()].home.sync()
