@@ -10,6 +10,8 @@ from the ledger reports what it changed.
 from __future__ import annotations
 
 import asyncio
+import functools
+import itertools
 from typing import Any, cast
 
 import pytest
@@ -18,17 +20,18 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from shop.adapters.db.stock_ledger import ledger
 from shop.adapters.db.stock_state import StockState
 from shop.adapters.redis import stock_counter, strategy
 from shop.adapters.redis.stock_keys import ACTIVE, GENERATION, RECORDS, SWITCH_LOCK, left_key
 from shop.adapters.redis.strategy import SwitchableStock
 from shop.bootstrap import Container
-from shop.domain.errors import Conflict, Unavailable
+from shop.domain.errors import Conflict, ReservationLost, SoldOut, Unavailable
 from shop.domain.stock.model import Line
 from tests.factories import make_option, make_user
 from tests.races.conftest import BuildContainer
 from tests.redis_faults import RedisLoss
-from tests.stock_helpers import assert_conserved, buy
+from tests.stock_helpers import assert_conserved, buy, remaining, set_order_status, write_order
 
 pytestmark = pytest.mark.slow
 
@@ -348,3 +351,83 @@ async def test_a_repair_reports_what_each_store_said_against_the_ledger(
         (option_id, 1, 7, -6)
     ]
     assert await shop.stock.available([option_id, untouched]) == {option_id: 7, untouched: 4}
+
+
+# -- d. the whole promise under load -------------------------------------------------------
+
+
+async def test_a_sale_racing_switches_while_redis_is_flushed_sells_exactly_the_stock(
+    build_container: BuildContainer,
+) -> None:
+    # Two app processes sell; an operator switches over and over; Redis is flushed meanwhile.
+    first = await build_container()
+    second = await build_container()
+    operator = await build_container()
+    await operator.stock_operations.use("counter")
+    option_id = await make_option(first, stock=120)
+    user_id, _ = await make_user(first)
+    cycle = ["db", "counter", "redlock", "counter"]
+    selling = True
+    switched: list[str] = []
+    rolled_back: list[str] = []
+    flushes = 0
+
+    async def switch_over_and_over() -> None:
+        turn = 0
+        while selling:
+            await asyncio.sleep(0.03)
+            try:
+                await operator.stock_operations.use(cycle[turn % len(cycle)])
+                switched.append(cycle[turn % len(cycle)])
+            except (Conflict, Unavailable) as exc:
+                rolled_back.append(str(exc))
+            turn += 1
+
+    async def flush_now_and_then() -> None:
+        nonlocal flushes
+        while selling and flushes < 8:
+            await asyncio.sleep(0.2)
+            await operator.redis.flushdb()
+            flushes += 1
+
+    async def buyer(shop: Container, n: int) -> str:
+        key, lines = f"r{n}", [Line(option_id, 1)]
+        await _patiently(lambda: shop.stock.reserve(lines, key=key, buyer=str(user_id)))
+        await write_order(shop, key=key, lines=lines, user_id=user_id)
+        try:
+            await _patiently(lambda: shop.stock.confirm(key))
+        except ReservationLost:
+            # A rebuild ran before this order landed and gave its units back: place_order
+            # lapses such an order (409 to the buyer), so it holds nothing.
+            await set_order_status(shop, key, "expired")
+            return "lost"
+        return "ok"
+
+    background = [
+        asyncio.create_task(switch_over_and_over()),
+        asyncio.create_task(flush_now_and_then()),
+    ]
+    results = await asyncio.gather(
+        *(buyer(first if n % 2 else second, n) for n in range(300)), return_exceptions=True
+    )
+    selling = False
+    await asyncio.gather(*background)
+
+    assert flushes >= 3 and len(switched) >= 3, (flushes, switched, rolled_back)
+    assert all(result in ("ok", "lost") or isinstance(result, SoldOut) for result in results), {
+        repr(result) for result in results if result not in ("ok", "lost")
+    }
+    # Whatever a rebuild gave back is sold too, then nothing is left: exactly the stock.
+    for mop_up in itertools.count():
+        try:
+            await _patiently(
+                functools.partial(
+                    buy, first, [Line(option_id, 1)], key=f"mop{mop_up}", user_id=user_id
+                )
+            )
+        except SoldOut:
+            break
+    entries = await ledger(first.engine, [option_id])
+    assert entries[option_id].sold == 120, "oversold" if entries[option_id].sold > 120 else "lost"
+    assert (await remaining(first, [option_id]))[option_id] == 0
+    await assert_conserved(first, [option_id])
