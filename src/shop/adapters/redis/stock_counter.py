@@ -21,7 +21,9 @@ reads the ledger in one snapshot. Buyers wait (then get ``Unavailable``) meanwhi
 sale can be retried, an oversold one cannot. A single counter key that is missing while the
 generation exists (a new option, a manual DEL) is rebuilt alone: ``stock_total`` − the units
 the option's remaining reservations hold − live order lines outside them. The install is a
-``SET NX``, so two rebuilders can never add up.
+``SET NX``, so two rebuilders can never add up. A full rebuild installs through the staged
+``import_state`` (a loss midway publishes nothing; the rebuild runs again) and records what
+it changed against PostgreSQL's mirror ``option.stock`` (``stock_rebuilds``).
 
 Redis Cluster. Per-option keys carry the hash tag ``{o<id>}``; the reservation records and
 control keys share ``{stock}``. A reservation's script therefore touches the ``{stock}`` slot
