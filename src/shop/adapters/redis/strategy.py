@@ -78,7 +78,7 @@ from shop.adapters.db.stock_ledger import (
 from shop.adapters.db.stock_rebuilds import last_rebuild, record_rebuild
 from shop.adapters.db.stock_state import StateLost, StockState
 from shop.adapters.redis.stock_keys import ACTIVE, SWITCH_LOCK, SWITCHING
-from shop.domain.errors import Conflict, InvalidInput, Unavailable
+from shop.domain.errors import Conflict, DomainError, InvalidInput, Unavailable
 from shop.domain.stock.model import (
     HeldReservation,
     Line,
@@ -334,14 +334,19 @@ class SwitchableStock:
                 # Rolled back, the new home keeps nothing of a (half-)import.
                 undo = target.after_vacate if moving else None
                 await self._fenced(lease, current, name, move, undo=undo)
-            except StateLost as exc:
+            except (StateLost, RedisError, OSError) as exc:
+                # Raised inside the transaction (or before it began): nothing was committed.
                 _log.error("stock switch rolled back", previous=current, target=name, why=str(exc))
                 raise Conflict(
                     f"{exc}: the switch to {name} was rolled back and {current} still sells; "
                     "run it again"
                 ) from None
             if moving:
-                await source.after_vacate()
+                try:
+                    await source.after_vacate()
+                except (RedisError, OSError) as exc:
+                    # Harmless leftovers (no generation, not active); the next import clears.
+                    _log.warning("could not clean the previous stock store", error=str(exc))
                 await self._check_committed(target, name)
             _log.warning("stock strategy switched", previous=current, active=name)
             self._remember(name)
@@ -397,22 +402,30 @@ class SwitchableStock:
 
             try:
                 await self._fenced(lease, current, current, reset)
-            except StateLost as exc:
+            except (StateLost, RedisError, OSError) as exc:
                 raise Conflict(f"{exc}: the repair was rolled back; run it again") from None
             await self._check_committed(home, current)
             return repaired
 
     async def _check_committed(self, home: StockHome, strategy: str) -> None:
-        """After a commit: did the store keep what it was given? If not, say so and recover."""
-        async with self._engine.connect() as conn:
-            kept = await home.intact(conn)
-        if not kept:
+        """After a commit: did the store keep what it was given? If not, say so and recover.
+
+        The commit stands whatever happens here: a recovery that cannot finish now is left
+        to the next sale (which finds the state missing and recovers it the same way).
+        """
+        try:
+            async with self._engine.connect() as conn:
+                kept = await home.intact(conn)
+            if kept:
+                return
             _log.error(
                 "Redis lost the stock state right after it was committed; rebuilding it "
                 "from the ledger",
                 strategy=strategy,
             )
             await home.prepare()
+        except (DomainError, StrategyMoved, RedisError, OSError) as exc:
+            _log.error("stock state not recovered yet; the next sale recovers it", error=str(exc))
 
     async def _fenced(
         self,
@@ -461,10 +474,13 @@ class SwitchableStock:
 
     async def _confirm_lease(self, lease: _Lease) -> None:
         if lease.lost is None:
-            outcome = await self._check_lease(
-                keys=[SWITCH_LOCK, ACTIVE], args=[lease.token, SWITCH_LOCK_MS]
-            )
-            if outcome != b"ok":
+            try:
+                outcome = await self._check_lease(
+                    keys=[SWITCH_LOCK, ACTIVE], args=[lease.token, SWITCH_LOCK_MS]
+                )
+            except (RedisError, OSError) as exc:
+                outcome, lease.lost = b"down", f"Redis failed under the stock switch ({exc})"
+            if lease.lost is None and outcome != b"ok":
                 lease.lost = (
                     "the stock switch lost its lock"
                     if outcome == b"lock"
