@@ -73,6 +73,17 @@ async def test_reconcile_reports_drift_then_fixes_it(clean: Container) -> None:
     code, out = await _shop(clean, "stock", "reconcile")
     assert (code, "no drift" in out) == (0, True)
 
+    # The repair hid nothing: status shows what it found and changed.
+    code, out = await _shop(clean, "stock", "status")
+    assert code == 0, out
+    assert (
+        "last rebuild from the ledger:" in out
+        and "(counter, repair): 1 option(s), 1 changed" in out
+    )
+    rows = [line.replace("│", " ").split() for line in out.splitlines() if "│" in line]
+    # option, before, after, drift
+    assert [str(option_id), "3", "7", "-4"] in rows
+
 
 async def test_an_unknown_strategy_is_refused_by_name(clean: Container) -> None:
     code, out = await _shop(clean, "stock", "use", "optimistic")

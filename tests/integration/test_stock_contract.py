@@ -16,13 +16,13 @@ import pytest
 from sqlalchemy import select, text
 
 from shop.adapters.db.stock_ledger import SqlOrderStates, ledger
+from shop.adapters.db.stock_state import StateLost
 from shop.adapters.db.tables import OptionRow
 from shop.adapters.redis.stock_keys import ACTIVE, SWITCHING
 from shop.adapters.redis.strategy import CACHE_SECONDS, SwitchableStock
 from shop.bootstrap import STOCK_STRATEGIES, Container
 from shop.config import Settings
 from shop.domain.errors import (
-    Conflict,
     InvalidInput,
     NotFound,
     PurchaseLimitExceeded,
@@ -432,5 +432,5 @@ async def test_a_switch_refuses_to_export_counters_redis_lost_meanwhile(clean: C
     counter = cast("SwitchableStock", clean.stock).strategy("counter").home
     await clean.redis.flushdb()
     async with clean.engine.connect() as conn:
-        with pytest.raises(Conflict, match="run it again"):
+        with pytest.raises(StateLost, match="Redis lost"):
             await counter.export_state(conn)

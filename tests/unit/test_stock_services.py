@@ -7,7 +7,14 @@ from collections.abc import Mapping, Sequence
 import pytest
 
 from shop.domain.errors import InvalidInput
-from shop.domain.stock.model import HeldReservation, Line, OptionStock, Reservation, merge_lines
+from shop.domain.stock.model import (
+    HeldReservation,
+    Line,
+    OptionStock,
+    Reservation,
+    StockRebuild,
+    merge_lines,
+)
 from shop.domain.stock.services import reconcile_stock, sweep_reservations
 
 NOW = 1_000_000.0
@@ -60,6 +67,9 @@ class MemoryStock:
     async def repair(self) -> Sequence[OptionStock]:
         self.repaired = True
         return self.drifting
+
+    async def last_rebuild(self) -> StockRebuild | None:
+        return None
 
     async def sync(self) -> int:
         return 0

@@ -37,6 +37,7 @@ FENCE_LOCK = 0x73_68_6F_70_73_74_6B  # "shopstk": one key for the whole stock st
 FENCE_SQL = f"shop_stock_fence({FENCE_LOCK}, :strategy)"
 _SHARED = text(f"SELECT {FENCE_SQL}")
 _EXCLUSIVE = text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=FENCE_LOCK)
+_TRY_SHARED = text("SELECT pg_try_advisory_xact_lock_shared(:key)").bindparams(key=FENCE_LOCK)
 _SESSION_LOCK = text("SELECT pg_advisory_lock(:key)").bindparams(key=FENCE_LOCK)
 _SESSION_UNLOCK = text("SELECT pg_advisory_unlock(:key)").bindparams(key=FENCE_LOCK)
 
@@ -84,6 +85,16 @@ async def share_fence(conn: AsyncConnection, strategy: str) -> None:
     if not (await conn.execute(_SHARED, {"strategy": strategy})).scalar():
         active = await read_setting(conn, STRATEGY_SETTING)
         raise StrategyMoved(f"stock strategy is {active!r}, not {strategy!r}")
+
+
+async def fence_is_quiet(conn: AsyncConnection) -> bool:
+    """Take the fence shared for this transaction if nobody holds or awaits it exclusively.
+
+    ``False`` means a switch, repair, rebuild, restock or sync of the counter is moving stock
+    state right now (PostgreSQL's word, which a Redis loss cannot erase). ``True``: none is,
+    and none can start before this transaction ends.
+    """
+    return bool((await conn.execute(_TRY_SHARED)).scalar())
 
 
 async def hold_fence(conn: AsyncConnection) -> None:

@@ -34,6 +34,14 @@ from shop.domain.stock.model import HeldReservation
 _CHUNK = 1000
 
 
+class StateLost(Exception):
+    """A store lost (part of) the stock state while it was being moved, read or written.
+
+    Raised by a home instead of handing over or publishing a partial state: the caller rolls
+    its PostgreSQL transaction back, so the state stays where it was.
+    """
+
+
 @dataclass
 class StockState:
     """Everything a strategy holds; ``remaining`` may name only some options (the rest keep
@@ -148,6 +156,10 @@ class PostgresHome:
 
     async def after_vacate(self) -> None:
         """Nothing to clean outside the transaction."""
+
+    async def intact(self, conn: AsyncConnection) -> bool:
+        """PostgreSQL keeps what it committed (and what this transaction wrote)."""
+        return True
 
     async def open_reservations(self) -> list[HeldReservation]:
         async with self._engine.connect() as conn:

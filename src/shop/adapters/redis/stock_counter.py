@@ -21,7 +21,9 @@ reads the ledger in one snapshot. Buyers wait (then get ``Unavailable``) meanwhi
 sale can be retried, an oversold one cannot. A single counter key that is missing while the
 generation exists (a new option, a manual DEL) is rebuilt alone: ``stock_total`` − the units
 the option's remaining reservations hold − live order lines outside them. The install is a
-``SET NX``, so two rebuilders can never add up.
+``SET NX``, so two rebuilders can never add up. A full rebuild installs through the staged
+``import_state`` (a loss midway publishes nothing; the rebuild runs again) and records what
+it changed against PostgreSQL's mirror ``option.stock`` (``stock_rebuilds``).
 
 Redis Cluster. Per-option keys carry the hash tag ``{o<id>}``; the reservation records and
 control keys share ``{stock}``. A reservation's script therefore touches the ``{stock}`` slot
@@ -38,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import time
 import uuid
 import weakref
@@ -65,9 +68,10 @@ from shop.adapters.db.stock_ledger import (
     releasable_orders,
     sold_outside,
 )
+from shop.adapters.db.stock_rebuilds import record_rebuild
 from shop.adapters.db.stock_restock import RestockRecord, record_restock
 from shop.adapters.db.stock_rows import add_to_total, check_limit_arguments, check_units, db_stock
-from shop.adapters.db.stock_state import StockState, set_db_stock
+from shop.adapters.db.stock_state import StateLost, StockState, set_db_stock
 from shop.adapters.redis import stock_counter_scripts as lua
 from shop.adapters.redis.stock_keys import (
     ACTIVE,
@@ -76,6 +80,8 @@ from shop.adapters.redis.stock_keys import (
     PENDING,
     REBUILD_LOCK,
     RECORDS,
+    STAGING,
+    SWITCHING,
     buyers_key,
     held_key,
     left_key,
@@ -83,13 +89,19 @@ from shop.adapters.redis.stock_keys import (
     restocks_key,
 )
 from shop.domain.errors import (
-    Conflict,
     PurchaseLimitExceeded,
     ReservationLost,
     SoldOut,
     Unavailable,
 )
-from shop.domain.stock.model import HeldReservation, Line, Reservation, merge_lines
+from shop.domain.stock.model import (
+    HeldReservation,
+    Line,
+    RebuiltOption,
+    Reservation,
+    StockRebuild,
+    merge_lines,
+)
 from shop.logs import get_logger
 
 _log = get_logger("shop.stock.counter")
@@ -152,6 +164,8 @@ class RedisCounterStock:
         self._retire = redis.register_script(lua.RETIRE)
         self._restock = redis.register_script(lua.RESTOCK)
         self._install = redis.register_script(lua.INSTALL)
+        self._import_chunk = redis.register_script(lua.IMPORT_CHUNK)
+        self._publish = redis.register_script(lua.PUBLISH)
         self._restoring = asyncio.Lock()
         self._rebuild: asyncio.Task[None] | None = None
         self._rebuilding: weakref.WeakValueDictionary[int, asyncio.Lock] = (
@@ -325,8 +339,13 @@ class RedisCounterStock:
                 task = self._rebuild
                 if task is not None and task.done():
                     self._rebuild = None
-                    if not task.cancelled() and task.exception() is not None:
-                        raise cast("BaseException", task.exception())
+                    failure = None if task.cancelled() else task.exception()
+                    if isinstance(failure, StateLost):
+                        # Redis lost the rebuild's own writes: nothing was published, and
+                        # the next turn of the loop rebuilds again.
+                        _log.warning("counter rebuild lost to Redis; rebuilding again")
+                    elif failure is not None:
+                        raise failure
                     continue
                 if task is None:
                     token = uuid.uuid4().hex
@@ -394,9 +413,31 @@ class RedisCounterStock:
             overdrawn = [option_id for option_id, e in entries.items() if e.unsold < 0]
             if overdrawn:
                 _log.error("ledger shows more sold than put on sale", options=overdrawn)
+            # The counters are gone; what PostgreSQL's mirror said is the best "before" left.
+            rebuild = StockRebuild(
+                at=datetime.datetime.now(datetime.UTC),
+                strategy=self.name,
+                cause=(
+                    "Redis lost the counter state"
+                    if previous is not None
+                    else "no counter state in Redis yet"
+                ),
+                source="option.stock (PostgreSQL's mirror, up to one sync interval behind)",
+                options=len(entries),
+                changed=tuple(
+                    RebuiltOption(option_id, before=entry.stock, after=state.remaining[option_id])
+                    for option_id, entry in entries.items()
+                    if entry.stock != state.remaining[option_id]
+                ),
+            )
             async with conn.begin():
                 await self.import_state(conn, state)
-            _log.warning("counter state rebuilt from PostgreSQL", options=len(state.remaining))
+                await record_rebuild(conn, rebuild)
+            _log.warning(
+                "counter state rebuilt from PostgreSQL",
+                options=len(state.remaining),
+                changed=len(rebuild.changed),
+            )
 
     async def _restore_counter(self, option_id: int) -> None:
         lock = self._rebuilding.setdefault(option_id, asyncio.Lock())
@@ -432,61 +473,102 @@ class RedisCounterStock:
     # -- state, for the switch, the sync, the sweep and the operator ------------------------
 
     async def prepare(self) -> None:
-        """Before the state moves out: make sure Redis holds all of it."""
+        """Before the state moves out: make sure Redis holds all of it, every counter too."""
         await self.restore()
+        ids = sorted(int(member) for member in await _smembers(self._redis, OPTIONS))
+        for option_id, left in (await self.counters(ids)).items():
+            if left is None:
+                await self._restore_counter(option_id)
 
     async def export_state(self, conn: AsyncConnection) -> StockState:
-        if not await self._redis.exists(GENERATION):
-            # Redis lost its data after prepare(): what it holds now is not the state.
-            raise Conflict("Redis lost the stock counters during the switch; run it again")
-        ids = sorted(int(member) for member in await _smembers(self._redis, OPTIONS))
-        state = StockState()
+        """Read the whole state as it is while a switch holds it still.
+
+        Runs with ``active = switching`` (no script sells) and the fence held exclusively
+        (no restock, sync or rebuild), so nothing may change it but a loss. Each chunk is one
+        MULTI/EXEC that also reads the generation and ``active``: a chunk read after a flush,
+        an empty restart or a rebuild (a missing or different generation), or once ``active``
+        no longer says ``switching``, aborts the export instead of handing over a mix.
+        """
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.get(GENERATION)
+        pipe.get(ACTIVE)
+        pipe.smembers(OPTIONS)
+        pipe.hgetall(RECORDS)
+        generation, active, members, records = await pipe.execute()
+        if generation is None:
+            raise StateLost("Redis lost the stock counters before the switch could read them")
+        _check_still(generation, generation, active)
+        state = StockState(held=[decode_record(_text(key), raw) for key, raw in records.items()])
+        ids = sorted(int(member) for member in members)
         for start in range(0, len(ids), _CHUNK):
             chunk = ids[start : start + _CHUNK]
-            pipe = self._redis.pipeline(transaction=False)
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.get(GENERATION)
+            pipe.get(ACTIVE)
             pipe.mget([left_key(option_id) for option_id in chunk])
             for option_id in chunk:
                 pipe.hgetall(buyers_key(option_id))
-            left, *buyers = await pipe.execute()
+            seen, active, left, *buyers = await pipe.execute()
+            _check_still(generation, seen, active)
             for option_id, value, tallies in zip(chunk, left, buyers, strict=True):
-                if value is not None:
-                    state.remaining[option_id] = int(value)
+                if value is None:
+                    raise StateLost(f"the Redis counter of option {option_id} is missing")
+                state.remaining[option_id] = int(value)
                 for buyer, units in tallies.items():
                     if int(units) > 0:
                         state.tallies[(option_id, _text(buyer))] = int(units)
-        state.held = await self.open_reservations()
         return state
 
     async def import_state(self, conn: AsyncConnection, state: StockState) -> None:
-        """Make Redis hold exactly ``state`` under a new generation (set last: until then
-        every script refuses), and record the generation in PostgreSQL."""
+        """Make Redis hold exactly ``state`` under a new generation, or raise ``StateLost``.
+
+        Staged, so a loss midway is never published: a marker is set first, every chunk is a
+        script that writes only while the marker is there, and the generation (which makes
+        the scripts sell) is set by a last script only if the marker survived and the state
+        has the size written. The generation is also recorded in PostgreSQL, in the caller's
+        transaction, which ``intact`` compares with before and after the commit.
+        """
         await self.clear()
+        token = uuid.uuid4().hex
         generation = uuid.uuid4().hex
-        entries: list[tuple[str, Any]] = []
+        await self._redis.set(STAGING, token)
+        writes: list[tuple[str, str, str, Any]] = []
         for option_id, left in state.remaining.items():
-            entries.append(("set", (left_key(option_id), left)))
+            writes.append(("s", left_key(option_id), "", left))
+            writes.append(("a", OPTIONS, str(option_id), ""))
+        pending = 0
         for held in state.held:
-            entries.append(("hset", (RECORDS, held.key, encode_record(held))))
+            writes.append(("h", RECORDS, held.key, encode_record(held)))
             if held.status == "pending":
-                entries.append(("zadd", (PENDING, round(held.created_at * 1000), held.key)))
+                pending += 1
+                writes.append(("z", PENDING, held.key, round(held.created_at * 1000)))
             for line in held.lines:
-                entries.append(("hset", (held_key(line.option_id), held.key, line.quantity)))
+                writes.append(("h", held_key(line.option_id), held.key, line.quantity))
         for (option_id, buyer), units in state.tallies.items():
-            entries.append(("hset", (buyers_key(option_id), buyer, units)))
-        for start in range(0, len(entries), _CHUNK):
-            pipe = self._redis.pipeline(transaction=True)
-            for command, values in entries[start : start + _CHUNK]:
-                if command == "set":
-                    pipe.set(values[0], values[1])
-                elif command == "zadd":
-                    pipe.zadd(values[0], {values[2]: values[1]})
-                else:
-                    pipe.hset(values[0], values[1], values[2])
-            await pipe.execute()
-        if state.remaining:
-            await cast("Awaitable[int]", self._redis.sadd(OPTIONS, *state.remaining))
-        await self._redis.set(GENERATION, generation)
+            writes.append(("h", buyers_key(option_id), buyer, units))
+        for start in range(0, len(writes), _CHUNK):
+            chunk = writes[start : start + _CHUNK]
+            args: list[Any] = [token]
+            for op, _, field, value in chunk:
+                args.extend((op, field, value))
+            if not await self._import_chunk(
+                keys=[STAGING, *(key for _, key, _, _ in chunk)], args=args
+            ):
+                raise StateLost("Redis lost the stock state while it was being written")
+        outcome = _text(
+            await self._publish(
+                keys=[STAGING, GENERATION, OPTIONS, RECORDS, PENDING],
+                args=[token, generation, len(state.remaining), len(state.held), pending],
+            )
+        )
+        if outcome != "ok":
+            raise StateLost(f"Redis lost the stock state while it was being written ({outcome})")
         await write_setting(conn, COUNTER_GENERATION_SETTING, generation)
+
+    async def intact(self, conn: AsyncConnection) -> bool:
+        """Redis still holds the generation PostgreSQL recorded (as ``conn`` sees it)."""
+        recorded = await read_setting(conn, COUNTER_GENERATION_SETTING)
+        return recorded is not None and await self._redis.get(GENERATION) == recorded.encode()
 
     async def vacate(self, conn: AsyncConnection) -> None:
         """The state now lives elsewhere: no counter generation is expected any more."""
@@ -497,7 +579,7 @@ class RedisCounterStock:
 
     async def clear(self) -> None:
         """Delete every stock key except ``active`` (the generation first)."""
-        await self._redis.delete(GENERATION)
+        await self._redis.delete(GENERATION, STAGING)
         ids = [int(member) for member in await _smembers(self._redis, OPTIONS)]
         keys = [key for option_id in ids for key in option_keys(option_id)]
         keys.extend((RECORDS, PENDING, OPTIONS))
@@ -566,6 +648,14 @@ async def _smembers(redis: Redis, key: str) -> set[bytes]:
 
 async def _hgetall(redis: Redis, key: str) -> dict[bytes, bytes]:
     return await cast("Awaitable[dict[bytes, bytes]]", redis.hgetall(key))
+
+
+def _check_still(generation: bytes, seen: bytes | None, active: bytes | None) -> None:
+    """The state an export reads is still the one it started on, held by a switch."""
+    if seen != generation:
+        raise StateLost("Redis lost the stock counters while the switch was reading them")
+    if active != SWITCHING.encode():
+        raise StateLost("Redis no longer marks the switch (active is not 'switching')")
 
 
 def _quantity(lines: Sequence[Line], option_id: int) -> int:

@@ -142,3 +142,37 @@ if not redis.call('SET', KEYS[2], ARGV[1], 'NX') then return 'exists' end
 redis.call('SADD', KEYS[3], ARGV[2])
 return 'ok'
 """
+
+# An import (switch, rebuild, repair) writes the state in chunks, each one script that first
+# checks the import's staging marker: a chunk after a loss writes nothing and says so.
+# KEYS: staging, then one key per write.  ARGV: token, then (op, field, value) per write:
+# op s = SET key value, h = HSET key field value, z = ZADD key value field, a = SADD key field.
+IMPORT_CHUNK = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+for i = 2, #KEYS do
+  local a = 3 * i - 4
+  local op, field, value = ARGV[a], ARGV[a + 1], ARGV[a + 2]
+  if op == 's' then redis.call('SET', KEYS[i], value)
+  elseif op == 'h' then redis.call('HSET', KEYS[i], field, value)
+  elseif op == 'z' then redis.call('ZADD', KEYS[i], value, field)
+  else redis.call('SADD', KEYS[i], field) end
+end
+return 1
+"""
+
+# Publishes an import: the generation is set only if the staging marker survived every
+# chunk and the state has the size the importer wrote (a restart from an older snapshot
+# could keep the marker but not every chunk).
+# KEYS: staging, generation, options, records, pending.
+# ARGV: token, generation, options, records, pending reservations expected.
+PUBLISH = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 'lost' end
+if redis.call('SCARD', KEYS[3]) ~= tonumber(ARGV[3])
+  or redis.call('HLEN', KEYS[4]) ~= tonumber(ARGV[4])
+  or redis.call('ZCARD', KEYS[5]) ~= tonumber(ARGV[5]) then
+  return 'incomplete'
+end
+redis.call('SET', KEYS[2], ARGV[2])
+redis.call('DEL', KEYS[1])
+return 'ok'
+"""

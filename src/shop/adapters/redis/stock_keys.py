@@ -22,6 +22,9 @@ SWITCHING = "switching"
 # Exists iff Redis holds the complete counter state; its value is the generation id also
 # stored in PostgreSQL. A FLUSHDB or an empty restart removes it, which triggers recovery.
 GENERATION = f"{PREFIX}:{{stock}}:generation"
+# Set by an import before it writes anything; the import publishes GENERATION only if this
+# marker is still there (a FLUSHDB or an empty restart in between removes it).
+STAGING = f"{PREFIX}:{{stock}}:staging"
 # Held by the process rebuilding the counter state after a loss (SET NX PX).
 REBUILD_LOCK = f"{PREFIX}:{{stock}}:rebuilding"
 # HASH reservation key -> "status|created_ms|lines|buyer" (status p = pending, c = confirmed).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -103,6 +104,40 @@ class OptionStock:
     @property
     def drift(self) -> int | None:
         return None if self.authoritative is None else self.authoritative - self.expected
+
+
+@dataclass(frozen=True, slots=True)
+class RebuiltOption:
+    """One option a rebuild or repair changed: what the store said, what it holds now."""
+
+    option_id: int
+    before: int | None
+    after: int
+
+    @property
+    def drift(self) -> int | None:
+        """How far the store was off the ledger (positive: it would have sold units that
+        were no longer there; negative: units were lost to it)."""
+        return None if self.before is None else self.before - self.after
+
+
+@dataclass(frozen=True, slots=True)
+class StockRebuild:
+    """The last time a store's remaining stock was reset from the ledger.
+
+    A reset from the ledger is right by construction, and would hide whatever went wrong
+    before it; this keeps what it found. ``before`` is what ``source`` said: the store
+    itself for a repair; after a full loss of the counters, PostgreSQL's mirror
+    ``option.stock`` (at most one sync interval behind, so a difference there is either
+    drift or sales the sync had not copied yet).
+    """
+
+    at: datetime.datetime
+    strategy: str
+    cause: str
+    source: str
+    options: int
+    changed: tuple[RebuiltOption, ...]
 
 
 @dataclass(slots=True)

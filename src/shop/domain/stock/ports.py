@@ -12,7 +12,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from shop.domain.stock.model import HeldReservation, Line, OptionStock, Reservation
+from shop.domain.stock.model import (
+    HeldReservation,
+    Line,
+    OptionStock,
+    Reservation,
+    StockRebuild,
+)
 
 
 class StockReservation(Protocol):
@@ -100,6 +106,10 @@ class StockOperations(Protocol):
     async def repair(self) -> Sequence[OptionStock]:
         """Set what is left of every drifting option to what the ledger says; returns them as
         they were. Runs behind the switch fence, so no purchase interleaves."""
+        ...
+
+    async def last_rebuild(self) -> StockRebuild | None:
+        """What the last rebuild from the ledger (a recovery or a repair) found and changed."""
         ...
 
     async def sync(self) -> int:

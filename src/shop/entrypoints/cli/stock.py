@@ -16,7 +16,7 @@ from rich.table import Table
 
 from shop.bootstrap import STOCK_STRATEGIES, Container
 from shop.domain.errors import DomainError
-from shop.domain.stock.model import OptionStock
+from shop.domain.stock.model import OptionStock, StockRebuild
 from shop.domain.stock.services import reconcile_stock
 from shop.entrypoints.cli.context import resolved_settings
 
@@ -61,6 +61,32 @@ def _table(title: str, options: Sequence[OptionStock]) -> Table:
     return table
 
 
+def _print_rebuild(console: Console, rebuild: StockRebuild | None) -> None:
+    """The last reset from the ledger, with what it changed: drift it absorbed stays visible."""
+    if rebuild is None:
+        console.print("last rebuild from the ledger: none")
+        return
+    at = rebuild.at.strftime("%Y-%m-%d %H:%M:%S UTC")
+    console.print(
+        f"last rebuild from the ledger: {at} ({rebuild.strategy}, {rebuild.cause}): "
+        f"{rebuild.options} option(s), {len(rebuild.changed)} changed"
+    )
+    if not rebuild.changed:
+        return
+    table = Table(title=f"changed by the rebuild (before = {rebuild.source})", title_justify="left")
+    for column in ("option", "before", "after", "drift"):
+        table.add_column(column, justify="right")
+    for option in rebuild.changed:
+        drift = option.drift
+        table.add_row(
+            str(option.option_id),
+            "-" if option.before is None else str(option.before),
+            str(option.after),
+            "-" if drift is None else (f"[red]{drift:+d}[/red]" if drift else "0"),
+        )
+    console.print(table)
+
+
 @click.group()
 def stock() -> None:
     """Inspect the stock, switch the strategy live, repair drift."""
@@ -73,16 +99,23 @@ def status(option_ids: tuple[int, ...]) -> None:
 
     ``ledger`` is stock_total - sold (lines of live orders) - held (reservations no live
     order accounts for yet); ``drift`` is how far the store the strategy sells from is off.
+    Then the last rebuild from the ledger (a recovery after Redis lost the counters, or a
+    ``reconcile --fix``) and what it changed per option.
     """
 
-    async def work(container: Container) -> tuple[str, Sequence[OptionStock]]:
-        active = await container.stock_operations.active_strategy()
-        return active, await container.stock_operations.status(list(option_ids) or None)
+    async def work(
+        container: Container,
+    ) -> tuple[str, Sequence[OptionStock], StockRebuild | None]:
+        operations = container.stock_operations
+        active = await operations.active_strategy()
+        options = await operations.status(list(option_ids) or None)
+        return active, options, await operations.last_rebuild()
 
-    active, options = _run(work)
+    active, options, rebuild = _run(work)
     console = Console()
     console.print(f"active stock strategy: [bold]{active}[/bold]")
     console.print(_table("stock per option", options))
+    _print_rebuild(console, rebuild)
 
 
 @stock.command()
