@@ -524,6 +524,11 @@ class SwitchableStock:
     async def status(self, option_ids: Sequence[int] | None = None) -> list[OptionStock]:
         home = self._strategies[await self._stored()].home
         held = await home.open_reservations()
+        if option_ids is not None:
+            # Only the reservations touching these options: looking up the orders of every
+            # open reservation made one option's status cost seconds on a busy deployment.
+            wanted = set(option_ids)
+            held = [r for r in held if any(line.option_id in wanted for line in r.lines)]
         async with ledger_snapshot(self._engine) as view:
             entries = await option_ledger(view, option_ids)
             states = await order_states(view, [reservation.key for reservation in held])
