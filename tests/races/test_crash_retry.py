@@ -181,3 +181,31 @@ async def test_confirming_a_reservation_that_ended_in_another_store_is_refused(
     with pytest.raises(ReservationLost):
         await shop.stock.confirm(key)
     assert await _left(shop, option_id) == 3
+
+
+async def test_a_reservation_moved_into_a_lost_counter_state_cannot_be_sold(
+    shop: Container,
+) -> None:
+    """Shrunk by the model: reserved under ``db``, moved into the counter by a switch, Redis
+    restarts empty, the switch back rebuilds from the ledger (the reservation had no order, so
+    its unit goes back on sale), then the slow process writes its order. The reservation was
+    taken under ``db`` and carries no counter generation; the rebuild now voids every moved
+    reservation without an order, so the write is refused."""
+    option_id = await make_option(shop, stock=3)
+    user_id, _ = await make_user(shop)
+    start = shop.stock.name
+    other = "counter" if start != "counter" else "db"
+    slow = await start_purchase(shop, purchase(user_id, "slow", [Line(option_id, 1)]))
+    assert slow.point == "reserved"
+    await shop.stock_operations.use(other)
+    await shop.redis.flushdb()
+    await shop.stock_operations.use(start)
+    await check_no_oversell(shop)
+
+    await slow.run_to_next_stop()
+    await check_no_oversell(shop)
+    if slow.parked:
+        await slow.kill()
+    else:
+        assert isinstance(slow.outcome(), ReservationLost)
+    await settle_and_check(shop)

@@ -154,6 +154,17 @@ async def _buy(
     raise AssertionError("a buyer never got an answer")
 
 
+async def _available(client: httpx.AsyncClient, product: str) -> int:
+    """Units on sale, as a buyer sees them; waits out a restart of the API (granian exits if a
+    respawned worker dies again at once, and ``shop up`` starts it again)."""
+    for _ in range(100):
+        try:
+            return int((await client.get(product)).json()["options"][0]["available"])
+        except httpx.HTTPError:
+            await asyncio.sleep(0.2)
+    raise AssertionError("the shop stopped answering")
+
+
 async def _killer(base: str) -> int:
     killed = 0
     for _ in range(KILLS):
@@ -195,7 +206,7 @@ async def test_a_crash_and_retry_storm_sells_exactly_the_stock(
         # Let the sweep settle every reservation the dead attempts left, then sell the rest.
         await asyncio.sleep(RESERVATION_TIMEOUT + 3)
         product = f"/api/products/{await _product_of(clean, option_id)}"
-        while (await client.get(product)).json()["options"][0]["available"] > 0:
+        while await _available(client, product) > 0:
             await _buy(client, users[0][1], option_id, outcomes)
 
     assert await _sold(clean, option_id) == UNITS, outcomes

@@ -66,3 +66,20 @@ async def mark_generation_lost(conn: AsyncConnection, generation: str) -> None:
     """From now on no order may hold a reservation taken from this counter state; the caller
     holds the stock fence exclusively and commits before reading the ledger."""
     await conn.execute(_LOST, {"generation": generation})
+
+
+# Reservations a switch moved from PostgreSQL into the counter state (their row says
+# ``moved``) carry no generation of their own: they lived in the state that was lost too.
+_VOID_MOVED = text(
+    "INSERT INTO reservation_claim (key, outcome) "
+    "SELECT key, 'void' FROM stock_reservation WHERE status = 'moved' "
+    "ON CONFLICT (key) DO NOTHING"
+)
+
+
+async def void_moved_reservations(conn: AsyncConnection) -> None:
+    """After a counter state was lost: no order may hold a reservation that a switch had
+    moved into it and that has no order yet (its units were counted unsold by the rebuild).
+    Orders already written hold their claim; one being written meanwhile either commits
+    first (the primary key makes this insert wait) or is refused."""
+    await conn.execute(_VOID_MOVED)

@@ -50,7 +50,7 @@ from typing import Any, cast
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from shop.adapters.db.reservation_claims import mark_generation_lost
+from shop.adapters.db.reservation_claims import mark_generation_lost, void_moved_reservations
 from shop.adapters.db.stock_fence import (
     COUNTER_GENERATION_SETTING,
     STRATEGY_SETTING,
@@ -401,6 +401,7 @@ class RedisCounterStock:
                 previous = await read_setting(conn, COUNTER_GENERATION_SETTING)
                 if previous is not None:
                     await mark_generation_lost(conn, previous)
+                    await void_moved_reservations(conn)
             async with ledger_snapshot(self._engine) as view:
                 entries = await option_ledger(view)
                 state = StockState(
