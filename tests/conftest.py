@@ -159,7 +159,10 @@ def app(clean: Container) -> Litestar:
 def http_client(app: Litestar) -> httpx.AsyncClient:
     """An HTTP client calling the app in this event loop (Litestar's AsyncTestClient would
     run it in another thread's loop, where the shared asyncpg pool cannot follow)."""
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+    # Litestar types __call__ with its precise scope/event unions, httpx with the generic
+    # MutableMapping ASGI signature; parameters are contravariant, so mypy rejects a real ASGI app.
+    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
 
 
 @pytest.fixture

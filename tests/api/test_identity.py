@@ -156,7 +156,8 @@ async def test_a_body_that_is_not_json_is_400(
 
 
 async def test_a_json_body_of_the_wrong_shape_is_422(client: httpx.AsyncClient) -> None:
-    for body in ([], "ann", 42, None):
+    wrong_shapes: tuple[object, ...] = ([], "ann", 42, None)
+    for body in wrong_shapes:
         response = await client.post("/api/auth/login", json=body)
         assert response.status_code == 422, body
         assert response.json()["status_code"] == 422

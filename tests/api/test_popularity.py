@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import httpx
 import msgspec
-from sqlalchemy import insert, select
+import pytest
+from saq.types import Context
+from sqlalchemy import insert, select, update
 
 from shop.adapters.db.tables import ProductRow, WishRow
 from shop.adapters.redis.popularity import DEFAULT_KEY
@@ -24,6 +27,7 @@ from shop.domain.identity.model import Role
 from shop.entrypoints.workers import cron_jobs, every, refresh_popularity_job
 from tests.conftest import bearer
 from tests.factories import insert_order_rows, make_option, make_product, make_user
+from tests.jobs import job_context
 
 
 @dataclass
@@ -82,6 +86,12 @@ async def _known_demand(container: Container) -> dict[str, Item]:
     return items
 
 
+@pytest.fixture
+async def ctx(clean: Container) -> AsyncIterator[Context]:
+    async with job_context(clean) as context:
+        yield context
+
+
 EXPECTED = {"C": 10, "A": 7, "D": 6, "B": 4, "E": 3, "F": 0}
 
 
@@ -92,30 +102,30 @@ async def _scores(container: Container) -> dict[str, int]:
 
 
 async def test_the_job_scores_live_units_and_recent_wishes(
-    client: httpx.AsyncClient, clean: Container
+    client: httpx.AsyncClient, clean: Container, ctx: Context
 ) -> None:
     await _known_demand(clean)
 
-    changed = await refresh_popularity_job({"container": clean})
+    changed = await refresh_popularity_job(ctx)
 
     assert await _scores(clean) == EXPECTED
     assert changed == 5  # every product but F moved from 0
     listed = (await client.get("/api/products?sort=popular")).json()["items"]
     assert [(item["name"], item["popularity"]) for item in listed] == list(EXPECTED.items())
-    again = await refresh_popularity_job({"container": clean})
+    again = await refresh_popularity_job(ctx)
     assert again == 0, "an unchanged score is not rewritten"
 
 
 async def test_the_top_list_is_served_from_redis_after_a_refresh(
-    client: httpx.AsyncClient, clean: Container
+    client: httpx.AsyncClient, clean: Container, ctx: Context
 ) -> None:
     items = await _known_demand(clean)
-    await refresh_popularity_job({"container": clean})
+    await refresh_popularity_job(ctx)
     assert await clean.redis.zcard(DEFAULT_KEY) == 6
 
     # Change the database behind the list's back: the endpoint must not consult it.
     async with clean.engine.begin() as conn:
-        await conn.execute(ProductRow.__table__.update().values(popularity=0))
+        await conn.execute(update(ProductRow).values(popularity=0))
 
     response = await client.get("/api/products/popular?limit=3")
 
@@ -131,19 +141,17 @@ async def test_before_the_first_refresh_the_top_list_comes_from_postgresql(
     low = await make_product(clean, name="low")
     high = await make_product(clean, name="high")
     async with clean.engine.begin() as conn:
-        await conn.execute(
-            ProductRow.__table__.update().where(ProductRow.id == high).values(popularity=3)
-        )
+        await conn.execute(update(ProductRow).where(ProductRow.id == high).values(popularity=3))
     response = await client.get("/api/products/popular")
     assert [item["id"] for item in response.json()["items"]] == [high, low]
     assert not await clean.redis.exists(DEFAULT_KEY)
 
 
 async def test_ties_in_the_top_list_are_broken_by_id_like_the_listing(
-    client: httpx.AsyncClient, clean: Container
+    client: httpx.AsyncClient, clean: Container, ctx: Context
 ) -> None:
     ids = [await make_product(clean, name=f"p{n}") for n in range(12)]  # ids 1..12: "9" > "10"
-    await refresh_popularity_job({"container": clean})
+    await refresh_popularity_job(ctx)
     published = (await client.get("/api/products/popular?limit=12")).json()["items"]
     listed = (await client.get("/api/products?sort=popular&limit=12")).json()["items"]
     assert [item["id"] for item in published] == sorted(ids, reverse=True)
@@ -151,10 +159,10 @@ async def test_ties_in_the_top_list_are_broken_by_id_like_the_listing(
 
 
 async def test_a_deleted_product_leaves_the_published_list(
-    client: httpx.AsyncClient, clean: Container
+    client: httpx.AsyncClient, clean: Container, ctx: Context
 ) -> None:
     items = await _known_demand(clean)
-    await refresh_popularity_job({"container": clean})
+    await refresh_popularity_job(ctx)
     response = await client.delete(
         f"/api/admin/products/{items['E'].product}", headers=bearer(clean, role=Role.ADMIN)
     )
@@ -177,9 +185,8 @@ async def test_weights_and_window_are_configurable(clean: Container) -> None:
     assert await clean.redis.zcard(DEFAULT_KEY) == 2
 
 
-async def test_concurrent_refreshes_do_not_collide(clean: Container) -> None:
+async def test_concurrent_refreshes_do_not_collide(clean: Container, ctx: Context) -> None:
     await _known_demand(clean)
-    ctx = {"container": clean}
     results = await asyncio.gather(*(refresh_popularity_job(ctx) for _ in range(4)))
     assert all(result is None or result >= 0 for result in results)
     assert await _scores(clean) == EXPECTED

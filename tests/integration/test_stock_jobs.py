@@ -22,6 +22,7 @@ from shop.entrypoints.workers import (
     sync_stock,
 )
 from tests.factories import make_option
+from tests.jobs import job_context
 
 
 @pytest.fixture
@@ -35,8 +36,10 @@ async def quick(clean: Container, settings: Settings) -> AsyncIterator[Container
     await container.close()
 
 
-def _ctx(container: Container) -> Context:
-    return {"container": container}  # type: ignore[typeddict-unknown-key]
+@pytest.fixture
+async def ctx(quick: Container) -> AsyncIterator[Context]:
+    async with job_context(quick) as context:
+        yield context
 
 
 def test_cron_intervals_follow_the_settings(settings: Settings) -> None:
@@ -47,22 +50,24 @@ def test_cron_intervals_follow_the_settings(settings: Settings) -> None:
     assert every(0.2) == "* * * * * */1"
 
 
-async def test_sync_writes_the_counters_to_the_database(quick: Container) -> None:
+async def test_sync_writes_the_counters_to_the_database(quick: Container, ctx: Context) -> None:
     option_id = await make_option(quick, stock=10)
     await quick.stock.reserve([Line(option_id, 4)], key="k")
     assert (await ledger(quick.engine, [option_id]))[option_id].stock == 10
 
-    assert await sync_stock(_ctx(quick)) == 1
+    assert await sync_stock(ctx) == 1
 
     assert (await ledger(quick.engine, [option_id]))[option_id].stock == 6
 
 
-async def test_sweep_releases_a_reservation_whose_order_never_came(quick: Container) -> None:
+async def test_sweep_releases_a_reservation_whose_order_never_came(
+    quick: Container, ctx: Context
+) -> None:
     option_id = await make_option(quick, stock=10)
     await quick.stock.reserve([Line(option_id, 4)], key="abandoned")
     await asyncio.sleep(0.3)
 
-    summary = await sweep_reservations(_ctx(quick))
+    summary = await sweep_reservations(ctx)
 
     assert summary == {"confirmed": 0, "released": 1, "retired": 0}
     assert (await quick.stock.available([option_id]))[option_id] == 10

@@ -4,7 +4,7 @@ the popular list's fallback. No I/O: the adapters are tested against the real se
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -29,48 +29,9 @@ from shop.domain.catalog.model import (
     Sort,
 )
 from shop.domain.errors import InvalidInput, MalformedRequest, NotFound
-from shop.domain.stock.model import Line, Reservation
+from tests.unit.fakes import FakeStock
 
 NOW = datetime.datetime(2026, 11, 25, tzinfo=datetime.UTC)
-
-
-@dataclass
-class FakeStock:
-    """Only what the catalog uses: units put on sale, idempotent per restock key."""
-
-    units: dict[int, int] = field(default_factory=dict)
-    calls: list[tuple[int, int]] = field(default_factory=list)
-    restocks: dict[str, tuple[int, int]] = field(default_factory=dict)
-    name: str = "fake"
-
-    async def reserve(
-        self,
-        lines: Sequence[Line],
-        *,
-        key: str,
-        buyer: str | None = None,
-        per_buyer_limit: int | None = None,
-    ) -> Reservation:
-        raise AssertionError("the catalog never reserves")
-
-    async def confirm(self, key: str) -> None:
-        raise AssertionError("the catalog never confirms")
-
-    async def release(self, key: str) -> None:
-        raise AssertionError("the catalog never releases")
-
-    async def put_on_sale(self, option_id: int, units: int, *, key: str | None = None) -> None:
-        self.calls.append((option_id, units))
-        if key is not None:
-            if key in self.restocks:
-                if self.restocks[key] != (option_id, units):
-                    raise InvalidInput("this Idempotency-Key was already used")
-                return
-            self.restocks[key] = (option_id, units)
-        self.units[option_id] = self.units.get(option_id, 0) + units
-
-    async def available(self, option_ids: Sequence[int]) -> Mapping[int, int]:
-        return {option_id: self.units.get(option_id, 0) for option_id in option_ids}
 
 
 @dataclass

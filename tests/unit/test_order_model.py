@@ -18,7 +18,7 @@ from shop.domain.orders.model import (
     PlaceOrder,
 )
 from shop.domain.stock.model import Line
-from tests.unit.orders_fakes import T0
+from tests.unit.fakes import T0
 
 RULES = OrderRules(
     card_payment_ttl=timedelta(minutes=15),

@@ -24,7 +24,7 @@ from shop.domain.orders.model import (
     PlaceOrder,
 )
 from shop.domain.stock.model import Line
-from tests.unit.orders_fakes import FakeClock, FakeOrders, FakeScheduler, FakeStock
+from tests.unit.fakes import FakeClock, FakeOrders, FakeScheduler, FakeStock
 
 ALICE = uuid.UUID(int=1)
 BOB = uuid.UUID(int=2)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -13,6 +13,7 @@ import pytest
 from shop.domain.errors import Conflict, MalformedRequest, NotFound
 from shop.domain.wishes.model import Wish, WishedProduct
 from shop.domain.wishes.services import add_wish, list_wishes, remove_wish
+from tests.unit.fakes import FakeStock
 
 T0 = datetime.datetime(2026, 11, 25, tzinfo=datetime.UTC)
 PRODUCTS = {1: (101, 102), 2: (201,), 3: ()}  # product id -> option ids
@@ -63,14 +64,6 @@ class MemoryWishes:
         ]
 
 
-@dataclass
-class MemoryStock:
-    units: dict[int, int]
-
-    async def available(self, option_ids: Sequence[int]) -> Mapping[int, int]:
-        return {o: self.units.get(o, 0) for o in option_ids}
-
-
 USER = uuid.uuid4()
 
 
@@ -108,7 +101,7 @@ async def test_available_means_some_option_can_still_be_bought() -> None:
     wishes = MemoryWishes()
     for product_id in (1, 2, 3):
         await add_wish(wishes, USER, product_id, cap=10)
-    stock = MemoryStock({101: 0, 102: 4, 201: 0})
+    stock = FakeStock({101: 0, 102: 4, 201: 0})
 
     page = await list_wishes(wishes, stock, USER, limit=10)
 
@@ -124,7 +117,7 @@ async def test_pages_follow_each_other() -> None:
     wishes = MemoryWishes()
     for product_id in (1, 2, 3):
         await add_wish(wishes, USER, product_id, cap=10)
-    stock = MemoryStock({})
+    stock = FakeStock({})
     first = await list_wishes(wishes, stock, USER, limit=2)
     assert first.next_cursor is not None
     second = await list_wishes(wishes, stock, USER, limit=2, cursor=first.next_cursor)

@@ -1,7 +1,8 @@
-"""In-memory stand-ins for the ports the order use cases take (unit tests only: no I/O).
+"""In-memory stand-ins for the domain's ports, one per port (unit tests only: no I/O).
 
 They keep the contracts the real adapters keep (idempotent reserve per key, release returning
-units once, commit-or-discard around ``locked``), and nothing more.
+units once, a restock key putting units on sale once, commit-or-discard around ``locked``), and
+nothing more.
 """
 
 from __future__ import annotations
@@ -13,7 +14,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from shop.domain.errors import NotFound, PurchaseLimitExceeded, ReservationLost, SoldOut
+from shop.domain.errors import (
+    InvalidInput,
+    NotFound,
+    PurchaseLimitExceeded,
+    ReservationLost,
+    SoldOut,
+)
 from shop.domain.orders.model import (
     OptionPrice,
     Order,
@@ -55,11 +62,15 @@ class _Held:
 
 
 class FakeStock:
+    """The whole ``StockReservation`` port over a dict of units available per option."""
+
     name = "fake"
 
-    def __init__(self, stock: Mapping[int, int]) -> None:
-        self.remaining = dict(stock)
+    def __init__(self, units: Mapping[int, int] | None = None) -> None:
+        self.units = dict(units or {})
         self.reservations: dict[str, _Held] = {}
+        self.restocks: dict[str, tuple[int, int]] = {}
+        self.calls: list[tuple[int, int]] = []  # (option_id, units) of every put_on_sale
         self.reserve_calls = 0
         self.failing_release = False
 
@@ -76,7 +87,7 @@ class FakeStock:
         if key in self.reservations:
             return Reservation(key, self.reservations[key].lines)
         for line in merged:
-            if self.remaining.get(line.option_id, 0) < line.quantity:
+            if self.units.get(line.option_id, 0) < line.quantity:
                 raise SoldOut(line.option_id, requested=line.quantity)
         if buyer is not None and per_buyer_limit is not None:
             for line in merged:
@@ -90,7 +101,7 @@ class FakeStock:
                 if held + line.quantity > per_buyer_limit:
                     raise PurchaseLimitExceeded(line.option_id, limit=per_buyer_limit)
         for line in merged:
-            self.remaining[line.option_id] -= line.quantity
+            self.units[line.option_id] -= line.quantity
         self.reservations[key] = _Held(merged, buyer)
         return Reservation(key, merged)
 
@@ -108,13 +119,20 @@ class FakeStock:
             return
         held.status = "released"
         for line in held.lines:
-            self.remaining[line.option_id] += line.quantity
+            self.units[line.option_id] += line.quantity
 
     async def put_on_sale(self, option_id: int, units: int, *, key: str | None = None) -> None:
-        self.remaining[option_id] = self.remaining.get(option_id, 0) + units
+        self.calls.append((option_id, units))
+        if key is not None:
+            if key in self.restocks:
+                if self.restocks[key] != (option_id, units):
+                    raise InvalidInput("this Idempotency-Key was already used")
+                return
+            self.restocks[key] = (option_id, units)
+        self.units[option_id] = self.units.get(option_id, 0) + units
 
     async def available(self, option_ids: Sequence[int]) -> Mapping[int, int]:
-        return {option_id: self.remaining.get(option_id, 0) for option_id in option_ids}
+        return {option_id: self.units.get(option_id, 0) for option_id in option_ids}
 
 
 class FakeOrders:
