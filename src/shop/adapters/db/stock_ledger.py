@@ -111,21 +111,6 @@ async def ledger(
         return await option_ledger(conn, option_ids)
 
 
-async def unbalanced(
-    engine: AsyncEngine, remaining: Mapping[int, int] | None = None
-) -> dict[int, OptionLedger]:
-    """Options where conservation fails, with ``remaining`` (default: ``option.stock``).
-
-    Meant for settled states (no reservation pending): race tests call it after the sale.
-    """
-    entries = await ledger(engine, list(remaining) if remaining is not None else None)
-    return {
-        option_id: entry
-        for option_id, entry in entries.items()
-        if not entry.balances(entry.stock if remaining is None else remaining[option_id])
-    }
-
-
 async def order_states(conn: AsyncConnection, keys: Sequence[str]) -> dict[str, str]:
     """Order status per reservation key; keys without an order are absent."""
     states: dict[str, str] = {}

@@ -54,9 +54,6 @@ class Reservation:
     lines: tuple[Line, ...]
     generation: str | None = None
 
-    def quantity_of(self, option_id: int) -> int:
-        return sum(line.quantity for line in self.lines if line.option_id == option_id)
-
 
 # Order states as the stock module reads them (DESIGN §3, §5). A live order's lines are sold
 # units; a releasable order may still give its units back (cancel before shipping, expiry).
