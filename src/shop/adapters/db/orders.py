@@ -281,7 +281,7 @@ class SqlOrders:
             order_t.c.user_id == user_id, order_t.c.status != OrderStatus.EXPIRED.value
         )
         if after is not None:
-            # Strictly after the cursor: the boundary item is never repeated (the seed's bug).
+            # Strictly after the cursor: the boundary item is never repeated.
             stmt = stmt.where(
                 tuple_(order_t.c.created_at, order_t.c.id)
                 < tuple_(literal(after.created_at, order_t.c.created_at.type), after.order_id)

@@ -1,6 +1,6 @@
 """The stock ledger: what PostgreSQL says was put on sale and sold, whatever strategy sells.
 
-Conservation (DESIGN §3): for each option, once reservations settle,
+Conservation: for each option, once reservations settle,
 ``stock_total = remaining + Σ quantity of the lines of live orders``. ``stock_total`` only
 grows (``put_on_sale``); order lines are written by the orders module and become unsold when
 their order is cancelled or expired. These queries are the ground truth every store is checked

@@ -55,7 +55,7 @@ class Reservation:
     generation: str | None = None
 
 
-# Order states as the stock module reads them (DESIGN §3, §5). A live order's lines are sold
+# Order states as the stock module reads them. A live order's lines are sold
 # units; a releasable order may still give its units back (cancel before shipping, expiry).
 LIVE_ORDER_STATES = frozenset({"pending_payment", "paid", "shipping", "delivered", "refunded"})
 RELEASABLE_ORDER_STATES = frozenset({"pending_payment", "paid"})
