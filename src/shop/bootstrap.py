@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property, partial
 from pathlib import Path
@@ -221,7 +221,6 @@ class Container:
     request_counter: RequestCounter
     stock_operations: StockOperations
     order_states: OrderStates
-    extras: dict[str, Any] = field(default_factory=dict)
 
     @cached_property
     def order_rules(self) -> OrderRules:

@@ -98,14 +98,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def data_path(self) -> Path:
         return Path(self.data_dir).expanduser().resolve()
 
-    @property
-    def uses_embedded_postgres(self) -> bool:
-        return self.database_url is None
-
-    @property
-    def uses_embedded_redis(self) -> bool:
-        return self.redis_url is None
-
 
 _FIELDS: dict[str, msgspec.structs.FieldInfo] = {
     f.name: f for f in msgspec.structs.fields(Settings)

@@ -7,8 +7,8 @@ from shop.config import ConfigError, load_settings
 
 def test_defaults_give_the_zero_setup_run() -> None:
     settings = load_settings({}, env_file=None)
-    assert settings.uses_embedded_postgres
-    assert settings.uses_embedded_redis
+    assert settings.database_url is None
+    assert settings.redis_url is None
     assert settings.card_payment_ttl == 900
     assert settings.bank_transfer_ttl == 259_200
     assert settings.refund_window == 259_200
@@ -32,7 +32,7 @@ def test_values_are_parsed_from_strings() -> None:
     assert settings.card_payment_ttl == 5.0
     assert settings.stock_strategy == "redlock"
     assert settings.log_json is True
-    assert not settings.uses_embedded_postgres
+    assert settings.database_url is not None
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,6 @@ import subprocess
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
@@ -273,17 +272,3 @@ class EmbeddedPostgres:
         except (FileNotFoundError, ValueError, IndexError):
             return None
         return pid if _alive(pid) else None
-
-
-@dataclass(frozen=True)
-class ServiceUrls:
-    database_url: str
-    redis_url: str
-
-
-def redis_for(data_dir: Path) -> EmbeddedRedis:
-    return EmbeddedRedis(data_dir)
-
-
-def postgres_for(data_dir: Path) -> EmbeddedPostgres:
-    return EmbeddedPostgres(data_dir)

@@ -3,8 +3,8 @@
 A cursor names the last item of the page the client already has (its sort key and id); the
 next page starts strictly after it. Page 1,000 then costs what page 1 costs (an index seek, not
 an OFFSET that reads and discards everything before it), and an insert between two requests
-can neither repeat an item nor skip one: the seed's ``<=`` cursor repeated the boundary item
-on every page.
+can neither repeat an item nor skip one (a ``<=`` comparison would repeat the boundary item
+on every page).
 
 Cursors are opaque to clients (base64url of a small JSON array) so that the key can change
 without breaking the API contract. They are validated, not trusted: anything this server could

@@ -32,7 +32,7 @@ from uuid_utils.compat import uuid7
 
 from shop.adapters.db.reservation_claims import CLAIM_FOR_ORDER_CTE, VOID, claim_void
 from shop.adapters.db.sqlstate import FOREIGN_KEY_VIOLATION, sqlstate_of
-from shop.adapters.db.tables import OptionRow, OrderLineRow, OrderRow
+from shop.adapters.db.tables import OrderLineRow, OrderRow
 from shop.domain.errors import NotFound, OptionWithdrawn
 from shop.domain.orders.model import (
     OptionPrice,
@@ -48,7 +48,6 @@ from shop.domain.orders.model import (
 
 order_t = cast("Table", OrderRow.__table__)
 line_t = cast("Table", OrderLineRow.__table__)
-option_t = cast("Table", OptionRow.__table__)
 
 _CLOSED = (OrderStatus.CANCELLED.value, OrderStatus.EXPIRED.value)
 # Written by transitions; everything else on the row is fixed when the order is placed.
@@ -140,9 +139,9 @@ _QUOTE = """
       FROM (SELECT 1) AS anchor
       LEFT JOIN option ON option.id = ANY($3::bigint[])
 """
-# Claim, order and lines in one statement (atomic as any single statement). The claim on the
-# reservation key decides: a racing twin of the same idempotency key, or a sweep that claimed
-# the key void, makes this write nothing, which RETURNING reports.
+# The claim on the reservation key decides whether the order and its lines are written: a
+# racing twin of the same idempotency key, or a sweep that claimed the key void, makes this
+# write nothing, which RETURNING reports.
 _ADD = f"""
     WITH {CLAIM_FOR_ORDER_CTE},
     new_order AS (
@@ -282,7 +281,7 @@ class SqlOrders:
             order_t.c.user_id == user_id, order_t.c.status != OrderStatus.EXPIRED.value
         )
         if after is not None:
-            # Strictly after the cursor: the boundary item is never repeated (the seed's bug).
+            # Strictly after the cursor: the boundary item is never repeated.
             stmt = stmt.where(
                 tuple_(order_t.c.created_at, order_t.c.id)
                 < tuple_(literal(after.created_at, order_t.c.created_at.type), after.order_id)

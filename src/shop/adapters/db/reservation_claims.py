@@ -18,7 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shop.adapters.db.stock_fence import FENCE_LOCK
 
-ORDER = "order"
 VOID = "void"
 
 # The order insert's claim, as a CTE the orders adapter puts in front of its insert.
@@ -51,10 +50,6 @@ async def claim_void(conn: AsyncConnection, key: str) -> bool:
     if (await conn.execute(_VOID, {"key": key})).first() is not None:
         return True
     return (await conn.execute(_OUTCOME, {"key": key})).scalar() == VOID
-
-
-async def outcome_of(conn: AsyncConnection, key: str) -> str | None:
-    return (await conn.execute(_OUTCOME, {"key": key})).scalar()
 
 
 _LOST = text(

@@ -11,7 +11,7 @@ lock orders everything that moves stock state between stores:
 So an operation of the old strategy either commits before the switch reads the state, or
 starts after the switch committed and finds itself moved. Advisory locks live in the lock
 manager: taking one shared writes no row, which matters on the hot path. The SQL function
-``shop_stock_fence(lock, strategy)`` (migration 0002_stock) takes the lock and then checks
+``shop_stock_fence(lock, strategy)`` (migration 0003_stock) takes the lock and then checks
 the strategy in a snapshot of its own, so the hot statements fold the whole fence into their
 first write: ``... WHERE shop_stock_fence(:lock, :strategy)``.
 """

@@ -1,6 +1,6 @@
 """The stock ledger: what PostgreSQL says was put on sale and sold, whatever strategy sells.
 
-Conservation (DESIGN §3): for each option, once reservations settle,
+Conservation: for each option, once reservations settle,
 ``stock_total = remaining + Σ quantity of the lines of live orders``. ``stock_total`` only
 grows (``put_on_sale``); order lines are written by the orders module and become unsold when
 their order is cancelled or expired. These queries are the ground truth every store is checked
@@ -109,21 +109,6 @@ async def ledger(
     """``option_ledger`` on a connection of its own (for tests and read-only callers)."""
     async with engine.connect() as conn:
         return await option_ledger(conn, option_ids)
-
-
-async def unbalanced(
-    engine: AsyncEngine, remaining: Mapping[int, int] | None = None
-) -> dict[int, OptionLedger]:
-    """Options where conservation fails, with ``remaining`` (default: ``option.stock``).
-
-    Meant for settled states (no reservation pending): race tests call it after the sale.
-    """
-    entries = await ledger(engine, list(remaining) if remaining is not None else None)
-    return {
-        option_id: entry
-        for option_id, entry in entries.items()
-        if not entry.balances(entry.stock if remaining is None else remaining[option_id])
-    }
 
 
 async def order_states(conn: AsyncConnection, keys: Sequence[str]) -> dict[str, str]:

@@ -32,8 +32,6 @@ reservation = cast("Table", StockReservationRow.__table__)
 tally = cast("Table", StockBuyerTallyRow.__table__)
 
 OPEN_STATUSES = ("pending", "confirmed")
-# A key whose reservation gave its units back (or now lives in Redis) may reserve again.
-REUSABLE_STATUSES = ("released", "moved")
 
 
 def lines_to_json(lines: Sequence[Line]) -> dict[str, int]:
@@ -56,6 +54,7 @@ _ACTIVE_NOW = text(f"SELECT value FROM app_setting WHERE name = '{STRATEGY_SETTI
 _TAKE = text("UPDATE option SET stock = stock - :qty WHERE id = :id AND stock >= :qty RETURNING id")
 _RETURN = text("UPDATE option SET stock = stock + :qty WHERE id = :id")
 _LEFT = text("SELECT id, stock FROM option WHERE id = ANY(CAST(:ids AS bigint[]))")
+# A key whose reservation gave its units back (or now lives in Redis) may reserve again.
 _RECORD = text(
     "INSERT INTO stock_reservation (key, lines, buyer) "
     f"SELECT :key, CAST(:lines AS jsonb), :buyer WHERE {FENCE_SQL} "

@@ -1,9 +1,9 @@
-"""The PostgreSQL schema (DESIGN §4) as SQLAlchemy models on advanced-alchemy bases.
+"""The PostgreSQL schema as SQLAlchemy models on advanced-alchemy bases.
 
 Only adapters import this module. The domain never sees these classes: repositories translate
 rows into domain objects. Money is integer minor units; times are ``timestamptz`` in UTC.
 
-Departures from DESIGN §4, on purpose:
+Choices a reader might not expect, all on purpose:
 - ``user`` and ``order`` are reserved words in SQL; the tables are ``user_account`` and
   ``purchase_order`` so that no query ever needs quoting.
 - ``stock_reservation`` records reservations of the PostgreSQL-backed strategies (``db`` and

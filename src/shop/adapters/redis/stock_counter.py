@@ -32,7 +32,7 @@ it atomically. On a Cluster it would be refused (CROSSSLOT): we chose an atomic 
 reservation over sharding, because one hot option lives in one slot whatever the layout
 (a counter cannot be split), a single Redis runs far more scripts per second than the app
 tier can send, and the alternative — per-option scripts with compensation — brings back the
-transient wrong counts of the seed's line-by-line rollback. The per-option tags keep the
+transient wrong counts of a line-by-line rollback. The per-option tags keep the
 move to per-option scripts mechanical should sharding ever be needed.
 """
 

@@ -5,8 +5,7 @@ Every script that sells or gives back units first checks two control keys: ``act
 (else Redis lost its data: ``nogen``, and the caller recovers from PostgreSQL). A counter key
 that is missing reads as ``missing``, never as zero or as a fresh key: INCR on a missing key
 would invent stock. Checks all come before any write, so a refused call changes nothing — a
-counter never goes negative and a multi-line reservation never half-happens (both were bugs
-of the seed's counter branch).
+counter never goes negative and a multi-line reservation never half-happens.
 
 A record is ``status|created_ms|lines|buyer`` with status ``p`` (pending) or ``c`` (confirmed)
 and lines ``id:qty,id:qty`` in option-id order; the buyer comes last so it may hold any

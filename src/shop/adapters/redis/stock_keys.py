@@ -15,8 +15,6 @@ PREFIX = "shop:stock"
 ACTIVE = f"{PREFIX}:{{stock}}:active"
 # Held by the process running a switch (SET NX PX, extended while it works).
 SWITCH_LOCK = f"{PREFIX}:{{stock}}:switching"
-# Published after every switch; processes also poll ACTIVE, this only makes them faster.
-SWITCH_CHANNEL = f"{PREFIX}:switched"
 SWITCHING = "switching"
 
 # Exists iff Redis holds the complete counter state; its value is the generation id also

@@ -4,8 +4,8 @@ The lock orders buyers of one option so they do not pile up on its row lock in P
 it is not what keeps the stock right. The guarded section is the ``db`` strategy's
 ``UPDATE option SET stock = stock - n WHERE id = :id AND stock >= n`` (``take_units``): if a
 lease expires mid-section (a GC pause, a slow disk) and a second holder enters, the row lock
-and the ``stock >= n`` predicate still let only what is there be taken. That fencing guard is
-exactly what the seed's lock branch lacked (a read-modify-write under a 1-second lease).
+and the ``stock >= n`` predicate still let only what is there be taken. Without that fencing
+guard, a read-modify-write under an expired lease would oversell.
 
 Keeping it fast, since one hot option is served one holder at a time:
 - everything that does not need the lock happens before it: the connection checkout, the

@@ -3,7 +3,7 @@
 Stock is never written here: registration and restock hand units to the stock port
 (``put_on_sale``) after the catalog rows are committed, so that every strategy — including
 those that keep counters in Redis — learns about the units the moment they can be sold, and
-no "initialize" step exists to forget (the seed needed one after every restock).
+no separate "initialize" step exists that a restock could forget.
 """
 
 from __future__ import annotations
@@ -305,7 +305,7 @@ async def seed_catalog(
     Default: the bulk load writes the units into the ledger (``stock_total = stock``), the
     state ``put_on_sale`` would leave, in the same COPY; strategies that read the ledger
     (db, redlock) sell them at once, and a strategy that keeps counters elsewhere rebuilds
-    missing counters from the ledger (DESIGN §3, "recoverable"). ``through_port`` instead
+    missing counters from the ledger (the port's "recoverable" invariant). ``through_port`` instead
     calls ``put_on_sale`` once per option (strategy-agnostic, about a thousand options a
     second): for small catalogs, or a strategy that cannot rebuild on its own.
     """

@@ -1,4 +1,4 @@
-"""Orders and their state machine (DESIGN §5): every transition is decided here and nowhere else.
+"""Orders and their state machine: every transition is decided here and nowhere else.
 
 ```
 pending_payment ──pay──> paid ──ship──> shipping ──deliver──> delivered ──refund──> refunded
@@ -12,7 +12,7 @@ cancelled one, shipping a shipped one return ``False`` ("nothing changed") so th
 requests and duplicate provider callbacks are harmless. Anything else that does not follow an
 arrow raises ``InvalidState`` carrying the current state.
 
-What the seed got wrong and this model refuses by construction: an unpaid order is never
+What this model guarantees by construction: an unpaid order is never
 deleted (it becomes ``expired`` and its stock is given back), the expiry job cannot touch a
 paid order (only ``pending_payment`` expires), a payment must match the total and counts once,
 cancelling is allowed exactly before shipping, and the refund window starts at delivery.
@@ -295,7 +295,7 @@ class Order:
         return self._move(OrderStatus.DELIVERED)
 
     def refund(self, now: datetime, window: timedelta) -> bool:
-        """Within ``window`` of delivery (not of ordering: the seed's bug). The units stay
+        """Within ``window`` of delivery (not of ordering). The units stay
         sold: refunded goods are not put back on sale."""
         if self.status is OrderStatus.REFUNDED:
             return False

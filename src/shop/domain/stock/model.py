@@ -54,11 +54,8 @@ class Reservation:
     lines: tuple[Line, ...]
     generation: str | None = None
 
-    def quantity_of(self, option_id: int) -> int:
-        return sum(line.quantity for line in self.lines if line.option_id == option_id)
 
-
-# Order states as the stock module reads them (DESIGN §3, §5). A live order's lines are sold
+# Order states as the stock module reads them. A live order's lines are sold
 # units; a releasable order may still give its units back (cancel before shipping, expiry).
 LIVE_ORDER_STATES = frozenset({"pending_payment", "paid", "shipping", "delivered", "refunded"})
 RELEASABLE_ORDER_STATES = frozenset({"pending_payment", "paid"})

@@ -1,4 +1,4 @@
-"""The stock port (DESIGN §3): who gets the last unit.
+"""The stock port: who gets the last unit.
 
 Every adapter keeps these invariants, and one contract suite runs against each of them:
 - no oversell: units sold never exceed units put on sale, under any concurrency;

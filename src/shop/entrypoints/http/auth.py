@@ -1,4 +1,4 @@
-"""Authentication middleware and guards: what the seed's gateway did, inside the monolith.
+"""Authentication middleware and guards, in the app itself (no separate gateway).
 
 A valid ``Authorization: Bearer <jwt>`` puts a ``Principal`` on ``request.user``; handlers get
 it as the ``principal`` dependency and use its ``user_id`` for every ownership check. Routes

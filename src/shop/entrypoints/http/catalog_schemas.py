@@ -1,4 +1,4 @@
-"""The catalog's HTTP bodies (DESIGN §6): msgspec structs in, msgspec structs out.
+"""The catalog's HTTP bodies: msgspec structs in, msgspec structs out.
 
 Input structs refuse unknown fields, so a misspelt ``category_id`` is a 422 instead of a
 product silently registered in no category. Money is integer minor units throughout.

@@ -1,4 +1,4 @@
-"""Identity endpoints (DESIGN §6): sign-up, login, refresh, logout, and the caller's profile.
+"""Identity endpoints: sign-up, login, refresh, logout, and the caller's profile.
 
 Each handler parses, calls one use case and renders. Rules (email normalisation, password
 policy, refresh rotation and reuse detection) live in ``shop.domain.identity.services``.

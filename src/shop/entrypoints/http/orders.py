@@ -1,4 +1,4 @@
-"""Orders over HTTP (DESIGN §6): purchase, payment callback, cancel, refund, ship, deliver.
+"""Orders over HTTP: purchase, payment callback, cancel, refund, ship, deliver.
 
 Handlers parse, call one use case and render; the rules (and every refusal) live in
 ``shop.domain.orders``. The customer is always the token's principal: someone else's order

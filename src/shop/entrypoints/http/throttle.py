@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 THROTTLE_OPT = "throttle"
 SIGN_IN: dict[str, Any] = {THROTTLE_OPT: "sign_in"}
-NEVER_THROTTLED = ("^/health$", "^/ready$", "^/metrics$")
+NEVER_THROTTLED = ("^/health$", "^/ready$")
 OUTAGE_LOG_INTERVAL = 10.0
 
 _log = get_logger("shop.http.throttle")
