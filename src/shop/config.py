@@ -48,7 +48,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # How long a purchase waits for a live switch or a counter recovery before a 503.
     stock_wait: Seconds = 2.0
     # After Redis lost the counters: how long orders reserved before the loss may still take
-    # to be written (they cannot be seen until they are); see adapters/redis/stock_counter.py.
+    # to be written (they cannot be seen until they are); see stock_counter_recovery.py.
     stock_recovery_grace: Annotated[float, msgspec.Meta(ge=0)] = 10.0
     reservation_timeout: Seconds = 60.0
     redlock_lease: Seconds = 2.0

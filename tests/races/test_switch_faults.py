@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shop.adapters.db.stock_ledger import ledger
 from shop.adapters.db.stock_state import StockState
-from shop.adapters.redis import stock_counter, strategy
+from shop.adapters.redis import stock_counter_home, strategy
 from shop.adapters.redis.stock_keys import ACTIVE, GENERATION, RECORDS, SWITCH_LOCK, left_key
 from shop.adapters.redis.strategy import SwitchableStock
 from shop.bootstrap import Container
@@ -64,7 +64,7 @@ async def test_an_import_redis_loses_midway_is_never_published_and_the_switch_ro
     await buy(shop, [Line(first, 2)], key="sold", user_id=user_id)
     await shop.stock.reserve([Line(second, 3)], key="pending", buyer=str(user_id))
     # Several small chunks, and Redis lost right after the pending record was written.
-    monkeypatch.setattr(stock_counter, "_CHUNK", 2)
+    monkeypatch.setattr(stock_counter_home, "_CHUNK", 2)
     loss = RedisLoss(shop.redis, monkeypatch)
 
     async def pending_record_written(redis: Redis) -> bool:
@@ -132,7 +132,7 @@ async def test_a_rebuild_redis_loses_midway_is_not_published_and_runs_again(
     await buy(shop, [Line(first, 2)], key="sold", user_id=user_id)
     await buy(shop, [Line(second, 1)], key="also-sold", user_id=user_id)
     await shop.redis.flushdb()
-    monkeypatch.setattr(stock_counter, "_CHUNK", 2)
+    monkeypatch.setattr(stock_counter_home, "_CHUNK", 2)
     loss = RedisLoss(shop.redis, monkeypatch)
 
     async def first_counter_written(redis: Redis) -> bool:

@@ -16,6 +16,8 @@ ACTIVE = f"{PREFIX}:{{stock}}:active"
 # Held by the process running a switch (SET NX PX, extended while it works).
 SWITCH_LOCK = f"{PREFIX}:{{stock}}:switching"
 SWITCHING = "switching"
+# What ``active`` says while the counter strategy sells (also the strategy's name).
+COUNTER = "counter"
 
 # Exists iff Redis holds the complete counter state; its value is the generation id also
 # stored in PostgreSQL. A FLUSHDB or an empty restart removes it, which triggers recovery.
