@@ -34,7 +34,8 @@ from sqlalchemy import text
 
 from shop.adapters.redis.stock_keys import left_key
 from shop.bootstrap import Container
-from shop.domain.stock.model import HeldReservation, OptionStock
+from shop.domain.orders.status import OrderStatus
+from shop.domain.stock.model import HeldReservation, OptionStock, ReservationStatus
 
 OK, OVERSOLD, DRIFT, UNSETTLED = "ok", "oversold", "drift", "unsettled"
 
@@ -106,8 +107,10 @@ class Reservations:
         abandoned_after: float,
     ) -> Reservations:
         mine = [r for r in held if any(line.option_id in option_ids for line in r.lines)]
-        pending = sorted((r for r in mine if r.status == "pending"), key=lambda r: r.created_at)
-        confirmed = [r for r in mine if r.status != "pending"]
+        pending = sorted(
+            (r for r in mine if r.status == ReservationStatus.PENDING), key=lambda r: r.created_at
+        )
+        confirmed = [r for r in mine if r.status != ReservationStatus.PENDING]
 
         def units(group: Sequence[HeldReservation]) -> int:
             return sum(
@@ -217,7 +220,7 @@ async def order_statuses(container: Container, option_ids: Sequence[int]) -> dic
         )
         counts: dict[str, int] = {}
         for row in rows:
-            closed = row.status in ("cancelled", "expired")
+            closed = row.status in OrderStatus.CLOSED
             name = f"{row.status}+unreleased" if closed and row.unreleased else str(row.status)
             counts[name] = counts.get(name, 0) + int(row.n)
     return dict(sorted(counts.items()))

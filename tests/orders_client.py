@@ -11,9 +11,8 @@ from sqlalchemy import func, select
 
 from shop.adapters.db.tables import OptionRow, OrderLineRow, OrderRow
 from shop.bootstrap import Container
+from shop.domain.orders.status import OrderStatus
 from tests.conftest import with_settings as with_settings
-
-RELEASED_STATES = ("cancelled", "expired")
 
 
 def order_body(
@@ -70,7 +69,7 @@ async def stock_and_ledger(container: Container, option_id: int) -> tuple[int, i
                 .join(OrderRow, OrderRow.id == OrderLineRow.order_id)
                 .where(
                     OrderLineRow.option_id == option_id,
-                    OrderRow.status.not_in(RELEASED_STATES),
+                    OrderRow.status.in_(OrderStatus.values(OrderStatus.LIVE)),
                 )
             )
         ).scalar_one()

@@ -10,11 +10,9 @@ from sqlalchemy import select
 from shop.adapters.db.tables import OrderLineRow, OrderRow
 from shop.adapters.redis.strategy import SwitchableStock
 from shop.bootstrap import Container
+from shop.domain.orders.status import OrderStatus
 from shop.domain.stock.model import Line, merge_lines
 from shop.domain.stock.services import sweep_reservations
-
-# Orders whose units are still held by their reservation (they may still be released).
-UNRELEASED = ("pending_payment", "paid")
 
 
 async def check_no_oversell(container: Container) -> None:
@@ -58,7 +56,7 @@ async def check_settled(container: Container) -> None:
             await conn.execute(
                 select(OrderRow.reservation_key, OrderLineRow.option_id, OrderLineRow.quantity)
                 .join(OrderLineRow, OrderLineRow.order_id == OrderRow.id)
-                .where(OrderRow.status.in_(UNRELEASED))
+                .where(OrderRow.status.in_(OrderStatus.values(OrderStatus.RELEASABLE)))
             )
         ).all()
     orders: dict[str, list[Line]] = {}

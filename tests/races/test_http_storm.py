@@ -30,8 +30,8 @@ from sqlalchemy import func, select
 
 from shop.adapters.db.tables import OptionRow, OrderLineRow, OrderRow
 from shop.bootstrap import STOCK_STRATEGIES, Container
+from shop.domain.orders.status import OrderStatus
 from tests.factories import make_option, make_user
-from tests.races.stock_invariants import UNRELEASED
 
 BUYERS = 240
 UNITS = 80
@@ -181,7 +181,10 @@ async def _sold(container: Container, option_id: int) -> int:
         sold = await conn.scalar(
             select(func.coalesce(func.sum(OrderLineRow.quantity), 0))
             .join(OrderRow, OrderRow.id == OrderLineRow.order_id)
-            .where(OrderLineRow.option_id == option_id, OrderRow.status.in_(UNRELEASED))
+            .where(
+                OrderLineRow.option_id == option_id,
+                OrderRow.status.in_(OrderStatus.values(OrderStatus.RELEASABLE)),
+            )
         )
     return int(sold or 0)
 

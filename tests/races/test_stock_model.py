@@ -56,6 +56,7 @@ from shop.domain.errors import (
     Unavailable,
 )
 from shop.domain.orders.services import cancel_order, expire_order
+from shop.domain.orders.status import OrderStatus
 from shop.domain.stock.model import Line, merge_lines
 from tests.conftest import reset_state
 from tests.factories import make_option, make_user
@@ -76,7 +77,6 @@ EXPECTED_REFUSALS = (
     InjectedWriteError,
     asyncio.CancelledError,
 )
-LIVE_UNRELEASED = ("pending_payment", "paid")
 STOCK_PER_OPTION = (3, 5)
 USERS = 2
 KEYS_PER_USER = 3
@@ -189,7 +189,7 @@ def stock_machine(harness: Harness, strategy: str) -> type[RuleBasedStateMachine
                 rows = (
                     await conn.execute(
                         select(OrderRow.id, OrderRow.user_id)
-                        .where(OrderRow.status.in_(LIVE_UNRELEASED))
+                        .where(OrderRow.status.in_(OrderStatus.values(OrderStatus.RELEASABLE)))
                         .order_by(OrderRow.id)
                     )
                 ).all()

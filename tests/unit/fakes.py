@@ -30,7 +30,7 @@ from shop.domain.orders.model import (
     Quote,
     reservation_key,
 )
-from shop.domain.stock.model import Line, Reservation, merge_lines
+from shop.domain.stock.model import Line, Reservation, ReservationStatus, merge_lines
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -58,7 +58,7 @@ class FakeScheduler:
 class _Held:
     lines: tuple[Line, ...]
     buyer: str | None
-    status: str = "pending"
+    status: ReservationStatus = ReservationStatus.PENDING
 
 
 class FakeStock:
@@ -94,7 +94,7 @@ class FakeStock:
                 held = sum(
                     held_line.quantity
                     for r in self.reservations.values()
-                    if r.buyer == buyer and r.status != "released"
+                    if r.buyer == buyer and r.status != ReservationStatus.RELEASED
                     for held_line in r.lines
                     if held_line.option_id == line.option_id
                 )
@@ -107,17 +107,17 @@ class FakeStock:
 
     async def confirm(self, key: str) -> None:
         held = self.reservations.get(key)
-        if held is None or held.status == "released":
+        if held is None or held.status == ReservationStatus.RELEASED:
             raise ReservationLost(key)
-        held.status = "confirmed"
+        held.status = ReservationStatus.CONFIRMED
 
     async def release(self, key: str) -> None:
         if self.failing_release:
             raise ConnectionError("stock backend unreachable")
         held = self.reservations.get(key)
-        if held is None or held.status == "released":
+        if held is None or held.status == ReservationStatus.RELEASED:
             return
-        held.status = "released"
+        held.status = ReservationStatus.RELEASED
         for line in held.lines:
             self.units[line.option_id] += line.quantity
 

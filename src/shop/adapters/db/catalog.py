@@ -45,7 +45,6 @@ from shop.adapters.db.tables import (
 )
 from shop.adapters.db.unit_of_work import SessionUnitOfWork
 from shop.domain.catalog.model import (
-    RELEASED_ORDER_STATUSES,
     Category,
     CategoryChange,
     CategoryTree,
@@ -65,6 +64,7 @@ from shop.domain.catalog.model import (
     Sort,
 )
 from shop.domain.errors import Conflict, InvalidInput, NotFound, Unavailable
+from shop.domain.orders.status import OrderStatus
 
 category = cast("Table", CategoryRow.__table__)
 product = cast("Table", ProductRow.__table__)
@@ -607,7 +607,7 @@ RECOMPUTE_POPULARITY = text(
         SELECT line.product_id, SUM(line.quantity) AS units
         FROM order_line AS line
         JOIN purchase_order AS o ON o.id = line.order_id
-        WHERE o.status <> ALL(CAST(:released AS text[]))
+        WHERE o.status = ANY(CAST(:counted AS text[]))
         GROUP BY line.product_id
     ), wishes AS (
         SELECT product_id, COUNT(*) AS wishes
@@ -643,7 +643,7 @@ class SqlPopularityScores:
             result = await conn.execute(
                 RECOMPUTE_POPULARITY,
                 {
-                    "released": list(RELEASED_ORDER_STATUSES),
+                    "counted": OrderStatus.values(OrderStatus.COUNTS_FOR_POPULARITY),
                     "window": weights.wish_window_seconds,
                     "units_weight": weights.units,
                     "wish_weight": weights.wish,

@@ -49,7 +49,6 @@ from shop.domain.orders.model import (
 order_t = cast("Table", OrderRow.__table__)
 line_t = cast("Table", OrderLineRow.__table__)
 
-_CLOSED = (OrderStatus.CANCELLED.value, OrderStatus.EXPIRED.value)
 # Written by transitions; everything else on the row is fixed when the order is placed.
 _MUTABLE = (
     "status",
@@ -341,7 +340,7 @@ class SqlOrders:
                     select(order_t)
                     .where(
                         order_t.c.stock_released_at.is_(None),
-                        order_t.c.status.in_(_CLOSED),
+                        order_t.c.status.in_(OrderStatus.values(OrderStatus.CLOSED)),
                     )
                     .order_by(order_t.c.id)
                     .limit(limit)

@@ -17,6 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shop.adapters.db.stock_fence import FENCE_LOCK
+from shop.domain.stock.model import ReservationStatus
 
 VOID = "void"
 
@@ -67,7 +68,8 @@ async def mark_generation_lost(conn: AsyncConnection, generation: str) -> None:
 # ``moved``) carry no generation of their own: they lived in the state that was lost too.
 _VOID_MOVED = text(
     "INSERT INTO reservation_claim (key, outcome) "
-    "SELECT key, 'void' FROM stock_reservation WHERE status = 'moved' "
+    "SELECT key, 'void' FROM stock_reservation "
+    f"WHERE status = '{ReservationStatus.MOVED.value}' "
     "ON CONFLICT (key) DO NOTHING"
 )
 

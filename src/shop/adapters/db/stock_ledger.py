@@ -21,13 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shop.adapters.db.reservation_claims import claim_void
 from shop.adapters.db.tables import OptionRow, OrderLineRow, OrderRow
-from shop.domain.stock.model import (
-    LIVE_ORDER_STATES,
-    RELEASABLE_ORDER_STATES,
-    HeldReservation,
-    Line,
-    merge_lines,
-)
+from shop.domain.orders.status import OrderStatus
+from shop.domain.stock.model import HeldReservation, Line, ReservationStatus, merge_lines
 
 option = cast("Table", OptionRow.__table__)
 order = cast("Table", OrderRow.__table__)
@@ -72,7 +67,7 @@ def _sold_per_option() -> object:
     return (
         select(order_line.c.option_id, func.sum(order_line.c.quantity).label("sold"))
         .join(order, order.c.id == order_line.c.order_id)
-        .where(order.c.status.in_(sorted(LIVE_ORDER_STATES)))
+        .where(order.c.status.in_(OrderStatus.values(OrderStatus.LIVE)))
         .group_by(order_line.c.option_id)
         .subquery("sold")
     )
@@ -139,7 +134,7 @@ async def releasable_orders(conn: AsyncConnection) -> list[HeldReservation]:
             order_line.c.quantity,
         )
         .join(order_line, order_line.c.order_id == order.c.id)
-        .where(order.c.status.in_(sorted(RELEASABLE_ORDER_STATES)))
+        .where(order.c.status.in_(OrderStatus.values(OrderStatus.RELEASABLE)))
     )
     lines: dict[str, list[Line]] = defaultdict(list)
     meta: dict[str, tuple[str, float]] = {}
@@ -150,7 +145,7 @@ async def releasable_orders(conn: AsyncConnection) -> list[HeldReservation]:
         HeldReservation(
             key=key,
             lines=merge_lines(key_lines),
-            status="confirmed",
+            status=ReservationStatus.CONFIRMED,
             buyer=meta[key][0],
             created_at=meta[key][1],
         )
@@ -167,7 +162,7 @@ async def buyer_units(conn: AsyncConnection) -> dict[tuple[int, str], int]:
             func.sum(order_line.c.quantity).label("units"),
         )
         .join(order, order.c.id == order_line.c.order_id)
-        .where(order.c.status.in_(sorted(LIVE_ORDER_STATES)))
+        .where(order.c.status.in_(OrderStatus.values(OrderStatus.LIVE)))
         .group_by(order_line.c.option_id, order.c.user_id)
     )
     return {(int(row.option_id), str(row.user_id)): int(row.units) for row in rows}
@@ -180,7 +175,7 @@ async def sold_outside(conn: AsyncConnection, option_id: int, keys: Sequence[str
         .join(order, order.c.id == order_line.c.order_id)
         .where(
             order_line.c.option_id == option_id,
-            order.c.status.in_(sorted(LIVE_ORDER_STATES)),
+            order.c.status.in_(OrderStatus.values(OrderStatus.LIVE)),
         )
     )
     if keys:
@@ -194,7 +189,7 @@ def held_outside_orders(
     """Units per option held by reservations no live order accounts for (yet)."""
     units: dict[int, int] = defaultdict(int)
     for reservation in held:
-        if states.get(reservation.key) in LIVE_ORDER_STATES:
+        if states.get(reservation.key) in OrderStatus.LIVE:
             continue
         for line in reservation.lines:
             units[line.option_id] += line.quantity

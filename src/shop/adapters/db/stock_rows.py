@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shop.adapters.db.sqlstate import FOREIGN_KEY_VIOLATION, sqlstate_of
 from shop.adapters.db.stock_fence import FENCE_SQL, STRATEGY_SETTING, StrategyMoved
-from shop.adapters.db.tables import OptionRow, StockBuyerTallyRow, StockReservationRow
+from shop.adapters.db.tables import OptionRow, StockBuyerTallyRow, StockReservationRow, sql_list
 from shop.domain.errors import (
     InvalidInput,
     NotFound,
@@ -25,13 +25,21 @@ from shop.domain.errors import (
     ReservationLost,
     SoldOut,
 )
-from shop.domain.stock.model import HeldReservation, Line, Reservation, merge_lines
+from shop.domain.stock.model import (
+    HeldReservation,
+    Line,
+    Reservation,
+    ReservationStatus,
+    merge_lines,
+)
 
 option = cast("Table", OptionRow.__table__)
 reservation = cast("Table", StockReservationRow.__table__)
 tally = cast("Table", StockBuyerTallyRow.__table__)
 
-OPEN_STATUSES = ("pending", "confirmed")
+OPEN_STATUSES = ReservationStatus.values(ReservationStatus.OPEN)
+_PENDING = ReservationStatus.PENDING.value
+_REUSABLE = sql_list(ReservationStatus.values(ReservationStatus.REUSABLE))
 
 
 def lines_to_json(lines: Sequence[Line]) -> dict[str, int]:
@@ -59,8 +67,8 @@ _RECORD = text(
     "INSERT INTO stock_reservation (key, lines, buyer) "
     f"SELECT :key, CAST(:lines AS jsonb), :buyer WHERE {FENCE_SQL} "
     "ON CONFLICT (key) DO UPDATE SET lines = EXCLUDED.lines, buyer = EXCLUDED.buyer, "
-    "status = 'pending', created_at = now(), settled_at = NULL "
-    "WHERE stock_reservation.status IN ('released', 'moved') "
+    f"status = '{_PENDING}', created_at = now(), settled_at = NULL "
+    f"WHERE stock_reservation.status IN ({_REUSABLE}) "
     "RETURNING key"
 )
 _EXISTING = text(
@@ -68,13 +76,15 @@ _EXISTING = text(
     "(SELECT lines FROM stock_reservation WHERE key = :key) AS lines"
 )
 _CONFIRM = text(
-    "UPDATE stock_reservation SET status = 'confirmed', settled_at = now() "
-    f"WHERE key = :key AND status = 'pending' AND {FENCE_SQL} RETURNING key"
+    f"UPDATE stock_reservation SET status = '{ReservationStatus.CONFIRMED.value}', "
+    f"settled_at = now() WHERE key = :key AND status = '{_PENDING}' AND {FENCE_SQL} "
+    "RETURNING key"
 )
 _STATUS = text("SELECT status FROM stock_reservation WHERE key = :key")
 _RELEASE = text(
-    "UPDATE stock_reservation SET status = 'released', settled_at = now() "
-    f"WHERE key = :key AND status IN ('pending', 'confirmed') AND {FENCE_SQL} "
+    f"UPDATE stock_reservation SET status = '{ReservationStatus.RELEASED.value}', "
+    f"settled_at = now() WHERE key = :key AND status IN ({sql_list(OPEN_STATUSES)}) "
+    f"AND {FENCE_SQL} "
     "RETURNING lines, buyer, created_at"
 )
 
@@ -160,7 +170,7 @@ async def confirm_in(conn: AsyncConnection, key: str, *, strategy: str) -> None:
     if (await conn.execute(_CONFIRM, {"key": key, "strategy": strategy})).first() is None:
         await ensure_active(conn, strategy)
         status = (await conn.execute(_STATUS, {"key": key})).scalar()
-        if status not in ("confirmed", "sold"):
+        if status not in (ReservationStatus.CONFIRMED, ReservationStatus.SOLD):
             # Released (swept as abandoned), never made, or left ``moved`` by a switch to the
             # counter whose Redis record ended there (a switch back re-imports every record
             # still holding units): the order just written holds no units, and confirming it
@@ -179,7 +189,7 @@ async def settle_release(
     return HeldReservation(
         key=key,
         lines=lines_from_json(_json(row.lines)),
-        status="released",
+        status=ReservationStatus.RELEASED,
         buyer=row.buyer,
         created_at=row.created_at.timestamp(),
     )
@@ -288,8 +298,11 @@ async def open_reservations(conn: AsyncConnection) -> list[HeldReservation]:
 async def retire_reservations(conn: AsyncConnection, keys: Sequence[str]) -> None:
     await conn.execute(
         update(reservation)
-        .where(reservation.c.key.in_(list(keys)), reservation.c.status == "confirmed")
-        .values(status="sold", settled_at=func.now())
+        .where(
+            reservation.c.key.in_(list(keys)),
+            reservation.c.status == ReservationStatus.CONFIRMED.value,
+        )
+        .values(status=ReservationStatus.SOLD.value, settled_at=func.now())
     )
 
 

@@ -29,7 +29,7 @@ from shop.adapters.db.stock_rows import (
     retire_reservations,
     tally,
 )
-from shop.domain.stock.model import HeldReservation
+from shop.domain.stock.model import HeldReservation, ReservationStatus
 
 _CHUNK = 1000
 
@@ -74,7 +74,7 @@ async def vacate_postgres(conn: AsyncConnection) -> None:
     await conn.execute(
         update(reservation)
         .where(reservation.c.status.in_(OPEN_STATUSES))
-        .values(status="moved", settled_at=func.now())
+        .values(status=ReservationStatus.MOVED.value, settled_at=func.now())
     )
     await conn.execute(delete(tally))
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from advanced_alchemy.base import DefaultBase, IdentityBase, orm_registry
@@ -42,7 +43,15 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 from uuid_utils.compat import uuid7
 
+from shop.domain.orders.status import OrderStatus
+from shop.domain.stock.model import ReservationStatus
+
 metadata = orm_registry.metadata
+
+
+def sql_list(values: Iterable[str]) -> str:
+    """``'a', 'b'`` for an ``IN (...)`` in SQL text; only ever given enum values."""
+    return ", ".join(f"'{value}'" for value in values)
 
 
 def _now_column(*, nullable: bool = False) -> Any:
@@ -168,14 +177,15 @@ class OrderRow(DefaultBase):
         Index(
             "purchase_order_pending_pay_by_idx",
             "pay_by",
-            postgresql_where=text("status = 'pending_payment'"),
+            postgresql_where=text(f"status = '{OrderStatus.PENDING_PAYMENT.value}'"),
         ),
         # The sweep's backlog: closed orders whose units the stock port has not taken back.
         Index(
             "purchase_order_release_due_idx",
             "id",
             postgresql_where=text(
-                "stock_released_at IS NULL AND status IN ('cancelled', 'expired')"
+                "stock_released_at IS NULL AND "
+                f"status IN ({sql_list(OrderStatus.values(OrderStatus.CLOSED))})"
             ),
         ),
     )
@@ -255,18 +265,22 @@ class StockReservationRow(DefaultBase):
         Index(
             "stock_reservation_pending_idx",
             "created_at",
-            postgresql_where=text("status = 'pending'"),
+            postgresql_where=text(f"status = '{ReservationStatus.PENDING.value}'"),
         ),
         Index(
             "stock_reservation_open_idx",
             "created_at",
-            postgresql_where=text("status IN ('pending', 'confirmed')"),
+            postgresql_where=text(
+                f"status IN ({sql_list(ReservationStatus.values(ReservationStatus.OPEN))})"
+            ),
         ),
     )
 
     key: Mapped[str] = mapped_column(String(300), primary_key=True)
     lines: Mapped[dict[str, int]] = mapped_column(JSONB)
-    status: Mapped[str] = mapped_column(String(20), server_default=text("'pending'"))
+    status: Mapped[str] = mapped_column(
+        String(20), server_default=text(f"'{ReservationStatus.PENDING.value}'")
+    )
     buyer: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime.datetime] = _now_column()
     settled_at: Mapped[datetime.datetime | None] = _now_column(nullable=True)

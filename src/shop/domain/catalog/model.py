@@ -330,11 +330,6 @@ class ListingQuery:
     after: Position | None = None
 
 
-# Orders in these states gave their units back: they never count as demand. Every other state
-# (pending payment, paid, shipping, delivered, refunded) was a real purchase attempt.
-RELEASED_ORDER_STATUSES = ("cancelled", "expired")
-
-
 @dataclass(frozen=True, slots=True)
 class PopularityWeights:
     """score = units × units ordered in live orders + wish × wishes made within the window."""

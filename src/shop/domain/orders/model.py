@@ -29,30 +29,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from shop.domain.errors import InvalidInput, InvalidState
+from shop.domain.orders.status import OrderStatus as OrderStatus
 from shop.domain.stock.model import Line, merge_lines
-
-
-class OrderStatus(StrEnum):
-    PENDING_PAYMENT = "pending_payment"
-    PAID = "paid"
-    SHIPPING = "shipping"
-    DELIVERED = "delivered"
-    CANCELLED = "cancelled"
-    EXPIRED = "expired"
-    REFUNDED = "refunded"
-
-    @property
-    def releases_stock(self) -> bool:
-        """Cancelled and expired orders give their units back; every other state keeps them
-        sold (a refund does not put units back on sale)."""
-        return self in _RELEASED
-
-
-_RELEASED = frozenset({OrderStatus.CANCELLED, OrderStatus.EXPIRED})
-# States in which the order was paid for (a duplicate payment callback is answered, not refused).
-_PAID_FOR = frozenset(
-    {OrderStatus.PAID, OrderStatus.SHIPPING, OrderStatus.DELIVERED, OrderStatus.REFUNDED}
-)
 
 
 class PaymentMethod(StrEnum):
@@ -237,7 +215,7 @@ class Order:
         """Record the payment. The amount must be the total; a duplicate callback for a
         payment already recorded is answered without counting it twice. Past ``pay_by`` the
         payment is refused even if the expiry job has not run yet (``expire`` first)."""
-        if self.status in _PAID_FOR:
+        if self.status in OrderStatus.PAID_FOR:
             if amount != self.total:
                 raise InvalidInput(
                     "the amount does not match the payment already recorded",
@@ -261,7 +239,7 @@ class Order:
         or paid). The units go back on sale (the use case releases them)."""
         if self.status is OrderStatus.CANCELLED:
             return False
-        if self.status not in (OrderStatus.PENDING_PAYMENT, OrderStatus.PAID):
+        if self.status not in OrderStatus.CANCELLABLE:
             raise self._refuse("cancel")
         self.cancelled_at = now
         return self._move(OrderStatus.CANCELLED)

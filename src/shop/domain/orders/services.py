@@ -229,7 +229,9 @@ async def pay_order(
     if order.awaits_stock_release:
         await _give_back_stock(order, stock=stock, orders=orders, clock=clock)
     if order.status is OrderStatus.EXPIRED:
-        raise InvalidState("the payment deadline has passed: the order expired", state="expired")
+        raise InvalidState(
+            "the payment deadline has passed: the order expired", state=OrderStatus.EXPIRED.value
+        )
     return order
 
 

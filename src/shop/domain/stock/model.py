@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
+from enum import StrEnum
+from typing import ClassVar
 
 from shop.domain.errors import InvalidInput
 
@@ -55,10 +57,34 @@ class Reservation:
     generation: str | None = None
 
 
-# Order states as the stock module reads them. A live order's lines are sold
-# units; a releasable order may still give its units back (cancel before shipping, expiry).
-LIVE_ORDER_STATES = frozenset({"pending_payment", "paid", "shipping", "delivered", "refunded"})
-RELEASABLE_ORDER_STATES = frozenset({"pending_payment", "paid"})
+class ReservationStatus(StrEnum):
+    """Where a reservation is in its life, as the stores record it.
+
+    ``pending`` (no order known yet) → ``confirmed`` (its order is written) → ``released``
+    (units back on sale) or ``sold`` (its order shipped: it can no longer be released);
+    ``moved`` while another store (the Redis counter) holds it.
+    """
+
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    RELEASED = "released"
+    MOVED = "moved"
+    SOLD = "sold"
+
+    # Filled in below the class (an enum body cannot hold its own members in a set).
+    # Still holding units in this store.
+    OPEN: ClassVar[frozenset[ReservationStatus]]
+    # Holding nothing here (given back, or held by another store): its key may reserve again.
+    REUSABLE: ClassVar[frozenset[ReservationStatus]]
+
+    @staticmethod
+    def values(statuses: Collection[ReservationStatus]) -> list[str]:
+        """The statuses' values in declaration order (stable SQL text and bind parameters)."""
+        return [status.value for status in ReservationStatus if status in statuses]
+
+
+ReservationStatus.OPEN = frozenset({ReservationStatus.PENDING, ReservationStatus.CONFIRMED})
+ReservationStatus.REUSABLE = frozenset({ReservationStatus.RELEASED, ReservationStatus.MOVED})
 
 
 @dataclass(frozen=True, slots=True)

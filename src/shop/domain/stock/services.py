@@ -11,12 +11,8 @@ import time
 from collections.abc import Sequence
 
 from shop.domain.errors import ReservationLost
-from shop.domain.stock.model import (
-    LIVE_ORDER_STATES,
-    RELEASABLE_ORDER_STATES,
-    OptionStock,
-    SweepOutcome,
-)
+from shop.domain.orders.status import OrderStatus
+from shop.domain.stock.model import OptionStock, ReservationStatus, SweepOutcome
 from shop.domain.stock.ports import OrderStates, StockOperations, StockReservation
 
 
@@ -48,10 +44,10 @@ async def sweep_reservations(
     outcome = SweepOutcome(confirmed=[], released=[], retired=[])
     for reservation in held:
         state = states.get(reservation.key)
-        if state is not None and state not in LIVE_ORDER_STATES:
+        if state is not None and state not in OrderStatus.LIVE:
             await stock.release(reservation.key)
             outcome.released.append(reservation.key)
-        elif reservation.status == "pending":
+        elif reservation.status == ReservationStatus.PENDING:
             if clock - reservation.created_at < pending_timeout:
                 continue
             if state is None and await orders.abandon(reservation.key):
@@ -61,7 +57,7 @@ async def sweep_reservations(
                 with contextlib.suppress(ReservationLost):  # released meanwhile (a cancel)
                     await stock.confirm(reservation.key)
                     outcome.confirmed.append(reservation.key)
-        elif state is not None and state not in RELEASABLE_ORDER_STATES:
+        elif state is not None and state not in OrderStatus.RELEASABLE:
             outcome.retired.append(reservation.key)
     if outcome.retired:
         await operations.retire(outcome.retired)
