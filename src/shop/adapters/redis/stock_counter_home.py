@@ -52,7 +52,7 @@ from shop.adapters.redis.stock_keys import (
     left_key,
     option_keys,
 )
-from shop.domain.stock.model import HeldReservation
+from shop.domain.stock.model import HeldReservation, ReservationStatus
 
 _CHUNK = 500
 
@@ -137,7 +137,7 @@ class RedisCounterHome:
         pending = 0
         for held in state.held:
             writes.append(("h", RECORDS, held.key, encode_record(held)))
-            if held.status == "pending":
+            if held.status == ReservationStatus.PENDING:
                 pending += 1
                 writes.append(("z", PENDING, held.key, round(held.created_at * 1000)))
             for line in held.lines:

@@ -13,7 +13,7 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 
-from shop.domain.stock.model import HeldReservation, Line, merge_lines
+from shop.domain.stock.model import HeldReservation, Line, ReservationStatus, merge_lines
 
 
 def encode_lines(lines: Sequence[Line]) -> str:
@@ -26,7 +26,7 @@ def decode_lines(raw: str) -> tuple[Line, ...]:
 
 
 def encode_record(held: HeldReservation) -> str:
-    status = "p" if held.status == "pending" else "c"
+    status = "p" if held.status == ReservationStatus.PENDING else "c"
     created_ms = round(held.created_at * 1000)
     return f"{status}|{created_ms}|{encode_lines(held.lines)}|{held.buyer or ''}"
 
@@ -37,7 +37,7 @@ def decode_record(key: str, raw: bytes | str) -> HeldReservation:
     return HeldReservation(
         key=key,
         lines=decode_lines(lines),
-        status="pending" if status == "p" else "confirmed",
+        status=ReservationStatus.PENDING if status == "p" else ReservationStatus.CONFIRMED,
         buyer=buyer or None,
         created_at=int(created_ms) / 1000,
     )
