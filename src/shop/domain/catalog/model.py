@@ -18,8 +18,6 @@ MAX_PRODUCT_NAME_LENGTH = 300
 MAX_URL_LENGTH = 2048
 # A single restock or initial stock; keeps ``stock_total`` (a 32-bit column) far from overflow.
 MAX_UNITS_PER_CALL = 1_000_000
-# A restock's Idempotency-Key, as long as an order's.
-MAX_RESTOCK_KEY_LENGTH = 200
 MAX_OPTIONS_PER_PRODUCT = 100
 MAX_IMAGES_PER_PRODUCT = 50
 
@@ -371,13 +369,4 @@ def check_units(units: int) -> None:
     if not 1 <= units <= MAX_UNITS_PER_CALL:
         raise InvalidInput(
             f"units must be between 1 and {MAX_UNITS_PER_CALL}", extra={"units": units}
-        )
-
-
-def check_restock_key(key: str) -> None:
-    if not key.strip():
-        raise InvalidInput("the Idempotency-Key header must not be blank")
-    if len(key) > MAX_RESTOCK_KEY_LENGTH:
-        raise InvalidInput(
-            f"the Idempotency-Key header is longer than {MAX_RESTOCK_KEY_LENGTH} characters"
         )

@@ -29,7 +29,6 @@ from shop.domain.catalog.model import (
     ProductDetail,
     ProductSummary,
     Sort,
-    check_restock_key,
     check_units,
     check_url,
 )
@@ -42,6 +41,7 @@ from shop.domain.catalog.ports import (
 )
 from shop.domain.catalog.sample import LoadedCatalog, SampleCatalog
 from shop.domain.errors import InvalidInput, NotFound
+from shop.domain.idempotency import check_idempotency_key
 from shop.domain.paging import (
     Page,
     check_limit,
@@ -183,7 +183,7 @@ async def restock(
     may be on sale already) puts them on sale once and gets the option as it is now; the
     same key for another option or number of units is refused.
     """
-    check_restock_key(key)
+    check_idempotency_key(key)
     check_units(units)
     if await reads.option(option_id) is None:
         raise NotFound(f"option {option_id} does not exist")

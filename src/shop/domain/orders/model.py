@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from shop.domain.errors import InvalidInput, InvalidState
+from shop.domain.idempotency import check_idempotency_key
 from shop.domain.orders.status import OrderStatus as OrderStatus
 from shop.domain.stock.model import Line, merge_lines
 
@@ -85,8 +86,7 @@ class PlaceOrder:
 
     def validated(self, rules: OrderRules) -> tuple[Line, ...]:
         """The lines merged per option, once the request passes the order's bounds."""
-        if not self.idempotency_key.strip():
-            raise InvalidInput("the Idempotency-Key header must not be blank")
+        check_idempotency_key(self.idempotency_key)
         if not self.shipping_address.strip():
             raise InvalidInput("a shipping address is required")
         if not self.lines:

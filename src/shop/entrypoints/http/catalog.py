@@ -14,7 +14,8 @@ from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, Quer
 
 from shop.bootstrap import CatalogPorts, Container
 from shop.domain.catalog import services
-from shop.domain.catalog.model import MAX_RESTOCK_KEY_LENGTH, Sort
+from shop.domain.catalog.model import Sort
+from shop.domain.idempotency import MAX_IDEMPOTENCY_KEY_LENGTH
 from shop.domain.paging import DEFAULT_LIMIT, MAX_LIMIT
 from shop.entrypoints.http.auth import requires_admin
 from shop.entrypoints.http.catalog_schemas import (
@@ -43,7 +44,7 @@ RestockKey = Annotated[
     HeaderParameter(
         name="Idempotency-Key",
         min_length=1,
-        max_length=MAX_RESTOCK_KEY_LENGTH,
+        max_length=MAX_IDEMPOTENCY_KEY_LENGTH,
         description="Client-chosen key; repeating the restock with it adds the units once.",
     ),
 ]

@@ -21,6 +21,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from shop.bootstrap import Container
 from shop.domain.errors import InvalidInput
+from shop.domain.idempotency import MAX_IDEMPOTENCY_KEY_LENGTH
 from shop.domain.identity.model import Principal
 from shop.domain.orders import services
 from shop.domain.orders.model import Order, OrderCursor, OrderPage, PaymentMethod, PlaceOrder
@@ -32,7 +33,7 @@ IdempotencyKey = Annotated[
     HeaderParameter(
         name="Idempotency-Key",
         min_length=1,
-        max_length=200,
+        max_length=MAX_IDEMPOTENCY_KEY_LENGTH,
         description="Client-chosen key; repeating a request with it returns the same order.",
     ),
 ]
