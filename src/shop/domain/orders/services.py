@@ -91,11 +91,10 @@ async def place_order(
         await _release_unless_written(cmd, stock=stock, orders=orders)
         raise
     if not written:
-        if await orders.find(cmd.user_id, cmd.idempotency_key) is None and await orders.abandon(
-            cmd.reservation_key
-        ):
-            # Claimed void by the sweep, or the reservation came from a store state that was
-            # lost since: no order may hold it, so whatever this attempt took goes back.
+        if await orders.abandon(cmd.reservation_key):
+            # No order holds the key: it was claimed void by the sweep, or the reservation
+            # came from a store state that was lost since. Whatever this attempt took goes
+            # back. (Otherwise a twin request's order holds it: answer with that order.)
             await stock.release(cmd.reservation_key)
             raise ReservationLost(cmd.reservation_key)
         return await _replay(cmd, None, stock=stock, orders=orders, clock=clock, expiry=expiry)

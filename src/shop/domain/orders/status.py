@@ -53,7 +53,7 @@ class OrderStatus(StrEnum):
 OrderStatus.CLOSED = frozenset({OrderStatus.CANCELLED, OrderStatus.EXPIRED})
 OrderStatus.LIVE = frozenset(OrderStatus) - OrderStatus.CLOSED
 OrderStatus.CANCELLABLE = frozenset({OrderStatus.PENDING_PAYMENT, OrderStatus.PAID})
-OrderStatus.RELEASABLE = OrderStatus.CANCELLABLE | {OrderStatus.PENDING_PAYMENT}
+OrderStatus.RELEASABLE = OrderStatus.CANCELLABLE  # the same states, named for the stock's view
 OrderStatus.PAID_FOR = frozenset(
     {OrderStatus.PAID, OrderStatus.SHIPPING, OrderStatus.DELIVERED, OrderStatus.REFUNDED}
 )
