@@ -30,7 +30,12 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from uuid_utils.compat import uuid7
 
-from shop.adapters.db.reservation_claims import CLAIM_FOR_ORDER_CTE, VOID, claim_void
+from shop.adapters.db.reservation_claims import (
+    GENERATION_ALIVE_SQL,
+    ORDER,
+    VOID,
+    claim_void,
+)
 from shop.adapters.db.sqlstate import FOREIGN_KEY_VIOLATION, sqlstate_of
 from shop.adapters.db.tables import OrderLineRow, OrderRow
 from shop.domain.errors import NotFound, OptionWithdrawn
@@ -138,11 +143,18 @@ _QUOTE = """
       FROM (SELECT 1) AS anchor
       LEFT JOIN option ON option.id = ANY($3::bigint[])
 """
-# The claim on the reservation key decides whether the order and its lines are written: a
-# racing twin of the same idempotency key, or a sweep that claimed the key void, makes this
-# write nothing, which RETURNING reports.
+# The claim on the reservation key ($9) decides whether the order and its lines are written:
+# a racing twin of the same idempotency key, a sweep that claimed the key void, or a counter
+# generation ($16, NULL for the PostgreSQL strategies) lost since the reservation makes this
+# write nothing, which RETURNING reports (see reservation_claims).
 _ADD = f"""
-    WITH {CLAIM_FOR_ORDER_CTE},
+    WITH claim AS (
+        INSERT INTO reservation_claim (key, outcome)
+        SELECT $9, '{ORDER}'
+         WHERE $16::text IS NULL OR {GENERATION_ALIVE_SQL % "$16::text"}
+        ON CONFLICT (key) DO NOTHING
+        RETURNING key
+    ),
     new_order AS (
         INSERT INTO purchase_order (id, user_id, status, payment_method, pay_by, total,
                                     shipping_address, idempotency_key, reservation_key,

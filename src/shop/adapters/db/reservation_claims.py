@@ -21,22 +21,14 @@ from shop.domain.stock.model import ReservationStatus
 
 VOID = "void"
 
-# The order insert's claim, as a CTE the orders adapter puts in front of its insert.
-# $9 is the reservation key; $16 the counter generation the reservation came from (NULL for
-# the PostgreSQL strategies, whose state is never lost): a reservation taken from a counter
-# state Redis lost since was already counted as unsold by the rebuild, so it cannot be sold.
-CLAIM_FOR_ORDER_CTE = f"""
-    claim AS (
-        INSERT INTO reservation_claim (key, outcome)
-        SELECT $9, 'order'
-         WHERE $16::text IS NULL OR shop_stock_generation_alive({FENCE_LOCK}, $16::text)
-        ON CONFLICT (key) DO NOTHING
-        RETURNING key
-    )
-"""
+# The order insert claims its key in the statement that writes it (``adapters/db/orders.py``
+# ``_ADD``), guarded by the generation fence for a reservation taken from the counter: one
+# taken from a state Redis lost since was already counted as unsold by the rebuild.
+ORDER = "order"
+GENERATION_ALIVE_SQL = f"shop_stock_generation_alive({FENCE_LOCK}, %s)"
 
 _VOID = text(
-    "INSERT INTO reservation_claim (key, outcome) VALUES (:key, 'void') "
+    f"INSERT INTO reservation_claim (key, outcome) VALUES (:key, '{VOID}') "
     "ON CONFLICT (key) DO NOTHING RETURNING outcome"
 )
 _OUTCOME = text("SELECT outcome FROM reservation_claim WHERE key = :key")
@@ -68,7 +60,7 @@ async def mark_generation_lost(conn: AsyncConnection, generation: str) -> None:
 # ``moved``) carry no generation of their own: they lived in the state that was lost too.
 _VOID_MOVED = text(
     "INSERT INTO reservation_claim (key, outcome) "
-    "SELECT key, 'void' FROM stock_reservation "
+    f"SELECT key, '{VOID}' FROM stock_reservation "
     f"WHERE status = '{ReservationStatus.MOVED.value}' "
     "ON CONFLICT (key) DO NOTHING"
 )
