@@ -359,7 +359,6 @@ class SwitchableStock:
             home = self._strategies[current].home
             await home.prepare()
             repaired: list[OptionStock] = []
-            changed: list[RebuiltOption] = []
 
             async def reset(conn: AsyncConnection) -> None:
                 state = await home.export_state(conn)
@@ -383,7 +382,6 @@ class SwitchableStock:
                                 authoritative=before,
                             )
                         )
-                        changed.append(RebuiltOption(option_id, before=before, after=expected))
                     state.remaining[option_id] = expected
                 await home.import_state(conn, state)
                 if not await home.intact(conn):
@@ -396,7 +394,14 @@ class SwitchableStock:
                         cause="repair",
                         source=f"the {home.name} store",
                         options=len(entries),
-                        changed=tuple(changed),
+                        changed=tuple(
+                            RebuiltOption(
+                                option.option_id,
+                                before=option.authoritative,
+                                after=max(option.expected, 0),
+                            )
+                            for option in repaired
+                        ),
                     ),
                 )
 
