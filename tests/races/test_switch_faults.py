@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import itertools
+import uuid
 from typing import Any, cast
 
 import pytest
@@ -51,6 +52,23 @@ async def _patiently(attempt: Any) -> Any:
 
 
 # -- a. an import Redis loses midway is never published ------------------------------------
+
+
+async def _sale_during_switch(seller: Container, option_id: int, user_id: uuid.UUID) -> object:
+    """One unit bought while the switch moves state: ``Unavailable`` is the right answer."""
+    try:
+        return await buy(seller, [Line(option_id, 1)], key="during", user_id=user_id)
+    except Unavailable as exc:
+        return exc
+
+
+async def _refused_during_then_sold_after(
+    seller: Container, outcome: list[object], option_id: int, user_id: uuid.UUID
+) -> None:
+    """Nobody sold during the rolled-back switch; the old strategy sells again after it."""
+    assert [type(result) for result in outcome] == [Unavailable], "sold during the switch"
+    assert await seller.stock_operations.active_strategy() == "counter"
+    await _patiently(lambda: buy(seller, [Line(option_id, 1)], key="during", user_id=user_id))
 
 
 async def test_an_import_redis_loses_midway_is_never_published_and_the_switch_rolls_back(
@@ -209,19 +227,14 @@ async def test_no_sale_with_the_old_strategy_when_redis_forgets_the_switch_marke
 
     async def forget_and_sell() -> None:
         await operator.redis.delete(ACTIVE, SWITCH_LOCK)
-        try:
-            outcome.append(await buy(seller, [Line(option_id, 1)], key="during", user_id=user_id))
-        except Unavailable as exc:
-            outcome.append(exc)
+        outcome.append(await _sale_during_switch(seller, option_id, user_id))
 
     await _hook_target_import(monkeypatch, operator, forget_and_sell)
 
     with pytest.raises(Conflict, match="rolled back"):
         await operator.stock_operations.use("db")
 
-    assert [type(result) for result in outcome] == [Unavailable], "sold during the switch"
-    assert await seller.stock_operations.active_strategy() == "counter"
-    await _patiently(lambda: buy(seller, [Line(option_id, 1)], key="during", user_id=user_id))
+    await _refused_during_then_sold_after(seller, outcome, option_id, user_id)
     assert await seller.stock.available([option_id]) == {option_id: 7}
     await assert_conserved(seller, [option_id])
 
@@ -251,19 +264,14 @@ async def test_a_switch_whose_lock_expired_rolls_back_and_nobody_sells_meanwhile
     async def outlive_the_lock_then_sell() -> None:
         await asyncio.sleep(0.6)
         assert not await operator.redis.exists(SWITCH_LOCK)
-        try:
-            outcome.append(await buy(seller, [Line(option_id, 1)], key="during", user_id=user_id))
-        except Unavailable as exc:
-            outcome.append(exc)
+        outcome.append(await _sale_during_switch(seller, option_id, user_id))
 
     await _hook_target_import(monkeypatch, operator, outlive_the_lock_then_sell)
 
     with pytest.raises(Conflict, match="rolled back"):
         await operator.stock_operations.use("db")
 
-    assert [type(result) for result in outcome] == [Unavailable], "sold during the switch"
-    assert await seller.stock_operations.active_strategy() == "counter"
-    await _patiently(lambda: buy(seller, [Line(option_id, 1)], key="during", user_id=user_id))
+    await _refused_during_then_sold_after(seller, outcome, option_id, user_id)
     assert await seller.stock.available([option_id]) == {option_id: 9}
     await assert_conserved(seller, [option_id])
 
