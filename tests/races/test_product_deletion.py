@@ -164,6 +164,21 @@ async def _assert_decided(
     await _assert_stores_settle(container, options)
 
 
+async def _buyers_parked_at_their_write(
+    container: Container,
+    client: httpx.AsyncClient,
+    crowd: Sequence[dict[str, str]],
+    options: Sequence[int],
+) -> list[asyncio.Task[httpx.Response]]:
+    """``HELD_BUYERS`` purchases started inside ``order_writes_held``, once all are parked."""
+    buying = [
+        asyncio.create_task(place(client, crowd[i], order_body((options[i % len(options)], 1))))
+        for i in range(HELD_BUYERS)
+    ]
+    await wait_until_parked(container, HELD_BUYERS)
+    return buying
+
+
 async def _sale(container: Container) -> tuple[int, list[int], list[dict[str, str]]]:
     product_id = await make_product(container)
     options = [await make_option(container, stock=BUYERS, product_id=product_id) for _ in "ab"]
@@ -180,13 +195,7 @@ async def test_a_delete_while_buyers_wait_to_write_wins_and_each_buyer_gets_409(
     admin = bearer(clean, role=Role.ADMIN)
     async with http_client(create_app(clean)) as client:
         async with order_writes_held(clean):
-            buying = [
-                asyncio.create_task(
-                    place(client, crowd[i], order_body((options[i % len(options)], 1)))
-                )
-                for i in range(HELD_BUYERS)
-            ]
-            await wait_until_parked(clean, HELD_BUYERS)
+            buying = await _buyers_parked_at_their_write(clean, client, crowd, options)
             deleted = await client.delete(f"/api/admin/products/{product_id}", headers=admin)
         bought = await asyncio.gather(*buying)
 
@@ -209,13 +218,7 @@ async def test_a_delete_racing_a_burst_of_order_writes_is_decided_one_way(
     admin = bearer(clean, role=Role.ADMIN)
     async with http_client(create_app(clean)) as client:
         async with order_writes_held(clean):
-            buying = [
-                asyncio.create_task(
-                    place(client, crowd[i], order_body((options[i % len(options)], 1)))
-                )
-                for i in range(HELD_BUYERS)
-            ]
-            await wait_until_parked(clean, HELD_BUYERS)
+            buying = await _buyers_parked_at_their_write(clean, client, crowd, options)
             deleting = asyncio.create_task(
                 client.delete(f"/api/admin/products/{product_id}", headers=admin)
             )
