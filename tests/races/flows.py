@@ -18,7 +18,6 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -224,16 +223,3 @@ async def finish(flow: Flow) -> Any:
     while flow.parked:
         await flow.run_to_next_stop()
     return flow.outcome()
-
-
-@dataclass(frozen=True)
-class FixedClock:
-    """The orders module's clock, set to a moment (expiry tests jump past ``pay_by``)."""
-
-    at: datetime
-
-    def now(self) -> datetime:
-        return self.at
-
-    def later(self, seconds: float) -> FixedClock:
-        return FixedClock(self.at + timedelta(seconds=seconds))

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import uuid
 from collections.abc import Coroutine
 from typing import Any, TypeVar, cast
@@ -60,9 +61,10 @@ from shop.domain.orders.status import OrderStatus
 from shop.domain.stock.model import Line, merge_lines
 from tests.conftest import reset_state
 from tests.factories import make_option, make_user
-from tests.races.flows import FixedClock, Flow, InjectedWriteError, purchase, start_purchase
+from tests.races.flows import Flow, InjectedWriteError, purchase, start_purchase
 from tests.races.flows import start_sweep as start_sweep_flow
 from tests.races.stock_invariants import check_no_oversell, check_settled, settle
+from tests.unit.fakes import FakeClock
 
 STRATEGIES = sorted(STOCK_STRATEGIES)
 T = TypeVar("T")
@@ -198,7 +200,7 @@ def stock_machine(harness: Harness, strategy: str) -> type[RuleBasedStateMachine
             order_id, user_id = rows[pick % len(rows)]
             with contextlib.suppress(Conflict, Unavailable):
                 if expire:
-                    later = FixedClock(container.clock.now()).later(3 * 86_400)
+                    later = FakeClock(container.clock.now() + datetime.timedelta(days=3))
                     await expire_order(
                         order_id, orders=container.orders, stock=container.stock, clock=later
                     )
