@@ -91,6 +91,7 @@ class Harness:
     def __init__(self, loop: asyncio.AbstractEventLoop, container: Container) -> None:
         self.loop = loop
         self.container = container
+        self.examples = 0  # sequences run (shrinking included), reported with ``pytest -s``
 
     def run(self, work: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(work, self.loop).result(timeout=120)
@@ -108,6 +109,7 @@ def stock_machine(harness: Harness, strategy: str) -> type[RuleBasedStateMachine
             self.bodies: dict[tuple[int, int], tuple[Line, ...]] = {}
             self.users: list[uuid.UUID] = []
             self.options: list[int] = []
+            harness.examples += 1
             harness.run(self._begin())
 
         async def _begin(self) -> None:
@@ -315,7 +317,10 @@ async def model_container(clean: Container, settings: Settings) -> Any:
 async def _run_machine(container: Container, strategy: str, profile: str) -> None:
     harness = Harness(asyncio.get_running_loop(), container)
     machine = stock_machine(harness, strategy)
-    await asyncio.to_thread(run_state_machine_as_test, machine, settings=PROFILES[profile])
+    try:
+        await asyncio.to_thread(run_state_machine_as_test, machine, settings=PROFILES[profile])
+    finally:
+        print(f"stock model, {strategy}, profile {profile}: {harness.examples} sequences")
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
