@@ -26,10 +26,14 @@ from shop.adapters.db.catalog_bulk import PostgresCatalogBulkLoad
 from shop.adapters.db.engine import make_engine, make_sessionmaker
 from shop.adapters.db.identity import SqlIdentityUnitOfWork
 from shop.adapters.db.orders import SqlOrders
+from shop.adapters.db.payments import SqlPayments
 from shop.adapters.db.stock import PostgresStock
 from shop.adapters.db.stock_ledger import SqlOrderStates
 from shop.adapters.db.wishes import SqlWishes
 from shop.adapters.embedded import EmbeddedPostgres, EmbeddedRedis
+from shop.adapters.payments.sandbox import SANDBOX_WEBHOOK_JOB as SANDBOX_WEBHOOK_JOB
+from shop.adapters.payments.sandbox import SandboxGateway as SandboxGateway
+from shop.adapters.payments.webhook_delivery import HttpWebhookDelivery
 from shop.adapters.queue import EXPIRE_ORDER_JOB as EXPIRE_ORDER_JOB  # for the worker
 from shop.adapters.queue import QUEUE_NAME as QUEUE_NAME
 from shop.adapters.queue import SaqExpiryScheduler, job_queue_on
@@ -57,6 +61,7 @@ from shop.domain.identity.ports import (
 )
 from shop.domain.orders.model import OrderRules
 from shop.domain.orders.ports import Clock, ExpiryScheduler, Orders
+from shop.domain.payments.ports import PaymentGateway, Payments
 from shop.domain.stock.ports import OrderStates, StockOperations, StockReservation
 from shop.domain.wishes.ports import Wishes
 
@@ -87,6 +92,8 @@ def resolve_services(settings: Settings) -> tuple[Settings, EmbeddedServers]:
         changes["database_url"] = servers.postgres.start()
     if changes and settings.jwt_secret is None:
         changes["jwt_secret"] = local_jwt_secret(settings.data_path)
+    if changes and settings.payment_webhook_secret is None:
+        changes["payment_webhook_secret"] = local_secret(settings.data_path, "webhook_secret")
     return msgspec.structs.replace(settings, **changes), servers
 
 
@@ -103,12 +110,25 @@ def local_jwt_secret(data_dir: Path) -> str:
     Persisted so that tokens survive a restart and every worker process signs alike; never
     committed anywhere. Production must set SHOP_JWT_SECRET (config refuses to start otherwise).
     """
-    path = data_dir.resolve() / "jwt_secret"
+    return local_secret(data_dir, "jwt_secret")
+
+
+def local_secret(data_dir: Path, name: str) -> str:
+    """A random secret kept in ``data_dir/name`` (created once, mode 0600)."""
+    path = data_dir.resolve() / name
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch(mode=0o600)
         path.write_text(secrets.token_urlsafe(48))
     return path.read_text().strip()
+
+
+def webhook_secret_of(settings: Settings) -> str:
+    """The payment webhook's signing secret: configured, or the zero-setup local one (config
+    refuses prod without SHOP_PAYMENT_WEBHOOK_SECRET)."""
+    if settings.payment_webhook_secret is not None:
+        return settings.payment_webhook_secret
+    return local_secret(settings.data_path, "webhook_secret")
 
 
 def jwt_secret_of(settings: Settings) -> str:
@@ -190,6 +210,24 @@ def order_rules(settings: Settings) -> OrderRules:
 
 
 @dataclass(frozen=True)
+class PaymentDeps:
+    """What a payment gateway may be built from."""
+
+    settings: Settings
+    queue: Queue
+    payments: Payments
+
+
+# One line per gateway: a real provider is one adapter module plus one entry here (and its
+# name in config.PaymentGatewayName).
+PAYMENT_GATEWAYS: dict[str, Callable[[PaymentDeps], PaymentGateway]] = {
+    "sandbox": lambda deps: SandboxGateway(
+        deps.queue, deps.payments, public_url=deps.settings.public_url
+    ),
+}
+
+
+@dataclass(frozen=True)
 class CatalogPorts:
     """What catalog use cases are wired with."""
 
@@ -221,6 +259,10 @@ class Container:
     request_counter: RequestCounter
     stock_operations: StockOperations
     order_states: OrderStates
+    payments: Payments
+    gateway: PaymentGateway
+    # How the sandbox's jobs POST their signed events to this shop's webhook.
+    webhook_delivery: HttpWebhookDelivery
 
     @cached_property
     def order_rules(self) -> OrderRules:
@@ -241,6 +283,7 @@ class Container:
         queue = job_queue_on(redis)
         sessionmaker = make_sessionmaker(engine)
         stock = build_switchable_stock(StockDeps(settings, engine, redis))
+        payments = SqlPayments(engine)
         return cls(
             settings=settings,
             engine=engine,
@@ -262,7 +305,18 @@ class Container:
             ),
             identity_uow=partial(SqlIdentityUnitOfWork, sessionmaker),
             request_counter=RedisRequestCounter(redis),
+            payments=payments,
+            gateway=PAYMENT_GATEWAYS[settings.payment_gateway](
+                PaymentDeps(settings, queue, payments)
+            ),
+            webhook_delivery=HttpWebhookDelivery(settings.public_url, webhook_secret_of(settings)),
         )
+
+    @property
+    def sandbox(self) -> SandboxGateway | None:
+        """The sandbox gateway when it is the configured one (its checkout routes exist only
+        then)."""
+        return self.gateway if isinstance(self.gateway, SandboxGateway) else None
 
     @cached_property
     def catalog(self) -> CatalogPorts:

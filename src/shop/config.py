@@ -15,11 +15,13 @@ from typing import Annotated, Any, Literal
 
 import limits
 import msgspec
+import pycountry
 from dotenv import dotenv_values
 
 ENV_PREFIX = "SHOP_"
 
 StockStrategyName = Literal["counter", "redlock", "db"]
+PaymentGatewayName = Literal["sandbox"]
 Environment = Literal["dev", "test", "prod"]
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
@@ -71,6 +73,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     purchase_limit_per_option: PositiveInt | None = None
     # How often the worker sweeps for overdue unpaid orders and unfinished stock releases.
     order_sweep_interval: Seconds = 60.0
+    # Payments. The gateway's webhook is signed with the secret (unset in the zero-setup run:
+    # a local one is generated beside the embedded data; prod requires it). The sandbox
+    # gateway refuses to run in prod unless explicitly allowed. public_url is where the
+    # shop is reachable: checkout links and the sandbox's webhook deliveries point there.
+    payment_gateway: PaymentGatewayName = "sandbox"
+    payment_webhook_secret: str | None = None
+    payment_sandbox_allowed: bool = False
+    currency: str = "EUR"
+    public_url: str = "http://127.0.0.1:8000"
     # Catalog: popularity = units weight × units ordered (live orders) + wish weight × wishes
     # made within the window; recomputed every refresh interval; the top list keeps list size.
     popularity_units_weight: Annotated[int, msgspec.Meta(ge=0)] = 2
@@ -159,6 +170,7 @@ def _check_consistency(settings: Settings) -> None:
         raise ConfigError("SHOP_JWT_SECRET must be set when SHOP_ENVIRONMENT=prod")
     if settings.jwt_secret is not None and len(settings.jwt_secret) < 32:
         raise ConfigError("SHOP_JWT_SECRET is too short: use at least 32 characters")
+    _check_payment_settings(settings)
     for url in settings.redlock_urls:
         if not url.startswith(("redis://", "rediss://")):
             raise ConfigError(f"SHOP_REDLOCK_URLS has {url!r}: every entry must be a redis:// URL")
@@ -168,6 +180,27 @@ def _check_consistency(settings: Settings) -> None:
         ("redis://", "rediss://")
     ):
         raise ConfigError("SHOP_REDIS_URL must be a redis:// URL")
+
+
+def _check_payment_settings(settings: Settings) -> None:
+    if pycountry.currencies.get(alpha_3=settings.currency) is None:
+        raise ConfigError(
+            f"SHOP_CURRENCY={settings.currency!r} is invalid: expected an ISO 4217 code "
+            "in capitals, such as EUR or USD"
+        )
+    if settings.environment == "prod":
+        if not settings.payment_webhook_secret:
+            raise ConfigError("SHOP_PAYMENT_WEBHOOK_SECRET must be set when SHOP_ENVIRONMENT=prod")
+        if settings.payment_gateway == "sandbox" and not settings.payment_sandbox_allowed:
+            raise ConfigError(
+                "SHOP_PAYMENT_GATEWAY=sandbox takes no real money: refused when "
+                "SHOP_ENVIRONMENT=prod unless SHOP_PAYMENT_SANDBOX_ALLOWED=true"
+            )
+    secret = settings.payment_webhook_secret
+    if secret is not None and len(secret) < 32:
+        raise ConfigError("SHOP_PAYMENT_WEBHOOK_SECRET is too short: use at least 32 characters")
+    if not settings.public_url.startswith(("http://", "https://")):
+        raise ConfigError("SHOP_PUBLIC_URL must be an http:// or https:// URL")
 
 
 def _check_abuse_settings(settings: Settings) -> None:

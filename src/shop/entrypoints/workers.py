@@ -117,9 +117,17 @@ async def sweep_reservations(ctx: Context) -> dict[str, int]:
     return summary
 
 
+async def deliver_sandbox_webhook(ctx: Context, *, body: str) -> int:
+    """The sandbox gateway's side: POST one signed event to the shop's webhook. Raises on
+    any answer but 2xx, so SAQ retries it with backoff (the gateway enqueues it by name,
+    ``SANDBOX_WEBHOOK_JOB``)."""
+    return await container_of(ctx).webhook_delivery.deliver(body)
+
+
 def job_functions() -> list[JobFunction]:
-    """Jobs enqueued by the app (e.g. an order's expiry at its ``pay_by``)."""
-    return [expire_order]
+    """Jobs enqueued by the app (an order's expiry at its ``pay_by``, the sandbox's webhook
+    deliveries)."""
+    return [expire_order, deliver_sandbox_webhook]
 
 
 def every(seconds: float) -> str:

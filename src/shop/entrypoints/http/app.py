@@ -32,6 +32,12 @@ from shop.entrypoints.http.errors import EXCEPTION_HANDLERS
 from shop.entrypoints.http.health import HealthController
 from shop.entrypoints.http.identity import AuthController, get_me
 from shop.entrypoints.http.orders import AdminOrderController, OrderController
+from shop.entrypoints.http.payments import (
+    AdminPaymentController,
+    PaymentController,
+    SandboxCheckoutController,
+    WebhookController,
+)
 from shop.entrypoints.http.request_log import request_log_middleware
 from shop.entrypoints.http.throttle import ThrottleMiddleware
 from shop.entrypoints.http.whoami import whoami
@@ -59,8 +65,12 @@ def provide_container(state: State) -> Container:
     return container
 
 
-def route_handlers() -> list[ControllerRouterHandler]:
-    """Every controller of the shop; each domain module contributes its own."""
+def route_handlers(settings: Settings) -> list[ControllerRouterHandler]:
+    """Every controller of the shop; each domain module contributes its own. The sandbox's
+    checkout page exists only while the sandbox is the configured gateway."""
+    sandbox: list[ControllerRouterHandler] = (
+        [SandboxCheckoutController] if settings.payment_gateway == "sandbox" else []
+    )
     return [
         HealthController,
         docs,
@@ -74,6 +84,10 @@ def route_handlers() -> list[ControllerRouterHandler]:
         WishController,
         OrderController,
         AdminOrderController,
+        PaymentController,
+        WebhookController,
+        AdminPaymentController,
+        *sandbox,
     ]
 
 
@@ -112,7 +126,7 @@ def create_app(
             servers.stop()
 
     app = Litestar(
-        route_handlers=[*route_handlers(), *extra_route_handlers],
+        route_handlers=[*route_handlers(own_settings), *extra_route_handlers],
         lifespan=[lifespan],
         state=State({"container": container} if container is not None else {}),
         dependencies={

@@ -1,4 +1,7 @@
-"""Orders over HTTP: purchase, payment callback, cancel, refund, ship, deliver.
+"""Orders over HTTP: purchase, cancel, refund, ship, deliver.
+
+There is no route by which a customer marks an order paid: payment state comes only from the
+gateway's signed webhook (``entrypoints/http/payments.py``).
 
 Handlers parse, call one use case and render; the rules (and every refusal) live in
 ``shop.domain.orders``. The customer is always the token's principal: someone else's order
@@ -25,6 +28,7 @@ from shop.domain.idempotency import MAX_IDEMPOTENCY_KEY_LENGTH
 from shop.domain.identity.model import Principal
 from shop.domain.orders import services
 from shop.domain.orders.model import Order, OrderCursor, OrderPage, PaymentMethod, PlaceOrder
+from shop.domain.payments import services as payment_services
 from shop.domain.stock.model import Line
 from shop.entrypoints.http.auth import requires_admin
 
@@ -59,12 +63,6 @@ class OrderIn(msgspec.Struct):
             payment_method=self.payment_method,
             shipping_address=self.shipping_address,
         )
-
-
-class PaymentIn(msgspec.Struct):
-    """What the payment provider's callback reports: the amount captured, in minor units."""
-
-    amount: Annotated[int, msgspec.Meta(ge=0)]
 
 
 class OrderLineOut(msgspec.Struct):
@@ -212,35 +210,10 @@ class OrderController(Controller):
         return OrderOut.from_domain(order)
 
     @post(
-        "/{order_id:uuid}/pay",
-        operation_id="PayOrder",
-        status_code=HTTP_200_OK,
-        summary="Payment confirmation (stands in for the payment provider's callback)",
-        description="The amount must equal the order total. Idempotent: a repeated "
-        "confirmation returns the paid order. Expired or cancelled orders are refused (409).",
-    )
-    async def pay(
-        self,
-        order_id: FromPath[uuid.UUID],
-        data: JSONBody[PaymentIn],
-        principal: NamedDependency[Principal],
-        container: NamedDependency[Container],
-    ) -> OrderOut:
-        order = await services.pay_order(
-            order_id,
-            user_id=principal.user_id,
-            amount=data.amount,
-            orders=container.orders,
-            stock=container.stock,
-            clock=container.clock,
-        )
-        return OrderOut.from_domain(order)
-
-    @post(
         "/{order_id:uuid}/cancel",
         operation_id="CancelOrder",
         status_code=HTTP_200_OK,
-        summary="Cancel before shipping; the units go back on sale",
+        summary="Cancel before shipping; the units go back on sale (a paid order is refunded)",
     )
     async def cancel(
         self,
@@ -248,9 +221,11 @@ class OrderController(Controller):
         principal: NamedDependency[Principal],
         container: NamedDependency[Container],
     ) -> OrderOut:
-        order = await services.cancel_order(
+        order = await payment_services.cancel_order(
             order_id,
             user_id=principal.user_id,
+            payments=container.payments,
+            gateway=container.gateway,
             orders=container.orders,
             stock=container.stock,
             clock=container.clock,
@@ -261,7 +236,9 @@ class OrderController(Controller):
         "/{order_id:uuid}/refund",
         operation_id="RefundOrder",
         status_code=HTTP_200_OK,
-        summary="Refund a delivered order within the refund window after delivery",
+        summary="Ask for a refund of a delivered order, within the refund window",
+        description="The order becomes refund_pending and the payment gateway is asked to "
+        "return the money; its refund.succeeded webhook makes the order refunded.",
     )
     async def refund(
         self,
@@ -269,10 +246,11 @@ class OrderController(Controller):
         principal: NamedDependency[Principal],
         container: NamedDependency[Container],
     ) -> OrderOut:
-        order = await services.refund_order(
+        order = await payment_services.request_refund(
             order_id,
             user_id=principal.user_id,
-            orders=container.orders,
+            payments=container.payments,
+            gateway=container.gateway,
             clock=container.clock,
             rules=container.order_rules,
         )
