@@ -1,9 +1,9 @@
 """Payments and the gateway's events: one ``Payment`` per attempt to pay an order.
 
 ```
-pending ──payment.succeeded──> succeeded ──refund asked──> refund_pending ──refund.succeeded──> refunded
-   │                              ^                              │
-   └──payment.failed──> failed    └──────refund.failed───────────┘
+pending ──payment.succeeded──> succeeded ──refund asked──> refund_pending ──refund.succeeded──┐
+   │                              ^                              │                           v
+   └──payment.failed──> failed    └──────refund.failed───────────┘                       refunded
 ```
 
 A refund is asked for by the customer (``refund_reason = "customer"``) or by the shop itself
