@@ -5,7 +5,7 @@ pending_payment ──pay──> paid ──ship──> shipping ──deliver�
       │  └──────────cancel──────┐ │                               │  ^
       │                         v v               request_refund │  │ refund_refused
       └──expire (past pay_by)─> expired  cancelled                v  │
-                                                              refund_pending ──complete_refund──> refunded
+                                                              refund_pending ──complete──> refunded
 ```
 (the refund window is counted from delivery)
 
