@@ -4,6 +4,7 @@
 pending ──payment.succeeded──> succeeded ──refund asked──> refund_pending ──refund.succeeded──┐
    │                              ^                              │                           v
    └──payment.failed──> failed    └──────refund.failed───────────┘                       refunded
+                            (a customer's refund; an automatic one fails to refund_failed)
 ```
 
 A refund is asked for by the customer (``refund_reason = "customer"``) or by the shop itself
@@ -29,6 +30,9 @@ class PaymentStatus(StrEnum):
     FAILED = "failed"
     REFUND_PENDING = "refund_pending"
     REFUNDED = "refunded"
+    # An automatic refund (late or cancelled) the gateway could not make: the shop holds
+    # money for an order it will not fulfil, and an admin must act (it is listed for them).
+    REFUND_FAILED = "refund_failed"
 
 
 class EventType(StrEnum):
@@ -151,10 +155,16 @@ class Payment:
         return True
 
     def refund_failed(self, refund_id: str | None, now: datetime) -> bool:
+        """A customer's refund that failed leaves the payment succeeded (they may ask again);
+        an automatic one is left ``refund_failed`` for an admin."""
         if self.status is not PaymentStatus.REFUND_PENDING:
             return False
         self._check_refund(refund_id)
-        self.status = PaymentStatus.SUCCEEDED
+        self.status = (
+            PaymentStatus.SUCCEEDED
+            if self.refund_reason is RefundReason.CUSTOMER
+            else PaymentStatus.REFUND_FAILED
+        )
         self.refund_failed_at = self.updated_at = now
         return True
 
