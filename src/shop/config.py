@@ -183,7 +183,8 @@ def _check_consistency(settings: Settings) -> None:
 
 
 def _check_payment_settings(settings: Settings) -> None:
-    if pycountry.currencies.get(alpha_3=settings.currency) is None:
+    code = settings.currency
+    if len(code) != 3 or not code.isupper() or pycountry.currencies.get(alpha_3=code) is None:
         raise ConfigError(
             f"SHOP_CURRENCY={settings.currency!r} is invalid: expected an ISO 4217 code "
             "in capitals, such as EUR or USD"

@@ -1,0 +1,67 @@
+"""The sandbox's side of a webhook: the job it enqueues, the signed POST, the CLI simulator."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+from litestar import Litestar
+
+from shop.adapters.payments.webhook_delivery import HttpWebhookDelivery, WebhookRefused
+from shop.bootstrap import SANDBOX_WEBHOOK_JOB, Container, webhook_secret_of
+from shop.entrypoints.cli import main
+from shop.entrypoints.workers import job_functions
+from tests.conftest import TEST_JWT_SECRET
+from tests.factories import make_option, make_user
+from tests.orders_client import order_body, place
+from tests.payments_client import run_sandbox_job, start_payment
+
+
+def test_the_worker_runs_the_job_the_sandbox_enqueues() -> None:
+    assert SANDBOX_WEBHOOK_JOB in {f.__qualname__ for f in job_functions()}
+
+
+async def test_a_refused_delivery_raises_so_the_job_is_retried() -> None:
+    async def down(_: httpx.Request) -> httpx.Response:
+        return httpx.Response(503, json={"status_code": 503})
+
+    sender = HttpWebhookDelivery(
+        "http://shop.example", "s" * 40, transport=httpx.MockTransport(down)
+    )
+    with pytest.raises(WebhookRefused, match="503"):
+        await sender.deliver("{}")
+
+
+async def test_simulate_from_the_cli_enqueues_a_retried_signed_delivery(
+    clean: Container, app: Litestar, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    option = await make_option(clean, stock=3, price=250)
+    _, customer = await make_user(clean)
+    order = (await place(client, customer, order_body((option, 1)))).json()
+    payment = (await start_payment(client, customer, order["id"])).json()
+    env = {
+        "SHOP_DATABASE_URL": clean.settings.database_url,
+        "SHOP_REDIS_URL": clean.settings.redis_url,
+        "SHOP_JWT_SECRET": TEST_JWT_SECRET,
+        "SHOP_PAYMENT_WEBHOOK_SECRET": webhook_secret_of(clean.settings),
+        "SHOP_DATA_DIR": str(tmp_path),
+        "SHOP_LOG_LEVEL": "WARNING",
+    }
+    result = await asyncio.to_thread(
+        CliRunner().invoke,
+        main,
+        ["payments", "simulate", payment["payment_id"], "--succeed"],
+        env=env,
+    )
+    assert result.exit_code == 0, result.output
+    key = f"sandbox:{payment['payment_id']}:payment.succeeded:-"
+    assert key in result.output
+    job = await clean.queue.job(key)
+    assert job is not None
+    assert job.retries >= 3 and job.retry_backoff, "a provider retries with backoff"
+    assert await run_sandbox_job(clean, app, key) == 200
+    paid = (await client.get(f"/api/orders/{order['id']}", headers=customer)).json()
+    assert paid["status"] == "paid"
