@@ -79,6 +79,7 @@ from shop.adapters.db.stock_rebuilds import last_rebuild, record_rebuild
 from shop.adapters.db.stock_state import StateLost, StockState
 from shop.adapters.redis.stock_keys import ACTIVE, SWITCH_LOCK, SWITCHING
 from shop.domain.errors import Conflict, DomainError, InvalidInput, Unavailable
+from shop.domain.stock.ledger import expected_left
 from shop.domain.stock.model import (
     HeldReservation,
     Line,
@@ -368,7 +369,7 @@ class SwitchableStock:
                 outside = held_outside_orders(state.held, states)
                 for option_id, entry in entries.items():
                     held = outside.get(option_id, 0)
-                    expected = max(entry.stock_total - entry.sold - held, 0)
+                    expected = max(expected_left(entry.stock_total, sold=entry.sold, held=held), 0)
                     before = state.remaining.get(option_id)
                     if before != expected:
                         repaired.append(

@@ -12,12 +12,11 @@ from datetime import datetime
 from enum import StrEnum
 
 from shop.domain.errors import Conflict, InvalidInput, NotFound
+from shop.domain.stock.preconditions import MAX_UNITS_PER_CALL
 
 MAX_NAME_LENGTH = 200
 MAX_PRODUCT_NAME_LENGTH = 300
 MAX_URL_LENGTH = 2048
-# A single restock or initial stock; keeps ``stock_total`` (a 32-bit column) far from overflow.
-MAX_UNITS_PER_CALL = 1_000_000
 MAX_OPTIONS_PER_PRODUCT = 100
 MAX_IMAGES_PER_PRODUCT = 50
 
@@ -362,11 +361,4 @@ def check_url(url: str) -> None:
         raise InvalidInput(
             f"an image URL must be an http(s) URL of at most {MAX_URL_LENGTH} characters",
             extra={"url": url[:100]},
-        )
-
-
-def check_units(units: int) -> None:
-    if not 1 <= units <= MAX_UNITS_PER_CALL:
-        raise InvalidInput(
-            f"units must be between 1 and {MAX_UNITS_PER_CALL}", extra={"units": units}
         )

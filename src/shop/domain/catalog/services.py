@@ -29,7 +29,6 @@ from shop.domain.catalog.model import (
     ProductDetail,
     ProductSummary,
     Sort,
-    check_units,
     check_url,
 )
 from shop.domain.catalog.ports import (
@@ -53,6 +52,7 @@ from shop.domain.paging import (
     page_of,
 )
 from shop.domain.stock.ports import StockReservation
+from shop.domain.stock.preconditions import check_units_per_call
 
 
 async def category_tree(reads: CatalogReads) -> tuple[CategoryNode, ...]:
@@ -184,7 +184,7 @@ async def restock(
     same key for another option or number of units is refused.
     """
     check_idempotency_key(key)
-    check_units(units)
+    check_units_per_call(units)
     if await reads.option(option_id) is None:
         raise NotFound(f"option {option_id} does not exist")
     await stock.put_on_sale(option_id, units, key=key)

@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import ClassVar
 
 from shop.domain.errors import InvalidInput
+from shop.domain.stock.ledger import expected_left
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -106,7 +107,7 @@ class HeldReservation:
 class OptionStock:
     """One option as an operator sees it: what each store says against what the ledger says.
 
-    ``expected`` is the ledger's remaining: ``stock_total - sold - held``, where ``sold`` counts
+    ``expected`` is the ledger's remaining (``ledger.expected_left``), where ``sold`` counts
     the lines of live orders and ``held`` the units of reservations no live order accounts for
     yet. ``authoritative`` is the store the active strategy sells from (the Redis counter for
     ``counter``, ``option.stock`` otherwise); ``drift`` is how far it is from the ledger.
@@ -122,7 +123,7 @@ class OptionStock:
 
     @property
     def expected(self) -> int:
-        return self.stock_total - self.sold - self.held
+        return expected_left(self.stock_total, sold=self.sold, held=self.held)
 
     @property
     def drift(self) -> int | None:
