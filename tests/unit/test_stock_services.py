@@ -146,9 +146,7 @@ async def test_a_shipped_order_is_retired_and_keeps_its_units_sold(state: str) -
 
 
 async def test_reconcile_reports_without_touching_anything_unless_told_to_fix() -> None:
-    drift = OptionStock(
-        option_id=1, stock_total=10, sold=3, held=0, db_stock=9, counter=None, authoritative=9
-    )
+    drift = OptionStock(option_id=1, stock_total=10, sold=3, held=0, db_stock=9, authoritative=9)
     stock = MemoryStock([_held("k", "pending", age=61)], drift=[drift])
     orders = MemoryOrders({})
     reported = await reconcile_stock(

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import datetime
-from collections.abc import Collection, Iterable
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import ClassVar
 
@@ -118,8 +118,10 @@ class OptionStock:
     sold: int
     held: int
     db_stock: int
-    counter: int | None
     authoritative: int | None
+    # What each store keeps besides ``option.stock``, by name (the Redis counter); empty
+    # for the strategies that keep nothing else. Names come from the stores, not from here.
+    figures: Mapping[str, int | None] = field(default_factory=dict)
 
     @property
     def expected(self) -> int:

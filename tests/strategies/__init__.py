@@ -1,0 +1,1 @@
+"""Stock strategies that exist only for the tests (registered in ``tests/conftest.py``)."""
