@@ -50,6 +50,7 @@ from shop.domain.catalog.ports import (
     PopularityScores,
     PopularRanking,
 )
+from shop.domain.clock import Clock
 from shop.domain.identity.ports import (
     AccessTokens,
     IdentityUnitOfWork,
@@ -57,7 +58,7 @@ from shop.domain.identity.ports import (
     RequestCounter,
 )
 from shop.domain.orders.model import OrderRules
-from shop.domain.orders.ports import Clock, ExpiryScheduler, Orders
+from shop.domain.orders.ports import ExpiryScheduler, Orders
 from shop.domain.stock.ports import OrderStates, StockOperations, StockReservation
 from shop.domain.wishes.ports import Wishes
 

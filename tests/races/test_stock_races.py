@@ -13,7 +13,6 @@ import os
 import random
 import sys
 import textwrap
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -35,6 +34,7 @@ from tests.stock_helpers import (
     set_order_status,
     write_order,
 )
+from tests.unit.fakes import clock_ahead
 
 STRATEGIES = sorted(STOCK_STRATEGIES)
 T = TypeVar("T")
@@ -211,7 +211,7 @@ async def test_the_sweep_returns_the_units_of_a_process_that_died_before_writing
         operations=shop.stock_operations,
         orders=SqlOrderStates(shop.engine),
         pending_timeout=settings.reservation_timeout,
-        now=time.time() + settings.reservation_timeout + 1,
+        clock=clock_ahead(settings.reservation_timeout + 1),
     )
 
     assert swept.released == ["doomed"]

@@ -54,6 +54,12 @@ class FakeClock:
         self.current += timedelta(**delta)
 
 
+def clock_ahead(seconds: float) -> FakeClock:
+    """The real time moved ``seconds`` ahead: a sweep against real stores that sees their
+    reservations as that much older."""
+    return FakeClock(datetime.now(UTC) + timedelta(seconds=seconds))
+
+
 @dataclass
 class FakeScheduler:
     scheduled: list[tuple[uuid.UUID, datetime]] = field(default_factory=list)

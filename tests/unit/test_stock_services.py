@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 
 import pytest
 
@@ -14,7 +15,7 @@ from shop.domain.stock.model import (
     merge_lines,
 )
 from shop.domain.stock.services import reconcile_stock, sweep_reservations
-from tests.unit.fakes import FakeOrderStates, FakeStock, FakeStockOperations
+from tests.unit.fakes import FakeClock, FakeOrderStates, FakeStock, FakeStockOperations
 
 NOW = 1_000_000.0
 
@@ -38,7 +39,7 @@ async def _sweep(stock: FakeStockOperations, orders: Mapping[str, str]) -> list[
         operations=stock,
         orders=FakeOrderStates(orders),
         pending_timeout=60,
-        now=NOW,
+        clock=FakeClock(datetime.fromtimestamp(NOW, UTC)),
     )
     return sorted(stock.calls)
 
@@ -84,14 +85,24 @@ async def test_reconcile_reports_without_touching_anything_unless_told_to_fix() 
     stock = _stock([_held("k", "pending", age=61)], drift=[drift])
     orders = FakeOrderStates({})
     reported = await reconcile_stock(
-        stock=stock.stock, operations=stock, orders=orders, pending_timeout=60, fix=False
+        stock=stock.stock,
+        operations=stock,
+        orders=orders,
+        pending_timeout=60,
+        clock=FakeClock(),
+        fix=False,
     )
     assert reported == [drift]
     assert drift.drift == 2
     assert not stock.repaired and stock.calls == []
 
     await reconcile_stock(
-        stock=stock.stock, operations=stock, orders=orders, pending_timeout=60, fix=True
+        stock=stock.stock,
+        operations=stock,
+        orders=orders,
+        pending_timeout=60,
+        clock=FakeClock(),
+        fix=True,
     )
     assert stock.repaired
     assert stock.calls == [("release", "k")]

@@ -106,6 +106,7 @@ async def sweep_reservations(ctx: Context) -> dict[str, int]:
         operations=container.stock_operations,
         orders=container.order_states,
         pending_timeout=container.settings.reservation_timeout,
+        clock=container.clock,
     )
     summary = {
         "confirmed": len(outcome.confirmed),

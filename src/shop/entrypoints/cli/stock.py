@@ -144,6 +144,7 @@ def reconcile(fix: bool) -> None:
             operations=container.stock_operations,
             orders=container.order_states,
             pending_timeout=container.settings.reservation_timeout,
+            clock=container.clock,
             fix=fix,
         )
 
