@@ -249,9 +249,9 @@ async def test_a_limit_needs_a_buyer(stock: StockReservation, clean: Container) 
         await stock.reserve([Line(option_id, 1)], key="k", per_buyer_limit=1)
 
 
-async def test_the_check_constraint_is_the_last_line_of_defence(
-    stock: StockReservation, clean: Container
-) -> None:
+async def test_the_check_constraint_is_the_last_line_of_defence(clean: Container) -> None:
+    """Below every strategy: the schema itself refuses negative stock (run once, not per
+    strategy, since no strategy is involved)."""
     option_id = await make_option(clean, stock=1)
     with pytest.raises(Exception, match="stock_non_negative"):
         async with clean.engine.begin() as conn:
