@@ -17,7 +17,6 @@ from rich.table import Table
 from shop.bootstrap import STOCK_STRATEGIES, Container
 from shop.domain.errors import DomainError
 from shop.domain.stock.model import OptionStock, StockRebuild
-from shop.domain.stock.services import reconcile_stock
 from shop.entrypoints.cli.context import resolved_settings
 
 T = TypeVar("T")
@@ -139,14 +138,7 @@ def reconcile(fix: bool) -> None:
     """Compare the stores with the ledger; exit 1 on drift unless --fix repaired it."""
 
     async def work(container: Container) -> Sequence[OptionStock]:
-        return await reconcile_stock(
-            stock=container.stock,
-            operations=container.stock_operations,
-            orders=container.order_states,
-            pending_timeout=container.settings.reservation_timeout,
-            clock=container.clock,
-            fix=fix,
-        )
+        return await container.stock_cases.reconcile(fix=fix)
 
     drifting = _run(work)
     console = Console()

@@ -146,13 +146,8 @@ class OrderController(Controller):
         principal: NamedDependency[Principal],
         container: NamedDependency[Container],
     ) -> Response[OrderOut]:
-        placed = await services.place_order(
-            data.to_command(principal.user_id, idempotency_key),
-            rules=container.order_rules,
-            stock=container.stock,
-            orders=container.orders,
-            clock=container.clock,
-            expiry=container.expiry,
+        placed = await container.order_cases.place(
+            data.to_command(principal.user_id, idempotency_key)
         )
         return Response(
             OrderOut.from_domain(placed.order),
@@ -170,9 +165,8 @@ class OrderController(Controller):
             str | None, QueryParameter(description="next_cursor of the previous page")
         ] = None,
     ) -> OrderPageOut:
-        page = await services.list_orders(
+        page = await container.order_cases.page(
             principal.user_id,
-            orders=container.orders,
             limit=limit,
             after=None if cursor is None else OrderCursor.parse(cursor),
         )
@@ -185,9 +179,7 @@ class OrderController(Controller):
         principal: NamedDependency[Principal],
         container: NamedDependency[Container],
     ) -> OrderOut:
-        order = await services.get_order(
-            order_id, user_id=principal.user_id, orders=container.orders
-        )
+        order = await container.order_cases.get(order_id, user_id=principal.user_id)
         return OrderOut.from_domain(order)
 
     @post(
@@ -227,13 +219,7 @@ class OrderController(Controller):
         principal: NamedDependency[Principal],
         container: NamedDependency[Container],
     ) -> OrderOut:
-        order = await services.cancel_order(
-            order_id,
-            user_id=principal.user_id,
-            orders=container.orders,
-            stock=container.stock,
-            clock=container.clock,
-        )
+        order = await container.order_cases.cancel(order_id, user_id=principal.user_id)
         return OrderOut.from_domain(order)
 
     @post(
@@ -248,13 +234,7 @@ class OrderController(Controller):
         principal: NamedDependency[Principal],
         container: NamedDependency[Container],
     ) -> OrderOut:
-        order = await services.refund_order(
-            order_id,
-            user_id=principal.user_id,
-            orders=container.orders,
-            clock=container.clock,
-            rules=container.order_rules,
-        )
+        order = await container.order_cases.refund(order_id, user_id=principal.user_id)
         return OrderOut.from_domain(order)
 
 
@@ -272,7 +252,7 @@ class AdminOrderController(Controller):
     async def ship(
         self, order_id: FromPath[uuid.UUID], container: NamedDependency[Container]
     ) -> OrderOut:
-        order = await services.ship_order(order_id, orders=container.orders, clock=container.clock)
+        order = await container.order_cases.ship(order_id)
         return OrderOut.from_domain(order)
 
     @post(
@@ -284,7 +264,5 @@ class AdminOrderController(Controller):
     async def deliver(
         self, order_id: FromPath[uuid.UUID], container: NamedDependency[Container]
     ) -> OrderOut:
-        order = await services.deliver_order(
-            order_id, orders=container.orders, clock=container.clock
-        )
+        order = await container.order_cases.deliver(order_id)
         return OrderOut.from_domain(order)
