@@ -38,7 +38,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from shop.adapters.db import migrations
-from shop.adapters.db.catalog import SUBTREE_PROBE, CategoryFilter, listing_statement
+from shop.adapters.db.catalog_listing import SUBTREE_PROBE, CategoryFilter, listing_statement
 from shop.adapters.db.engine import plain_dsn
 from shop.adapters.embedded import EmbeddedPostgres, EmbeddedRedis
 from shop.bootstrap import Container
