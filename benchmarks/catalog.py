@@ -44,8 +44,8 @@ from shop.adapters.embedded import EmbeddedPostgres, EmbeddedRedis
 from shop.bootstrap import Container
 from shop.config import Settings
 from shop.domain.catalog.model import ListingQuery, Sort
-from shop.domain.catalog.sample import sample_catalog
 from shop.domain.catalog.services import position_from, seed_catalog
+from shop.entrypoints.cli.sample_data import sample_catalog
 from shop.entrypoints.http.app import create_app
 
 LIMIT = 20

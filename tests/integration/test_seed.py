@@ -11,9 +11,9 @@ from click.testing import CliRunner
 from sqlalchemy import text
 
 from shop.bootstrap import Container
-from shop.domain.catalog.sample import sample_catalog
 from shop.domain.identity.model import Role
 from shop.entrypoints.cli import main
+from shop.entrypoints.cli.sample_data import sample_catalog
 from shop.entrypoints.cli.seed import run_seed
 from tests.conftest import bearer
 

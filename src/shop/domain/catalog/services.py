@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
+from shop.domain.catalog.bulk import LoadedCatalog, SampleCatalog
 from shop.domain.catalog.model import (
     Category,
     CategoryChange,
@@ -38,7 +39,6 @@ from shop.domain.catalog.ports import (
     PopularityScores,
     PopularRanking,
 )
-from shop.domain.catalog.sample import LoadedCatalog, SampleCatalog
 from shop.domain.errors import InvalidInput, NotFound
 from shop.domain.idempotency import check_idempotency_key
 from shop.domain.paging import (
