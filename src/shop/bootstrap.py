@@ -377,6 +377,16 @@ class Container:
             request_counter=RedisRequestCounter(redis),
         )
 
+    @property
+    def refresh_ttl(self) -> timedelta:
+        """How long a refresh token lives (the identity rules take a duration)."""
+        return timedelta(seconds=self.settings.refresh_token_ttl)
+
+    @property
+    def wish_cap(self) -> int:
+        """How many products one customer's wish list may hold."""
+        return self.settings.max_wishes_per_user
+
     @cached_property
     def order_cases(self) -> OrderCases:
         return OrderCases(
