@@ -33,13 +33,31 @@ def _held(key: str, status: str, age: float) -> HeldReservation:
     )
 
 
+def _clock() -> FakeClock:
+    """The rules' now: ``NOW``, the instant the held reservations' ages count from."""
+    return FakeClock(datetime.fromtimestamp(NOW, UTC))
+
+
+async def _reconcile(
+    stock: FakeStockOperations, orders: FakeOrderStates, *, fix: bool
+) -> Sequence[OptionStock]:
+    return await reconcile_stock(
+        stock=stock.stock,
+        operations=stock,
+        orders=orders,
+        pending_timeout=60,
+        clock=_clock(),
+        fix=fix,
+    )
+
+
 async def _sweep(stock: FakeStockOperations, orders: Mapping[str, str]) -> list[tuple[str, str]]:
     await sweep_reservations(
         stock=stock.stock,
         operations=stock,
         orders=FakeOrderStates(orders),
         pending_timeout=60,
-        clock=FakeClock(datetime.fromtimestamp(NOW, UTC)),
+        clock=_clock(),
     )
     return sorted(stock.calls)
 
@@ -84,26 +102,12 @@ async def test_reconcile_reports_without_touching_anything_unless_told_to_fix() 
     drift = OptionStock(option_id=1, stock_total=10, sold=3, held=0, db_stock=9, authoritative=9)
     stock = _stock([_held("k", "pending", age=61)], drift=[drift])
     orders = FakeOrderStates({})
-    reported = await reconcile_stock(
-        stock=stock.stock,
-        operations=stock,
-        orders=orders,
-        pending_timeout=60,
-        clock=FakeClock(),
-        fix=False,
-    )
+    reported = await _reconcile(stock, orders, fix=False)
     assert reported == [drift]
     assert drift.drift == 2
     assert not stock.repaired and stock.calls == []
 
-    await reconcile_stock(
-        stock=stock.stock,
-        operations=stock,
-        orders=orders,
-        pending_timeout=60,
-        clock=FakeClock(),
-        fix=True,
-    )
+    await _reconcile(stock, orders, fix=True)
     assert stock.repaired
     assert stock.calls == [("release", "k")]
 
