@@ -14,9 +14,7 @@ from pathlib import Path
 import pytest
 from benchmarks.stock import STRATEGIES, BenchConfig, run
 
-from tests.strategies.ledger_twin import NAME as LEDGER_TWIN
-
-TEST_ONLY = {LEDGER_TWIN}
+from tests.strategies import TEST_ONLY
 
 RUN_FIELDS = {
     "strategy",
