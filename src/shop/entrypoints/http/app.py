@@ -8,13 +8,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
 
-from litestar import Litestar, MediaType, Request, Response, get
+from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.types import ControllerRouterHandler
 
 from shop import __version__
@@ -28,6 +26,7 @@ from shop.entrypoints.http.catalog import (
     CategoryController,
     ProductController,
 )
+from shop.entrypoints.http.docs import SWAGGER_UI, docs, docs_assets
 from shop.entrypoints.http.errors import EXCEPTION_HANDLERS
 from shop.entrypoints.http.health import HealthController
 from shop.entrypoints.http.identity import AuthController, get_me
@@ -37,21 +36,6 @@ from shop.entrypoints.http.throttle import ThrottleMiddleware
 from shop.entrypoints.http.whoami import whoami
 from shop.entrypoints.http.wishes import WishController
 from shop.logs import configure_logging
-
-_DOCS = SwaggerRenderPlugin(path="/swagger")
-
-
-@get(
-    "/docs",
-    operation_id="ApiDocs",
-    include_in_schema=False,
-    media_type=MediaType.HTML,
-    exclude_from_auth=True,
-)
-async def docs(request: Request[Any, Any, Any]) -> Response[bytes]:
-    """Interactive API docs (Swagger UI) rendered from the live OpenAPI schema."""
-    schema = request.app.openapi_schema.to_schema()
-    return Response(_DOCS.render(request, schema), media_type=MediaType.HTML)
 
 
 def provide_container(state: State) -> Container:
@@ -64,6 +48,7 @@ def route_handlers() -> list[ControllerRouterHandler]:
     return [
         HealthController,
         docs,
+        docs_assets(),
         AuthController,
         get_me,
         whoami,
@@ -127,7 +112,7 @@ def create_app(
             version=__version__,
             description="First-come-first-served store backend.",
             path="/schema",
-            render_plugins=[_DOCS],
+            render_plugins=[SWAGGER_UI],
         ),
         debug=False,
     )
