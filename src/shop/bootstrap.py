@@ -25,17 +25,23 @@ from shop.adapters.db.catalog import SqlCatalogReads, SqlCatalogUnitOfWork, SqlP
 from shop.adapters.db.catalog_bulk import PostgresCatalogBulkLoad
 from shop.adapters.db.engine import make_engine, make_sessionmaker
 from shop.adapters.db.identity import SqlIdentityUnitOfWork
+from shop.adapters.db.options_on_sale import RecentlySoldOptions
 from shop.adapters.db.orders import SqlOrders
 from shop.adapters.db.stock import PostgresStock
 from shop.adapters.db.stock_ledger import SqlOrderStates
 from shop.adapters.db.wishes import SqlWishes
 from shop.adapters.embedded import EmbeddedPostgres, EmbeddedRedis
+from shop.adapters.metrics.prometheus import PrometheusExposition, PrometheusObserver
+from shop.adapters.metrics.prometheus import (
+    prepare_multiprocess_dir as prepare_multiprocess_dir,  # for shop up
+)
 from shop.adapters.queue import EXPIRE_ORDER_JOB as EXPIRE_ORDER_JOB  # for the worker
 from shop.adapters.queue import QUEUE_NAME as QUEUE_NAME
 from shop.adapters.queue import SaqExpiryScheduler, job_queue_on
 from shop.adapters.queue import make_job_queue as make_job_queue
 from shop.adapters.redis.popularity import RedisPopularRanking
 from shop.adapters.redis.ratelimit import RedisRequestCounter
+from shop.adapters.redis.sale_snapshots import RedisSaleSnapshots
 from shop.adapters.redis.stock_counter import RedisCounterStock
 from shop.adapters.redis.stock_redlock import RedlockStock, redlock_masters
 from shop.adapters.redis.strategy import StockStrategy, SwitchableStock
@@ -54,6 +60,12 @@ from shop.domain.identity.ports import (
     IdentityUnitOfWork,
     PasswordHasher,
     RequestCounter,
+)
+from shop.domain.observation.ports import (
+    MetricsExposition,
+    OptionsOnSale,
+    SaleObserver,
+    SaleSnapshots,
 )
 from shop.domain.orders.model import OrderRules
 from shop.domain.orders.ports import Clock, ExpiryScheduler, Orders
@@ -201,6 +213,16 @@ class CatalogPorts:
     bulk: CatalogBulkLoad
 
 
+@dataclass(frozen=True)
+class ObservationPorts:
+    """What the metrics endpoint, the dashboard and the snapshot job are wired with."""
+
+    observer: SaleObserver
+    snapshots: SaleSnapshots
+    options: OptionsOnSale
+    exposition: MetricsExposition
+
+
 @dataclass
 class Container:
     """Every long-lived connection of one process, built once and closed once."""
@@ -278,6 +300,26 @@ class Container:
             ranking=RedisPopularRanking(self.redis),
             stock=self.stock,
             bulk=PostgresCatalogBulkLoad(self.engine),
+        )
+
+    @cached_property
+    def observer(self) -> SaleObserver:
+        stock = self.stock
+        default = self.settings.stock_strategy
+
+        def strategy() -> str:
+            name = getattr(stock, "name", default)
+            return name if isinstance(name, str) else default
+
+        return PrometheusObserver(strategy)
+
+    @cached_property
+    def observation(self) -> ObservationPorts:
+        return ObservationPorts(
+            observer=self.observer,
+            snapshots=RedisSaleSnapshots(self.redis),
+            options=RecentlySoldOptions(self.engine, limit=self.settings.observed_options),
+            exposition=PrometheusExposition(),
         )
 
     @cached_property

@@ -27,6 +27,7 @@ from shop.bootstrap import (
 from shop.config import Settings, load_settings
 from shop.domain.catalog.model import PopularityWeights
 from shop.domain.catalog.services import refresh_popularity
+from shop.domain.observation import services as observation
 from shop.domain.orders import services as orders
 from shop.domain.stock import services as stock_services
 from shop.logs import configure_logging, get_logger
@@ -49,15 +50,19 @@ async def expire_order(ctx: Context, *, order_id: str) -> bool:
     """Scheduled at the order's ``pay_by`` by ``place_order``; the adapter enqueues it by
     name (``EXPIRE_ORDER_JOB``), which is why this function carries that name."""
     c = container_of(ctx)
-    return await orders.expire_order(
+    expired = await orders.expire_order(
         uuid.UUID(order_id), orders=c.orders, stock=c.stock, clock=c.clock
     )
+    if expired:
+        c.observer.orders_expired(1)
+    return expired
 
 
 async def expire_overdue_orders(ctx: Context) -> int:
     """Backstop for expiry jobs lost with Redis (or never enqueued)."""
     c = container_of(ctx)
     expired = await orders.expire_overdue_orders(orders=c.orders, stock=c.stock, clock=c.clock)
+    c.observer.orders_expired(expired)
     if expired:
         _log.info("expired overdue orders", count=expired)
     return expired
@@ -95,7 +100,25 @@ async def refresh_popularity_job(ctx: Context) -> int | None:
 
 async def sync_stock(ctx: Context) -> int:
     """Write the Redis counters back to option.stock (a no-op unless counter is active)."""
-    return await container_of(ctx).stock_operations.sync()
+    c = container_of(ctx)
+    synced = await c.stock_operations.sync()
+    c.observer.stock_synced(synced, c.clock.now().timestamp())
+    return synced
+
+
+async def observe_sale(ctx: Context) -> int:
+    """Read the ledger for the options on sale: the gauges of /metrics and the dashboard
+    read this snapshot, so neither ever queries the ledger itself."""
+    c = container_of(ctx)
+    ports = c.observation
+    snapshot = await observation.observe_sale(
+        options=ports.options,
+        operations=c.stock_operations,
+        snapshots=ports.snapshots,
+        observer=ports.observer,
+        clock=c.clock,
+    )
+    return len(snapshot.options)
 
 
 async def sweep_reservations(ctx: Context) -> dict[str, int]:
@@ -107,6 +130,7 @@ async def sweep_reservations(ctx: Context) -> dict[str, int]:
         orders=container.order_states,
         pending_timeout=container.settings.reservation_timeout,
     )
+    container.observer.reservations_swept(outcome)
     summary = {
         "confirmed": len(outcome.confirmed),
         "released": len(outcome.released),
@@ -144,6 +168,7 @@ def cron_jobs(settings: Settings) -> list[CronJob[Context]]:
         CronJob(refresh_popularity_job, cron=every(settings.popularity_refresh_interval)),
         CronJob(sync_stock, cron=every(settings.stock_sync_interval), timeout=60),
         CronJob(sweep_reservations, cron=every(settings.stock_sweep_interval), timeout=300),
+        CronJob(observe_sale, cron=every(settings.sale_snapshot_interval), timeout=30),
     ]
 
 

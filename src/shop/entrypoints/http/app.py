@@ -19,6 +19,7 @@ from shop import __version__
 from shop.adapters.security import JwtAccessTokens
 from shop.bootstrap import Container, jwt_secret_of, resolve_services
 from shop.config import Settings, load_settings
+from shop.domain.observation.ports import SaleObserver
 from shop.entrypoints.http.auth import auth_middleware, provide_principal
 from shop.entrypoints.http.catalog import (
     AdminCategoryController,
@@ -30,6 +31,7 @@ from shop.entrypoints.http.docs import SWAGGER_UI, docs, docs_assets
 from shop.entrypoints.http.errors import EXCEPTION_HANDLERS
 from shop.entrypoints.http.health import HealthController
 from shop.entrypoints.http.identity import AuthController, get_me
+from shop.entrypoints.http.metrics import metrics, metrics_middleware
 from shop.entrypoints.http.orders import AdminOrderController, OrderController
 from shop.entrypoints.http.request_log import request_log_middleware
 from shop.entrypoints.http.throttle import ThrottleMiddleware
@@ -47,6 +49,7 @@ def route_handlers() -> list[ControllerRouterHandler]:
     """Every controller of the shop; each domain module contributes its own."""
     return [
         HealthController,
+        metrics,
         docs,
         docs_assets(),
         AuthController,
@@ -119,4 +122,10 @@ def create_app(
     # Wrapped around the whole ASGI handler (not as route middleware) so that unmatched routes
     # (404, 405) get a request id and an access-log line too.
     app.asgi_handler = request_log_middleware(app.asgi_handler)
+
+    def observer() -> SaleObserver | None:
+        built: Container | None = getattr(app.state, "container", None)
+        return None if built is None else built.observer
+
+    app.asgi_handler = metrics_middleware(app.asgi_handler, observer)
     return app
