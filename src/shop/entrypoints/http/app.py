@@ -27,6 +27,7 @@ from shop.entrypoints.http.catalog import (
     CategoryController,
     ProductController,
 )
+from shop.entrypoints.http.dashboard import AdminPageController, DashboardController
 from shop.entrypoints.http.docs import SWAGGER_UI, docs, docs_assets
 from shop.entrypoints.http.errors import EXCEPTION_HANDLERS
 from shop.entrypoints.http.health import HealthController
@@ -62,6 +63,8 @@ def route_handlers() -> list[ControllerRouterHandler]:
         WishController,
         OrderController,
         AdminOrderController,
+        DashboardController,
+        AdminPageController,
     ]
 
 
