@@ -46,6 +46,10 @@ from shop.adapters.redis.stock_counter import RedisCounterStock
 from shop.adapters.redis.stock_redlock import RedlockStock, redlock_masters
 from shop.adapters.redis.strategy import StockStrategy, SwitchableStock
 from shop.adapters.security import Argon2PasswordHasher, JwtAccessTokens
+from shop.adapters.tracing import TracedStock
+from shop.adapters.tracing import start_tracing as start_tracing  # for the entry points
+from shop.adapters.tracing import traced_job as traced_job
+from shop.adapters.tracing import tracing_requested as tracing_requested
 from shop.config import Settings
 from shop.domain.catalog.ports import (
     CatalogBulkLoad,
@@ -250,7 +254,9 @@ class Container:
         return order_rules(self.settings)
 
     @classmethod
-    def build(cls, settings: Settings) -> Container:
+    def build(cls, settings: Settings, *, tracing: bool | None = None) -> Container:
+        """``tracing`` (default: asked for by the ``OTEL_*`` variables) wraps the stock port
+        in spans; the process must have called ``start_tracing`` (or set its own provider)."""
         database_url, redis_url = require_urls(settings)
         engine = make_engine(
             database_url,
@@ -263,12 +269,13 @@ class Container:
         queue = job_queue_on(redis)
         sessionmaker = make_sessionmaker(engine)
         stock = build_switchable_stock(StockDeps(settings, engine, redis))
+        traced = tracing_requested() if tracing is None else tracing
         return cls(
             settings=settings,
             engine=engine,
             sessionmaker=sessionmaker,
             redis=redis,
-            stock=stock,
+            stock=TracedStock(stock, lambda: stock.name) if traced else stock,
             stock_operations=stock,
             order_states=SqlOrderStates(engine),
             queue=queue,

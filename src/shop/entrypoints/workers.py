@@ -23,6 +23,9 @@ from shop.bootstrap import (
     make_job_queue,
     require_urls,
     resolve_services,
+    start_tracing,
+    traced_job,
+    tracing_requested,
 )
 from shop.config import Settings, load_settings
 from shop.domain.catalog.model import PopularityWeights
@@ -180,13 +183,24 @@ def build_worker(
     functions: Sequence[JobFunction] | None = None,
     crons: Sequence[CronJob[Context]] | None = None,
     concurrency: int = 10,
+    tracing: bool | None = None,
 ) -> Worker[Context]:
-    """A worker on the settings' Redis. Tests pass their own container to share connections."""
+    """A worker on the settings' Redis. Tests pass their own container to share connections.
+
+    ``tracing`` (default: asked for by ``OTEL_*``) puts a span around every job run.
+    """
     _, redis_url = require_urls(settings)
     owned = container is None
+    traced = tracing_requested() if tracing is None else tracing
+    jobs = list(job_functions() if functions is None else functions)
+    schedule = list(cron_jobs(settings) if crons is None else crons)
+    if traced:
+        jobs = [traced_job(job) for job in jobs]
+        for cron in schedule:
+            cron.function = traced_job(cron.function)
 
     async def startup(ctx: Context) -> None:
-        ctx["container"] = container or Container.build(settings)  # type: ignore[typeddict-unknown-key]
+        ctx["container"] = container or Container.build(settings, tracing=traced)  # type: ignore[typeddict-unknown-key]
         _log.info("worker started", queue=QUEUE_NAME)
 
     async def shutdown(ctx: Context) -> None:
@@ -197,8 +211,8 @@ def build_worker(
 
     return Worker(
         make_queue(redis_url),
-        functions=list(job_functions() if functions is None else functions),
-        cron_jobs=list(cron_jobs(settings) if crons is None else crons),
+        functions=jobs,
+        cron_jobs=schedule,
         startup=startup,
         shutdown=shutdown,
         concurrency=concurrency,
@@ -217,6 +231,8 @@ async def _serve(settings: Settings, servers: EmbeddedServers) -> None:
 def main() -> None:
     settings = load_settings()
     configure_logging(settings.log_level, json=settings.log_json)
+    if tracing_requested():
+        start_tracing("shop-worker")
     resolved, servers = resolve_services(settings)
     asyncio.run(_serve(resolved, servers))
 

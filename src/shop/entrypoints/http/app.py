@@ -13,11 +13,18 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
+from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
 from litestar.types import ControllerRouterHandler
 
 from shop import __version__
 from shop.adapters.security import JwtAccessTokens
-from shop.bootstrap import Container, jwt_secret_of, resolve_services
+from shop.bootstrap import (
+    Container,
+    jwt_secret_of,
+    resolve_services,
+    start_tracing,
+    tracing_requested,
+)
 from shop.config import Settings, load_settings
 from shop.domain.observation.ports import SaleObserver
 from shop.entrypoints.http.auth import auth_middleware, provide_principal
@@ -73,10 +80,19 @@ def create_app(
     *,
     settings: Settings | None = None,
     extra_route_handlers: Sequence[ControllerRouterHandler] = (),
+    tracing: bool | None = None,
 ) -> Litestar:
-    """Build the app. Without a container, the lifespan builds one from the environment."""
+    """Build the app. Without a container, the lifespan builds one from the environment.
+
+    ``tracing`` (default: asked for by the ``OTEL_*`` variables, see adapters/tracing.py)
+    adds a server span per request; the app then starts the OTLP exporter itself unless a
+    container (and so a caller who set up its own tracer provider) is handed in.
+    """
     own_settings = container.settings if container is not None else (settings or load_settings())
     configure_logging(own_settings.log_level, json=own_settings.log_json)
+    traced = tracing_requested() if tracing is None else tracing
+    if traced and container is None:
+        start_tracing()
     # Tokens are verified with the same secret the container signs with; building the verifier
     # here (not in the lifespan) lets the middleware exist before the first request.
     tokens = (
@@ -94,7 +110,7 @@ def create_app(
             yield
             return
         resolved, servers = resolve_services(own_settings)
-        built = Container.build(resolved)
+        built = Container.build(resolved, tracing=traced)
         app.state.container = built
         try:
             yield
@@ -112,6 +128,7 @@ def create_app(
         },
         middleware=[*throttle, auth_middleware(tokens)],
         exception_handlers=EXCEPTION_HANDLERS,
+        plugins=[OpenTelemetryPlugin(OpenTelemetryConfig())] if traced else [],
         request_max_body_size=own_settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="shop",
