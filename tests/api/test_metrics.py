@@ -125,3 +125,32 @@ async def test_counts_of_other_processes_are_added_up(
     assert await asyncio.wait_for(process.wait(), timeout=60) == 0
     after = value(await scrape(client), "shop_orders_expired_total")
     assert after - before == 3
+
+
+FAMILIES = {
+    "shop_http_request_duration_seconds",
+    "shop_purchases",
+    "shop_reservation_sweeps",
+    "shop_reservations_swept",
+    "shop_orders_expired",
+    "shop_payment_events",
+    "shop_dependency_errors",
+    "shop_stock_syncs",
+    "shop_stock_sync_last_success_timestamp_seconds",
+    "shop_stock_sync_lag_seconds",
+    "shop_sale_snapshot_age_seconds",
+    "shop_stock_on_sale_units",
+    "shop_stock_sold_units",
+    "shop_stock_held_units",
+    "shop_stock_left_units",
+    "shop_stock_drift_units",
+    "shop_stock_oversold_units",
+}
+
+
+async def test_every_family_is_exposed_with_its_help(client: httpx.AsyncClient) -> None:
+    text = await scrape(client)
+    exposed = {family.name for family in text_string_to_metric_families(text)}
+    assert exposed >= FAMILIES, FAMILIES - exposed
+    for outcome in ("created", "replayed", "sold_out", "limit", "unavailable", "invalid", "error"):
+        assert f'outcome="{outcome}"' in text

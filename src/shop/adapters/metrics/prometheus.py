@@ -20,6 +20,7 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -89,6 +90,10 @@ SYNC_LAG = Gauge(
     multiprocess_mode="mostrecent",
 )
 
+SWEEP_ACTIONS = ("confirmed", "released", "retired")  # the fields of SweepOutcome
+# The gateway's event types (DESIGN.md §6); others are counted as they come.
+PAYMENT_EVENTS = ("payment.succeeded", "payment.failed", "refund.succeeded", "refund.failed")
+
 # (name, help, field of OptionFigures)
 OPTION_GAUGES: tuple[tuple[str, str, str], ...] = (
     ("shop_stock_on_sale_units", "Units ever put on sale (stock_total).", "on_sale"),
@@ -145,6 +150,16 @@ class PrometheusObserver:
     def __init__(self, strategy: Callable[[], str]) -> None:
         self._strategy = strategy
         self._last_sync: float | None = None
+        # Every known label set starts at 0, so a family is visible (and rate() works) before
+        # its first event: an alert on errors must not wait for the first error to exist.
+        for outcome in PurchaseOutcome:
+            PURCHASES.labels(outcome.value, strategy())
+        for action in SWEEP_ACTIONS:
+            SWEPT.labels(action)
+        for event in PAYMENT_EVENTS:
+            PAYMENTS.labels(event)
+        for dependency in get_args(Dependency):
+            DEPENDENCY_ERRORS.labels(dependency)
 
     def purchase(self, outcome: PurchaseOutcome) -> None:
         PURCHASES.labels(outcome.value, self._strategy()).inc()
@@ -154,12 +169,8 @@ class PrometheusObserver:
 
     def reservations_swept(self, outcome: SweepOutcome) -> None:
         SWEEPS.inc()
-        for action, keys in (
-            ("confirmed", outcome.confirmed),
-            ("released", outcome.released),
-            ("retired", outcome.retired),
-        ):
-            SWEPT.labels(action).inc(len(keys))
+        for action in SWEEP_ACTIONS:
+            SWEPT.labels(action).inc(len(getattr(outcome, action)))
 
     def orders_expired(self, count: int) -> None:
         EXPIRED.inc(count)
