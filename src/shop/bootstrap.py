@@ -35,6 +35,7 @@ from shop.adapters.metrics.prometheus import PrometheusExposition, PrometheusObs
 from shop.adapters.metrics.prometheus import (
     prepare_multiprocess_dir as prepare_multiprocess_dir,  # for shop up
 )
+from shop.adapters.no_drops import NoDrops
 from shop.adapters.queue import EXPIRE_ORDER_JOB as EXPIRE_ORDER_JOB  # for the worker
 from shop.adapters.queue import QUEUE_NAME as QUEUE_NAME
 from shop.adapters.queue import SaqExpiryScheduler, job_queue_on
@@ -66,6 +67,7 @@ from shop.domain.identity.ports import (
     RequestCounter,
 )
 from shop.domain.observation.ports import (
+    DropsOnSale,
     MetricsExposition,
     OptionsOnSale,
     SaleObserver,
@@ -224,6 +226,8 @@ class ObservationPorts:
     observer: SaleObserver
     snapshots: SaleSnapshots
     options: OptionsOnSale
+    # Issue 14 (drops) plugs its adapter in here; it also names the drops' options.
+    drops: DropsOnSale
     exposition: MetricsExposition
 
 
@@ -326,6 +330,7 @@ class Container:
             observer=self.observer,
             snapshots=RedisSaleSnapshots(self.redis),
             options=RecentlySoldOptions(self.engine, limit=self.settings.observed_options),
+            drops=NoDrops(),
             exposition=PrometheusExposition(),
         )
 

@@ -116,6 +116,7 @@ async def observe_sale(ctx: Context) -> int:
     ports = c.observation
     snapshot = await observation.observe_sale(
         options=ports.options,
+        drops=ports.drops,
         operations=c.stock_operations,
         snapshots=ports.snapshots,
         observer=ports.observer,

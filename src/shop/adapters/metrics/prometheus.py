@@ -109,6 +109,15 @@ OPTION_GAUGES: tuple[tuple[str, str, str], ...] = (
 )
 
 
+# Per drop (empty until the drops module reports drops, issue 14).
+DROP_GAUGES: tuple[tuple[str, str, str], ...] = (
+    ("shop_drop_queue_length", "Buyers waiting in the drop's queue.", "queue_length"),
+    ("shop_drop_admitted", "Buyers admitted from the queue so far.", "admitted"),
+    ("shop_drop_admission_rate", "Admissions per second (the drop's setting).", "admission_rate"),
+    ("shop_drop_starts_at_timestamp_seconds", "When the drop opens (epoch seconds).", "starts_at"),
+)
+
+
 def prepare_multiprocess_dir(path: Path) -> Path:
     """Create ``path`` and empty it: samples left by an earlier run would be added to this
     one's (a counter would start at yesterday's total)."""
@@ -140,6 +149,11 @@ class _SnapshotCollector(Collector):
             family = GaugeMetricFamily(name, documentation, labels=["option_id"])
             for option in snapshot.options if snapshot else ():
                 family.add_metric([str(option.option_id)], getattr(option, field))
+            yield family
+        for name, documentation, field in DROP_GAUGES:
+            family = GaugeMetricFamily(name, documentation, labels=["drop_id"])
+            for drop in snapshot.drops if snapshot else ():
+                family.add_metric([str(drop.drop_id)], getattr(drop, field))
             yield family
 
 

@@ -84,10 +84,11 @@ class OptionFigures:
 
 @dataclass(frozen=True, slots=True)
 class DropFigures:
-    """One drop (scheduled sale) as the dashboard shows it.
+    """One drop (scheduled sale) as the dashboard and the ``shop_drop_*`` gauges show it.
 
-    Filled by the drops module once it exists (issue 14): its ``OptionsOnSale`` adapter
-    names the drops' options, and a drops-aware snapshot fills these figures.
+    Filled by a ``DropsOnSale`` adapter once the drops module exists (issue 14); its
+    options join the options the snapshot follows. ``admitted`` is cumulative,
+    ``admission_rate`` per second.
     """
 
     drop_id: int

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal, Protocol
 
-from shop.domain.observation.model import PurchaseOutcome, SaleSnapshot
+from shop.domain.observation.model import DropFigures, PurchaseOutcome, SaleSnapshot
 from shop.domain.stock.model import SweepOutcome
 
 Dependency = Literal["postgres", "redis", "other"]
@@ -41,6 +41,17 @@ class OptionsOnSale(Protocol):
     follow. Today: the options bought recently; with drops, the options of live drops."""
 
     async def on_sale_now(self) -> Sequence[int]: ...
+
+
+class DropsOnSale(Protocol):
+    """The drops (scheduled sales, issue 14) the snapshot reports: countdown, queue length,
+    admissions. ``enabled`` is false while the shop has no drops module: the dashboard then
+    says so instead of showing an empty list as if no drop were planned."""
+
+    @property
+    def enabled(self) -> bool: ...
+
+    async def live(self) -> Sequence[DropFigures]: ...
 
 
 class SaleSnapshots(Protocol):

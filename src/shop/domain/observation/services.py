@@ -7,7 +7,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from shop.domain.observation.model import DropFigures, OptionFigures, SaleSnapshot
-from shop.domain.observation.ports import OptionsOnSale, SaleObserver, SaleSnapshots
+from shop.domain.observation.ports import (
+    DropsOnSale,
+    OptionsOnSale,
+    SaleObserver,
+    SaleSnapshots,
+)
 from shop.domain.orders.ports import Clock
 from shop.domain.stock.ports import StockOperations
 
@@ -18,24 +23,30 @@ HISTORY = 60
 async def observe_sale(
     *,
     options: OptionsOnSale,
+    drops: DropsOnSale,
     operations: StockOperations,
     snapshots: SaleSnapshots,
     observer: SaleObserver,
     clock: Clock,
 ) -> SaleSnapshot:
-    """Read the ledger for the options on sale, once, for everyone.
+    """Read the ledger for the options on sale (recently bought, and those of live drops),
+    once, for everyone.
 
     The ledger read is a REPEATABLE READ over the options' totals, sold lines and held
     reservations: too costly to run on every scrape or page refresh of every operator, cheap
     once a second in one worker. What it finds is recorded for the dashboard and reported to
     the observer (the invariant gauges).
     """
-    option_ids = list(await options.on_sale_now())
+    live_drops = tuple(await drops.live()) if drops.enabled else ()
+    option_ids = sorted(
+        {*await options.on_sale_now(), *(i for drop in live_drops for i in drop.option_ids)}
+    )
     stocks = await operations.status(option_ids) if option_ids else []
     snapshot = SaleSnapshot(
         taken_at=clock.now().timestamp(),
         strategy=await operations.active_strategy(),
         options=tuple(OptionFigures.of(stock) for stock in stocks),
+        drops=live_drops,
     )
     await snapshots.record(snapshot)
     observer.sale_observed(snapshot)

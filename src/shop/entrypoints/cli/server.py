@@ -136,6 +136,7 @@ def up(host: str, port: int, workers: int, no_worker: bool) -> None:
                 click.echo(
                     f"API docs:      {base_url}/docs   (OpenAPI: {base_url}/schema/openapi.json)"
                 )
+                click.echo(f"Live sale:     {base_url}/admin/   (metrics: {base_url}/metrics)")
                 click.echo("Press Ctrl-C to stop.")
             elif time.monotonic() > deadline:
                 raise click.ClickException("the API did not come up; see the log above")

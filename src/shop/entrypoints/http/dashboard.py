@@ -78,13 +78,13 @@ class DashboardOut(msgspec.Struct):
     sold_per_second: float
     sold_per_second_history: list[float]
     options: list[OptionOut]
-    # Drops are not part of this build yet: ``drops_enabled`` tells the page whether the
-    # panel has a source, ``drops`` is where each drop's countdown and queue will appear.
+    # ``drops_enabled`` is false until the drops module (issue 14) plugs its DropsOnSale in;
+    # ``drops`` then carries each live drop's countdown, queue and admissions.
     drops_enabled: bool
     drops: list[DropOut]
 
     @classmethod
-    def of(cls, board: SaleDashboard, now: float) -> DashboardOut:
+    def of(cls, board: SaleDashboard, now: float, *, drops_enabled: bool) -> DashboardOut:
         return cls(
             taken_at=board.taken_at,
             fresh=board.fresh,
@@ -107,7 +107,7 @@ class DashboardOut(msgspec.Struct):
                 )
                 for trend in board.options
             ],
-            drops_enabled=False,
+            drops_enabled=drops_enabled,
             drops=[DropOut.of(drop, now) for drop in board.drops],
         )
 
@@ -119,10 +119,12 @@ class DashboardController(Controller):
 
     @get(operation_id="SaleDashboard", cache=False, summary="The live sale, for /admin/")
     async def dashboard(self, container: NamedDependency[Container]) -> DashboardOut:
-        recent = await container.observation.snapshots.recent(HISTORY)
+        ports = container.observation
+        recent = await ports.snapshots.recent(HISTORY)
         now = time.time()
         stale_after = max(5.0, 5 * container.settings.sale_snapshot_interval)
-        return DashboardOut.of(sale_dashboard(recent, now=now, stale_after=stale_after), now)
+        board = sale_dashboard(recent, now=now, stale_after=stale_after)
+        return DashboardOut.of(board, now, drops_enabled=ports.drops.enabled)
 
 
 class AdminPageController(Controller):
