@@ -164,6 +164,7 @@ class PrometheusObserver:
     def __init__(self, strategy: Callable[[], str]) -> None:
         self._strategy = strategy
         self._last_sync: float | None = None
+        self._durations: dict[tuple[str, str, int], Histogram] = {}
         # Every known label set starts at 0, so a family is visible (and rate() works) before
         # its first event: an alert on errors must not wait for the first error to exist.
         for outcome in PurchaseOutcome:
@@ -179,7 +180,13 @@ class PrometheusObserver:
         PURCHASES.labels(outcome.value, self._strategy()).inc()
 
     def request_served(self, route: str, method: str, status: int, seconds: float) -> None:
-        HTTP_DURATION.labels(route, method, str(status)).observe(seconds)
+        # On every request's path: the labelled child is looked up once per label set
+        # (bounded: route templates × methods × statuses), not per request.
+        key = (route, method, status)
+        child = self._durations.get(key)
+        if child is None:
+            child = self._durations[key] = HTTP_DURATION.labels(route, method, str(status))
+        child.observe(seconds)
 
     def reservations_swept(self, outcome: SweepOutcome) -> None:
         SWEEPS.inc()
