@@ -35,6 +35,7 @@ from shop.adapters.metrics.prometheus import PrometheusExposition, PrometheusObs
 from shop.adapters.metrics.prometheus import (
     prepare_multiprocess_dir as prepare_multiprocess_dir,  # for shop up
 )
+from shop.adapters.metrics.prometheus import serve_worker_metrics as serve_worker_metrics
 from shop.adapters.no_drops import NoDrops
 from shop.adapters.queue import EXPIRE_ORDER_JOB as EXPIRE_ORDER_JOB  # for the worker
 from shop.adapters.queue import QUEUE_NAME as QUEUE_NAME

@@ -99,6 +99,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # options (bought most recently) it follows.
     sale_snapshot_interval: Seconds = 1.0
     observed_options: Annotated[int, msgspec.Meta(ge=1, le=200)] = 20
+    # A worker in a container of its own serves its counters here (unset: it does not).
+    worker_metrics_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] | None = None
 
     @property
     def data_path(self) -> Path:

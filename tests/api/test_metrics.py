@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import sys
 import textwrap
+from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -154,3 +156,37 @@ async def test_every_family_is_exposed_with_its_help(client: httpx.AsyncClient) 
     assert exposed >= FAMILIES, FAMILIES - exposed
     for outcome in ("created", "replayed", "sold_out", "limit", "unavailable", "invalid", "error"):
         assert f'outcome="{outcome}"' in text
+
+
+async def test_a_worker_in_its_own_container_serves_its_counts_itself(tmp_path: Path) -> None:
+    """SHOP_WORKER_METRICS_PORT: no web process shares the worker's directory there."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    worker = textwrap.dedent(
+        f"""
+        import time
+        from shop.adapters.metrics.prometheus import PrometheusObserver, serve_worker_metrics
+        serve_worker_metrics({port})
+        PrometheusObserver(lambda: "db").orders_expired(2)
+        time.sleep(60)
+        """
+    )
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "missing" / "dir")}
+    process = await asyncio.create_subprocess_exec(sys.executable, "-c", worker, env=env)
+    try:
+        async with httpx.AsyncClient() as client:
+            text = ""
+            for _ in range(100):
+                try:
+                    text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
+                    continue
+                if "shop_orders_expired_total 2.0" in text:
+                    break
+                await asyncio.sleep(0.1)
+        assert "shop_orders_expired_total 2.0" in text, text[:2000]
+    finally:
+        process.kill()
+        await process.wait()

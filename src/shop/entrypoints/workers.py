@@ -23,6 +23,7 @@ from shop.bootstrap import (
     make_job_queue,
     require_urls,
     resolve_services,
+    serve_worker_metrics,
     start_tracing,
     traced_job,
     tracing_requested,
@@ -234,6 +235,8 @@ def main() -> None:
     configure_logging(settings.log_level, json=settings.log_json)
     if tracing_requested():
         start_tracing("shop-worker")
+    if settings.worker_metrics_port is not None:
+        serve_worker_metrics(settings.worker_metrics_port)
     resolved, servers = resolve_services(settings)
     asyncio.run(_serve(resolved, servers))
 

@@ -22,7 +22,14 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import get_args
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    start_http_server,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -34,6 +41,11 @@ from shop.domain.stock.model import SweepOutcome
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+if os.environ.get(MULTIPROC_ENV):
+    # The files are opened as the metrics below are built: a configured but missing
+    # directory (a fresh container, a typo'd path) must not crash every command.
+    Path(os.environ[MULTIPROC_ENV]).mkdir(parents=True, exist_ok=True)
 
 # Samples of this process; in multiprocess mode they go to the shared files instead.
 _REGISTRY = CollectorRegistry(auto_describe=True)
@@ -213,6 +225,21 @@ class PrometheusObserver:
             SYNC_LAG.set(max(0.0, snapshot.taken_at - self._last_sync))
 
 
+def _samples() -> CollectorRegistry:
+    if not _multiprocess():
+        return _REGISTRY
+    samples = CollectorRegistry(auto_describe=False)
+    MultiProcessCollector(samples)  # type: ignore[no-untyped-call]
+    return samples
+
+
+def serve_worker_metrics(port: int) -> None:
+    """Expose this process's samples on ``port`` (a daemon thread), for a worker that runs
+    in a container of its own: its sweeps, expiries and syncs are in no web process's
+    directory there. Under ``shop up`` the worker shares the web workers' directory instead."""
+    start_http_server(port, registry=_samples())
+
+
 class PrometheusExposition:
     """``/metrics``: every process's samples plus the gauges of the latest sale snapshot."""
 
@@ -221,9 +248,4 @@ class PrometheusExposition:
     def render(self, snapshot: SaleSnapshot | None) -> bytes:
         gauges = CollectorRegistry(auto_describe=False)
         gauges.register(_SnapshotCollector(snapshot, time.time()))
-        if _multiprocess():
-            samples = CollectorRegistry(auto_describe=False)
-            MultiProcessCollector(samples)  # type: ignore[no-untyped-call]
-        else:
-            samples = _REGISTRY
-        return generate_latest(samples) + generate_latest(gauges)
+        return generate_latest(_samples()) + generate_latest(gauges)
