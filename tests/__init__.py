@@ -7,7 +7,11 @@ the run gets a fresh, empty directory of its own here, so the tests count metric
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
-os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="shop-test-metrics-")
+_METRICS_DIR = tempfile.mkdtemp(prefix="shop-test-metrics-")
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = _METRICS_DIR
+atexit.register(shutil.rmtree, _METRICS_DIR, ignore_errors=True)
