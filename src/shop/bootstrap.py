@@ -27,6 +27,7 @@ from shop.adapters.db.engine import make_engine, make_sessionmaker
 from shop.adapters.db.identity import SqlIdentityUnitOfWork
 from shop.adapters.db.options_on_sale import RecentlySoldOptions
 from shop.adapters.db.orders import SqlOrders
+from shop.adapters.db.purchase_tally import OrderLineTally
 from shop.adapters.db.stock import PostgresStock
 from shop.adapters.db.stock_ledger import SqlOrderStates
 from shop.adapters.db.wishes import SqlWishes
@@ -71,6 +72,7 @@ from shop.domain.observation.ports import (
     DropsOnSale,
     MetricsExposition,
     OptionsOnSale,
+    PurchaseTally,
     SaleObserver,
     SaleSnapshots,
 )
@@ -229,6 +231,7 @@ class ObservationPorts:
     options: OptionsOnSale
     # Issue 14 (drops) plugs its adapter in here; it also names the drops' options.
     drops: DropsOnSale
+    tally: PurchaseTally
     exposition: MetricsExposition
 
 
@@ -332,6 +335,7 @@ class Container:
             snapshots=RedisSaleSnapshots(self.redis),
             options=RecentlySoldOptions(self.engine, limit=self.settings.observed_options),
             drops=NoDrops(),
+            tally=OrderLineTally(self.engine),
             exposition=PrometheusExposition(),
         )
 

@@ -51,6 +51,7 @@ async def test_the_dashboard_shows_what_the_worker_last_read_from_the_ledger(
     assert (option["on_sale"], option["sold"], option["held"], option["left"]) == (4, 3, 0, 1)
     assert option["left_history"] == [4, 1]
     assert board["sold_per_second"] > 0
+    assert board["purchases_per_second"] > 0
 
 
 async def test_the_page_loads_nothing_from_outside_the_shop(client: httpx.AsyncClient) -> None:

@@ -97,12 +97,14 @@ def test_oversold_and_drift_come_from_the_ledger() -> None:
 
 
 def test_the_dashboard_rates_are_sales_between_snapshots() -> None:
-    older = SaleSnapshot(100.0, "counter", (_figures(1, 2), _figures(2, 0)))
-    newer = SaleSnapshot(102.0, "counter", (_figures(1, 6), _figures(3, 9)))
+    older = SaleSnapshot(100.0, "counter", (_figures(1, 2), _figures(2, 0)), lines_written=10)
+    newer = SaleSnapshot(102.0, "counter", (_figures(1, 6), _figures(3, 9)), lines_written=16)
     board = sale_dashboard([newer, older], now=102.5, stale_after=5)
     assert board.fresh
     assert board.strategy == "counter"
     assert board.sold_per_second == 2.0  # option 3 entering the set is not a burst
+    assert board.purchases_per_second == 3.0
+    assert board.purchases_per_second_history == (3.0,)
     trend = {t.figures.option_id: t for t in board.options}
     assert trend[1].left_history == (8, 4)
     assert trend[1].sold_per_second == 2.0

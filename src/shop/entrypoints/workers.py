@@ -118,6 +118,7 @@ async def observe_sale(ctx: Context) -> int:
     snapshot = await observation.observe_sale(
         options=ports.options,
         drops=ports.drops,
+        tally=ports.tally,
         operations=c.stock_operations,
         snapshots=ports.snapshots,
         observer=ports.observer,

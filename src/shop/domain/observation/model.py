@@ -103,12 +103,15 @@ class DropFigures:
 
 @dataclass(frozen=True, slots=True)
 class SaleSnapshot:
-    """The options on sale at ``taken_at`` (epoch seconds), and the strategy selling them."""
+    """The options on sale at ``taken_at`` (epoch seconds), and the strategy selling them.
+    ``lines_written`` only grows (order lines ever written): its growth between two
+    snapshots is the purchase rate."""
 
     taken_at: float
     strategy: str
     options: tuple[OptionFigures, ...]
     drops: tuple[DropFigures, ...] = field(default=())
+    lines_written: int | None = None
 
     @property
     def drift(self) -> int:

@@ -43,6 +43,13 @@ class OptionsOnSale(Protocol):
     async def on_sale_now(self) -> Sequence[int]: ...
 
 
+class PurchaseTally(Protocol):
+    """How many purchases were ever written, as one cheap, monotonic number (so a rate
+    needs no counter shared between processes: two readings a second apart suffice)."""
+
+    async def lines_written(self) -> int: ...
+
+
 class DropsOnSale(Protocol):
     """The drops (scheduled sales, issue 14) the snapshot reports: countdown, queue length,
     admissions. ``enabled`` is false while the shop has no drops module: the dashboard then

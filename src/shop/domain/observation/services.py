@@ -10,6 +10,7 @@ from shop.domain.observation.model import DropFigures, OptionFigures, SaleSnapsh
 from shop.domain.observation.ports import (
     DropsOnSale,
     OptionsOnSale,
+    PurchaseTally,
     SaleObserver,
     SaleSnapshots,
 )
@@ -24,6 +25,7 @@ async def observe_sale(
     *,
     options: OptionsOnSale,
     drops: DropsOnSale,
+    tally: PurchaseTally,
     operations: StockOperations,
     snapshots: SaleSnapshots,
     observer: SaleObserver,
@@ -47,6 +49,7 @@ async def observe_sale(
         strategy=await operations.active_strategy(),
         options=tuple(OptionFigures.of(stock) for stock in stocks),
         drops=live_drops,
+        lines_written=await tally.lines_written(),
     )
     await snapshots.record(snapshot)
     observer.sale_observed(snapshot)
@@ -74,6 +77,8 @@ class SaleDashboard:
     oversold: int
     sold_per_second: float
     sold_per_second_history: tuple[float, ...]
+    purchases_per_second: float
+    purchases_per_second_history: tuple[float, ...]
     options: tuple[OptionTrend, ...]
     drops: tuple[DropFigures, ...]
 
@@ -93,16 +98,25 @@ def _rate(newer: SaleSnapshot, older: SaleSnapshot, option_id: int | None = None
     return max(0.0, sold / elapsed)
 
 
+def _purchase_rate(newer: SaleSnapshot, older: SaleSnapshot) -> float:
+    elapsed = newer.taken_at - older.taken_at
+    if elapsed <= 0 or newer.lines_written is None or older.lines_written is None:
+        return 0.0
+    return max(0.0, (newer.lines_written - older.lines_written) / elapsed)
+
+
 def sale_dashboard(
     recent: Sequence[SaleSnapshot], *, now: float, stale_after: float
 ) -> SaleDashboard:
     """The dashboard from recent snapshots (newest first). Rates are units sold per second
     between consecutive snapshots, so they need no counter shared between processes."""
     if not recent:
-        return SaleDashboard(None, False, None, 0, 0, 0.0, (), (), ())
+        return SaleDashboard(None, False, None, 0, 0, 0.0, (), 0.0, (), (), ())
     latest = recent[0]
     oldest_first = list(reversed(recent))
-    rates = tuple(_rate(newer, older) for older, newer in itertools.pairwise(oldest_first))
+    pairs = list(itertools.pairwise(oldest_first))
+    rates = tuple(_rate(newer, older) for older, newer in pairs)
+    purchases = tuple(_purchase_rate(newer, older) for older, newer in pairs)
     trends = []
     for option in latest.options:
         history = tuple(
@@ -118,6 +132,8 @@ def sale_dashboard(
         oversold=latest.oversold,
         sold_per_second=rates[-1] if rates else 0.0,
         sold_per_second_history=rates,
+        purchases_per_second=purchases[-1] if purchases else 0.0,
+        purchases_per_second_history=purchases,
         options=tuple(trends),
         drops=latest.drops,
     )

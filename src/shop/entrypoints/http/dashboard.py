@@ -77,6 +77,9 @@ class DashboardOut(msgspec.Struct):
     oversold: int
     sold_per_second: float
     sold_per_second_history: list[float]
+    # Order lines written per second (a purchase of several options counts once per option).
+    purchases_per_second: float
+    purchases_per_second_history: list[float]
     options: list[OptionOut]
     # ``drops_enabled`` is false until the drops module (issue 14) plugs its DropsOnSale in;
     # ``drops`` then carries each live drop's countdown, queue and admissions.
@@ -93,6 +96,10 @@ class DashboardOut(msgspec.Struct):
             oversold=board.oversold,
             sold_per_second=round(board.sold_per_second, 2),
             sold_per_second_history=[round(rate, 2) for rate in board.sold_per_second_history],
+            purchases_per_second=round(board.purchases_per_second, 2),
+            purchases_per_second_history=[
+                round(rate, 2) for rate in board.purchases_per_second_history
+            ],
             options=[
                 OptionOut(
                     option_id=trend.figures.option_id,

@@ -109,6 +109,8 @@
       $(id).textContent = value;
       $(id).className = "value " + (value ? "bad" : "ok");
     }
+    $("purchases").textContent = board.purchases_per_second.toFixed(1);
+    spark($("purchases-spark"), board.purchases_per_second_history);
     $("rate").textContent = board.sold_per_second.toFixed(1);
     spark($("rate-spark"), board.sold_per_second_history);
     $("sold-total").textContent = board.options.reduce((sum, o) => sum + o.sold, 0);
