@@ -49,10 +49,12 @@ from shop.adapters.redis.stock_counter import RedisCounterStock
 from shop.adapters.redis.stock_redlock import RedlockStock, redlock_masters
 from shop.adapters.redis.strategy import StockStrategy, SwitchableStock
 from shop.adapters.security import Argon2PasswordHasher, JwtAccessTokens
+from shop.adapters.tracing import UNTRACED_PATHS as UNTRACED_PATHS
 from shop.adapters.tracing import TracedStock
 from shop.adapters.tracing import start_tracing as start_tracing  # for the entry points
 from shop.adapters.tracing import traced_job as traced_job
 from shop.adapters.tracing import tracing_requested as tracing_requested
+from shop.adapters.tracing import untraced_job as untraced_job
 from shop.config import Settings
 from shop.domain.catalog.ports import (
     CatalogBulkLoad,

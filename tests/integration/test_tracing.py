@@ -18,11 +18,12 @@ from shop.adapters.tracing import (
     traced_job,
     tracing_requested,
     uninstrument_drivers,
+    untraced_job,
 )
 from shop.bootstrap import Container
 from shop.config import Settings
 from shop.entrypoints.http.app import create_app
-from shop.entrypoints.workers import observe_sale
+from shop.entrypoints.workers import observe_sale, sweep_reservations
 from tests.conftest import http_client, reset_state
 from tests.factories import make_option, make_user
 from tests.jobs import job_context
@@ -125,14 +126,24 @@ async def test_a_job_run_is_a_span_over_its_statements(
     await make_option(traced, stock=2)
     exporter.clear()
     async with job_context(traced) as ctx:
-        assert await traced_job(observe_sale)(ctx) >= 1
+        await traced_job(sweep_reservations)(ctx)
     spans = list(exporter.get_finished_spans())
-    job = next(s for s in spans if s.name == "saq.job observe_sale")
+    job = next(s for s in spans if s.name == "saq.job sweep_reservations")
     by_id = {s.context.span_id: s for s in spans}
     assert any(
         (s.attributes or {}).get("db.system") == "postgresql" and _descends(s, job, by_id)
         for s in spans
     )
+
+
+async def test_the_once_a_second_ledger_reading_is_not_traced(
+    traced: Container, exporter: InMemorySpanExporter
+) -> None:
+    await make_option(traced, stock=2)
+    exporter.clear()
+    async with job_context(traced) as ctx:
+        assert await untraced_job(observe_sale)(ctx) >= 1
+    assert list(exporter.get_finished_spans()) == []
 
 
 def test_tracing_is_off_unless_the_standard_variables_ask_for_it() -> None:

@@ -168,6 +168,23 @@ class TracedStock:
         return await self._inner.available(option_ids)
 
 
+def untraced_job(function: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    """A job that must not trace at all: the once-a-second ledger reading would otherwise be
+    the bulk of every trace backend's traffic (a trace a second, a span per statement)."""
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+    @functools.wraps(function)
+    async def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        with suppress_instrumentation():
+            return await function(*args, **kwargs)
+
+    return run
+
+
+# Probes and scrapes: a span per Prometheus scrape or health probe says nothing.
+UNTRACED_PATHS = ["^/metrics$", "^/health$"]
+
+
 def traced_job(function: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
     """A SAQ job function with a span around each run (name kept: SAQ enqueues by name)."""
     tracer = trace.get_tracer(TRACER_NAME)

@@ -19,6 +19,7 @@ from litestar.types import ControllerRouterHandler
 from shop import __version__
 from shop.adapters.security import JwtAccessTokens
 from shop.bootstrap import (
+    UNTRACED_PATHS,
     Container,
     jwt_secret_of,
     resolve_services,
@@ -128,7 +129,13 @@ def create_app(
         },
         middleware=[*throttle, auth_middleware(tokens)],
         exception_handlers=EXCEPTION_HANDLERS,
-        plugins=[OpenTelemetryPlugin(OpenTelemetryConfig())] if traced else [],
+        plugins=[
+            OpenTelemetryPlugin(
+                OpenTelemetryConfig(exclude=UNTRACED_PATHS, exclude_spans=["receive", "send"])
+            )
+        ]
+        if traced
+        else [],
         request_max_body_size=own_settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="shop",
