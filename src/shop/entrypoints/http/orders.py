@@ -174,6 +174,7 @@ class OrderController(Controller):
             orders=container.orders,
             clock=container.clock,
             expiry=container.expiry,
+            observer=container.observer,
         )
         return Response(
             OrderOut.from_domain(placed.order),
