@@ -28,22 +28,37 @@ from shop.adapters.db.catalog_listing import SqlCatalogReads
 from shop.adapters.db.catalog_popularity import SqlPopularityScores
 from shop.adapters.db.engine import make_engine, make_sessionmaker
 from shop.adapters.db.identity import SqlIdentityUnitOfWork
+from shop.adapters.db.options_on_sale import RecentlySoldOptions
 from shop.adapters.db.orders import SqlOrders
+from shop.adapters.db.purchase_tally import OrderLineTally
 from shop.adapters.db.stock import PostgresStock
 from shop.adapters.db.stock_ledger import SqlOrderStates
 from shop.adapters.db.wishes import SqlWishes
 from shop.adapters.embedded import EmbeddedPostgres, EmbeddedRedis
+from shop.adapters.metrics.prometheus import PrometheusExposition, PrometheusObserver
+from shop.adapters.metrics.prometheus import (
+    prepare_multiprocess_dir as prepare_multiprocess_dir,  # for shop up
+)
+from shop.adapters.metrics.prometheus import serve_worker_metrics as serve_worker_metrics
+from shop.adapters.no_drops import NoDrops
 from shop.adapters.queue import EXPIRE_ORDER_JOB as EXPIRE_ORDER_JOB  # for the worker
 from shop.adapters.queue import QUEUE_NAME as QUEUE_NAME
 from shop.adapters.queue import SaqExpiryScheduler, job_queue_on
 from shop.adapters.queue import make_job_queue as make_job_queue
 from shop.adapters.redis.popularity import RedisPopularRanking
 from shop.adapters.redis.ratelimit import RedisRequestCounter
+from shop.adapters.redis.sale_snapshots import RedisSaleSnapshots
 from shop.adapters.redis.stock_counter import RedisCounterStock
 from shop.adapters.redis.stock_redlock import RedlockStock, redlock_masters
 from shop.adapters.redis.strategy import SwitchableStock
 from shop.adapters.security import Argon2PasswordHasher, JwtAccessTokens
 from shop.adapters.stock_home import StockStrategy
+from shop.adapters.tracing import UNTRACED_PATHS as UNTRACED_PATHS
+from shop.adapters.tracing import TracedStock
+from shop.adapters.tracing import start_tracing as start_tracing  # for the entry points
+from shop.adapters.tracing import traced_job as traced_job
+from shop.adapters.tracing import tracing_requested as tracing_requested
+from shop.adapters.tracing import untraced_job as untraced_job
 from shop.config import Settings
 from shop.domain.catalog import services as catalog_services
 from shop.domain.catalog.model import PopularityWeights
@@ -61,6 +76,14 @@ from shop.domain.identity.ports import (
     IdentityUnitOfWork,
     PasswordHasher,
     RequestCounter,
+)
+from shop.domain.observation.ports import (
+    DropsOnSale,
+    MetricsExposition,
+    OptionsOnSale,
+    PurchaseTally,
+    SaleObserver,
+    SaleSnapshots,
 )
 from shop.domain.orders import services as order_services
 from shop.domain.orders.model import Order, OrderCursor, OrderPage, OrderRules, Placed, PlaceOrder
@@ -225,6 +248,7 @@ class OrderCases:
     clock: Clock
     expiry: ExpiryScheduler
     rules: OrderRules
+    observer: SaleObserver
 
     async def place(self, cmd: PlaceOrder) -> Placed:
         return await order_services.place_order(
@@ -234,6 +258,7 @@ class OrderCases:
             orders=self.orders,
             clock=self.clock,
             expiry=self.expiry,
+            observer=self.observer,
         )
 
     async def page(self, user_id: uuid.UUID, *, limit: int, after: OrderCursor | None) -> OrderPage:
@@ -314,6 +339,19 @@ def popularity_weights(settings: Settings) -> PopularityWeights:
     )
 
 
+@dataclass(frozen=True)
+class ObservationPorts:
+    """What the metrics endpoint, the dashboard and the snapshot job are wired with."""
+
+    observer: SaleObserver
+    snapshots: SaleSnapshots
+    options: OptionsOnSale
+    # Issue 14 (drops) plugs its adapter in here; it also names the drops' options.
+    drops: DropsOnSale
+    tally: PurchaseTally
+    exposition: MetricsExposition
+
+
 @dataclass
 class Container:
     """Every long-lived connection of one process, built once and closed once."""
@@ -341,7 +379,9 @@ class Container:
         return order_rules(self.settings)
 
     @classmethod
-    def build(cls, settings: Settings) -> Container:
+    def build(cls, settings: Settings, *, tracing: bool | None = None) -> Container:
+        """``tracing`` (default: asked for by the ``OTEL_*`` variables) wraps the stock port
+        in spans; the process must have called ``start_tracing`` (or set its own provider)."""
         database_url, redis_url = require_urls(settings)
         engine = make_engine(
             database_url,
@@ -354,12 +394,13 @@ class Container:
         queue = job_queue_on(redis)
         sessionmaker = make_sessionmaker(engine)
         stock = build_switchable_stock(StockDeps(settings, engine, redis))
+        traced = tracing_requested() if tracing is None else tracing
         return cls(
             settings=settings,
             engine=engine,
             sessionmaker=sessionmaker,
             redis=redis,
-            stock=stock,
+            stock=TracedStock(stock, lambda: stock.name) if traced else stock,
             stock_operations=stock,
             order_states=SqlOrderStates(engine),
             queue=queue,
@@ -395,6 +436,7 @@ class Container:
             clock=self.clock,
             expiry=self.expiry,
             rules=self.order_rules,
+            observer=self.observer,
         )
 
     @cached_property
@@ -431,6 +473,28 @@ class Container:
             self.catalog.ranking,
             weights=popularity_weights(self.settings),
             list_size=self.settings.popular_list_size,
+        )
+
+    @cached_property
+    def observer(self) -> SaleObserver:
+        stock = self.stock
+        default = self.settings.stock_strategy
+
+        def strategy() -> str:
+            name = getattr(stock, "name", default)
+            return name if isinstance(name, str) else default
+
+        return PrometheusObserver(strategy)
+
+    @cached_property
+    def observation(self) -> ObservationPorts:
+        return ObservationPorts(
+            observer=self.observer,
+            snapshots=RedisSaleSnapshots(self.redis),
+            options=RecentlySoldOptions(self.engine, limit=self.settings.observed_options),
+            drops=NoDrops(),
+            tally=OrderLineTally(self.engine),
+            exposition=PrometheusExposition(),
         )
 
     @cached_property
