@@ -13,7 +13,7 @@ from litestar import Litestar
 
 from shop.adapters.payments.webhook_delivery import HttpWebhookDelivery
 from shop.bootstrap import Container, webhook_secret_of
-from shop.domain.orders.ports import Clock
+from shop.domain.clock import Clock
 from shop.domain.payments import services as payment_services
 from shop.domain.payments.model import EventType, GatewayEvent
 from shop.domain.payments.signature import SIGNATURE_HEADER, sign

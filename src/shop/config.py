@@ -20,8 +20,6 @@ from dotenv import dotenv_values
 
 ENV_PREFIX = "SHOP_"
 
-StockStrategyName = Literal["counter", "redlock", "db"]
-PaymentGatewayName = Literal["sandbox"]
 Environment = Literal["dev", "test", "prod"]
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
@@ -44,7 +42,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_max_overflow: Annotated[int, msgspec.Meta(ge=0)] = 10
     # Stock.
     # The strategy of a fresh deployment; a running one is switched with `shop stock use`.
-    stock_strategy: StockStrategyName = "counter"
+    # Any name registered in bootstrap.STOCK_STRATEGIES (checked in load_settings).
+    stock_strategy: str = "counter"
     stock_sync_interval: Seconds = 5.0
     stock_sweep_interval: Seconds = 30.0
     # How long a purchase waits for a live switch or a counter recovery before a 503.
@@ -77,7 +76,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # a local one is generated beside the embedded data; prod requires it). The sandbox
     # gateway refuses to run in prod unless explicitly allowed. public_url is where the
     # shop is reachable: checkout links and the sandbox's webhook deliveries point there.
-    payment_gateway: PaymentGatewayName = "sandbox"
+    payment_gateway: str = "sandbox"
     payment_webhook_secret: str | None = None
     payment_sandbox_allowed: bool = False
     currency: str = "EUR"
@@ -104,6 +103,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit_block_after: PositiveInt = 20
     rate_limit_block_seconds: PositiveInt = 900
     trusted_proxies: tuple[str, ...] = ()
+    # Observation. /metrics asks for "Authorization: Bearer <token>" when the token is set.
+    metrics_token: str | None = None
+    # How often the worker reads the ledger for the gauges and the dashboard, and how many
+    # options (bought most recently) it follows.
+    sale_snapshot_interval: Seconds = 1.0
+    observed_options: Annotated[int, msgspec.Meta(ge=1, le=200)] = 20
+    # A worker in a container of its own serves its counters here (unset: it does not).
+    worker_metrics_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] | None = None
 
     @property
     def data_path(self) -> Path:
@@ -166,6 +173,7 @@ def load_settings(
 
 def _check_consistency(settings: Settings) -> None:
     _check_abuse_settings(settings)
+    _check_stock_strategy(settings.stock_strategy)
     if settings.environment == "prod" and not settings.jwt_secret:
         raise ConfigError("SHOP_JWT_SECRET must be set when SHOP_ENVIRONMENT=prod")
     if settings.jwt_secret is not None and len(settings.jwt_secret) < 32:
@@ -183,6 +191,14 @@ def _check_consistency(settings: Settings) -> None:
 
 
 def _check_payment_settings(settings: Settings) -> None:
+    from shop.bootstrap import PAYMENT_GATEWAYS  # the one list of gateways, as for stock
+
+    if settings.payment_gateway not in PAYMENT_GATEWAYS:
+        known = ", ".join(sorted(PAYMENT_GATEWAYS))
+        raise ConfigError(
+            f"SHOP_PAYMENT_GATEWAY={settings.payment_gateway!r} is invalid: known gateways "
+            f"are {known}"
+        )
     code = settings.currency
     if len(code) != 3 or not code.isupper() or pycountry.currencies.get(alpha_3=code) is None:
         raise ConfigError(
@@ -202,6 +218,17 @@ def _check_payment_settings(settings: Settings) -> None:
         raise ConfigError("SHOP_PAYMENT_WEBHOOK_SECRET is too short: use at least 32 characters")
     if not settings.public_url.startswith(("http://", "https://")):
         raise ConfigError("SHOP_PUBLIC_URL must be an http:// or https:// URL")
+
+
+def _check_stock_strategy(name: str) -> None:
+    """The registry is the one list of strategies: a strategy registered there is a valid
+    ``SHOP_STOCK_STRATEGY`` with no edit here. Imported at call time because ``bootstrap``
+    imports this module."""
+    from shop.bootstrap import STOCK_STRATEGIES
+
+    if name not in STOCK_STRATEGIES:
+        known = ", ".join(sorted(STOCK_STRATEGIES))
+        raise ConfigError(f"SHOP_STOCK_STRATEGY={name!r} is invalid: known strategies are {known}")
 
 
 def _check_abuse_settings(settings: Settings) -> None:

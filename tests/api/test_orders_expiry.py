@@ -68,8 +68,15 @@ async def test_unpaid_orders_expire_and_their_units_go_back_on_sale(clean: Conta
         async def expired(order_id: str) -> bool:
             return await status(order_id) == "expired"
 
+        async def finished(key: str) -> bool:
+            job = await clean.queue.job(key)
+            return job is not None and job.status in (Status.COMPLETE, Status.FAILED)
+
         async with running_worker(quick, jobs=True, crons=False):
             await eventually(lambda: expired(unpaid["id"]), within=6)
+            # The job commits the expiry before it releases the stock and reports back:
+            # stopping the worker in between would cancel it half-reported.
+            await eventually(lambda: finished(f"expire:{unpaid['id']}"), within=6)
         job = await clean.queue.job(f"expire:{unpaid['id']}")
         assert job is not None
         assert (job.status, job.result) == (Status.COMPLETE, True), "its own job expired it"

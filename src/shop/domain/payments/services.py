@@ -14,9 +14,10 @@ import uuid
 from dataclasses import dataclass
 from enum import StrEnum
 
+from shop.domain.clock import Clock
 from shop.domain.errors import InvalidState, NotFound
 from shop.domain.orders.model import Order, OrderRules, OrderStatus
-from shop.domain.orders.ports import Clock, Orders
+from shop.domain.orders.ports import Orders
 from shop.domain.orders.services import give_back_stock
 from shop.domain.payments.model import (
     EventType,

@@ -24,8 +24,8 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from shop.bootstrap import Container, SandboxGateway, webhook_secret_of
 from shop.domain.errors import MalformedRequest, NotFound
 from shop.domain.identity.model import Principal
-from shop.domain.payments import services
 from shop.domain.payments.model import EventType, GatewayEvent, Payment, PaymentStatus
+from shop.domain.payments.services import Outcome
 from shop.domain.payments.signature import SIGNATURE_HEADER, verify
 from shop.entrypoints.http.auth import requires_admin
 
@@ -122,14 +122,7 @@ class PaymentController(Controller):
         principal: NamedDependency[Principal],
         container: NamedDependency[Container],
     ) -> Response[PaymentOut]:
-        started = await services.start_payment(
-            order_id,
-            user_id=principal.user_id,
-            currency=container.settings.currency,
-            payments=container.payments,
-            gateway=container.gateway,
-            clock=container.clock,
-        )
+        started = await container.payment_cases.start(order_id, user_id=principal.user_id)
         return Response(
             PaymentOut.from_domain(started.payment),
             status_code=HTTP_201_CREATED if started.created else HTTP_200_OK,
@@ -164,14 +157,11 @@ class WebhookController(Controller):
             event = msgspec.json.decode(body, type=EventIn)
         except msgspec.DecodeError as exc:
             raise MalformedRequest(f"the event is not valid: {exc}") from None
-        outcome = await services.accept_event(
-            event.to_domain(GatewayEvent.digest_of(body)),
-            payments=container.payments,
-            gateway=container.gateway,
-            orders=container.orders,
-            stock=container.stock,
-            clock=container.clock,
+        outcome = await container.payment_cases.accept(
+            event.to_domain(GatewayEvent.digest_of(body))
         )
+        if outcome is Outcome.APPLIED:
+            container.observer.payment_event(event.type.value)
         return WebhookOut(received=True, outcome=outcome.value)
 
 
