@@ -295,6 +295,11 @@ class PaymentCases:
             clock=self.clock,
         )
 
+    async def resend_refunds(self, after: timedelta) -> int:
+        return await payment_services.resend_pending_refunds(
+            payments=self.payments, gateway=self.gateway, clock=self.clock, after=after
+        )
+
     async def refund(self, order_id: uuid.UUID, *, user_id: uuid.UUID) -> Order:
         return await payment_services.request_refund(
             order_id,

@@ -81,6 +81,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     payment_sandbox_allowed: bool = False
     currency: str = "EUR"
     public_url: str = "http://127.0.0.1:8000"
+    # A refund still pending this long after it was asked for is asked again (order sweep).
+    refund_resend_after: Seconds = 900.0
     # Catalog: popularity = units weight × units ordered (live orders) + wish weight × wishes
     # made within the window; recomputed every refresh interval; the top list keeps list size.
     popularity_units_weight: Annotated[int, msgspec.Meta(ge=0)] = 2

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -65,3 +67,38 @@ async def test_simulate_from_the_cli_enqueues_a_retried_signed_delivery(
     assert await run_sandbox_job(clean, app, key) == 200
     paid = (await client.get(f"/api/orders/{order['id']}", headers=customer)).json()
     assert paid["status"] == "paid"
+
+
+async def test_the_resend_sweep_finds_refunds_left_pending(
+    clean: Container, client: httpx.AsyncClient
+) -> None:
+    option = await make_option(clean, stock=3, price=250)
+    _, customer = await make_user(clean)
+    order = (await place(client, customer, order_body((option, 1)))).json()
+    payment = (await start_payment(client, customer, order["id"])).json()
+    await client.post(f"/api/orders/{order['id']}/cancel", headers=customer)
+    assert await pay_in_domain_late(clean, payment) == "cancelled"
+    now = clean.clock.now()
+    assert await clean.payments.awaiting_refund(now - timedelta(hours=1), limit=10) == []
+    (pending,) = await clean.payments.awaiting_refund(now + timedelta(seconds=1), limit=10)
+    assert (pending.id, pending.refund_reason) == (uuid.UUID(payment["payment_id"]), "late")
+    assert await clean.payment_cases.resend_refunds(timedelta(0)) == 1
+
+
+async def pay_in_domain_late(clean: Container, payment: dict[str, object]) -> str:
+    """The gateway's success for a payment whose order was cancelled meanwhile."""
+    from shop.domain.payments.model import EventType, GatewayEvent
+
+    await clean.payment_cases.accept(
+        GatewayEvent(
+            id=f"evt_{uuid.uuid4().hex}",
+            type=EventType.PAYMENT_SUCCEEDED,
+            created=0,
+            payment_id=uuid.UUID(str(payment["payment_id"])),
+            amount=int(str(payment["amount"])),
+            currency=str(payment["currency"]),
+        )
+    )
+    order = await clean.orders.get(uuid.UUID(str(payment["order_id"])))
+    assert order is not None
+    return order.status.value

@@ -8,9 +8,10 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from shop.domain.orders.model import Order
-from shop.domain.payments.model import Checkout, GatewayEvent, Payment
+from shop.domain.payments.model import Checkout, GatewayEvent, Payment, PaymentStatus
 from shop.domain.payments.ports import PaymentBook, PaymentGateway, Payments
 from tests.unit.fakes import FakeOrders
 
@@ -57,6 +58,15 @@ class FakePayments:
     async def get(self, payment_id: uuid.UUID) -> Payment | None:
         found = self.rows.get(payment_id)
         return None if found is None else copy.deepcopy(found)
+
+    async def awaiting_refund(self, asked_before: datetime, *, limit: int) -> Sequence[Payment]:
+        return [
+            copy.deepcopy(p)
+            for p in self.rows.values()
+            if p.status is PaymentStatus.REFUND_PENDING
+            and p.refund_requested_at is not None
+            and p.refund_requested_at <= asked_before
+        ][:limit]
 
     async def listing(
         self, *, order_id: uuid.UUID | None = None, limit: int = 100

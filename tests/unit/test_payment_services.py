@@ -165,6 +165,31 @@ async def test_a_success_after_expiry_is_refunded_and_the_order_stays_expired() 
     assert shop.order(order).status is OrderStatus.EXPIRED
 
 
+async def test_a_refund_the_gateway_never_answered_is_asked_again_with_the_same_id() -> None:
+    shop = Shop()
+    order = await shop.place()
+    payment = await shop.start(order)
+    shop.clock.advance(minutes=16)
+    await shop.tell(payment, EventType.PAYMENT_SUCCEEDED)
+    refund_id = shop.payment(payment).refund_id
+
+    async def resend() -> int:
+        return await services.resend_pending_refunds(
+            payments=shop.payments,
+            gateway=shop.gateway,
+            clock=shop.clock,
+            after=timedelta(minutes=15),
+        )
+
+    assert await resend() == 0, "too early: the first ask may still be on its way"
+    shop.clock.advance(minutes=15)
+    assert await resend() == 1
+    assert shop.gateway.refunds == [(payment.id, refund_id)] * 2
+    await shop.tell(payment, EventType.REFUND_SUCCEEDED, refund_id=refund_id)
+    shop.clock.advance(minutes=30)
+    assert await resend() == 0
+
+
 async def test_a_customer_refund_ends_refunded_or_back_to_delivered() -> None:
     shop = Shop()
     order = await shop.place()

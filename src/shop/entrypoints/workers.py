@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any
 
 from saq import CronJob, Queue, Worker
@@ -73,6 +74,17 @@ async def release_stock_of_closed_orders(ctx: Context) -> int:
     if released:
         _log.info("released stock of closed orders", count=released)
     return released
+
+
+async def resend_pending_refunds(ctx: Context) -> int:
+    """Ask the gateway again for refunds it has not answered (the first ask may have been
+    lost after its commit)."""
+    container = container_of(ctx)
+    after = timedelta(seconds=container.settings.refund_resend_after)
+    resent = await container.payment_cases.resend_refunds(after)
+    if resent:
+        _log.info("refunds asked again", count=resent)
+    return resent
 
 
 async def refresh_popularity_job(ctx: Context) -> int | None:
@@ -154,6 +166,7 @@ def cron_jobs(settings: Settings) -> list[CronJob[Context]]:
     return [
         CronJob(expire_overdue_orders, cron=sweep, timeout=timeout),
         CronJob(release_stock_of_closed_orders, cron=sweep, timeout=timeout),
+        CronJob(resend_pending_refunds, cron=sweep, timeout=timeout),
         CronJob(refresh_popularity_job, cron=every(settings.popularity_refresh_interval)),
         CronJob(sync_stock, cron=every(settings.stock_sync_interval), timeout=60),
         CronJob(sweep_reservations, cron=every(settings.stock_sweep_interval), timeout=300),

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, fields
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Row, Table, insert, select, update
@@ -119,6 +120,20 @@ class SqlPayments:
                 await conn.execute(select(payment_t).where(payment_t.c.id == payment_id))
             ).first()
         return None if row is None else _to_payment(row)
+
+    async def awaiting_refund(self, asked_before: datetime, *, limit: int) -> Sequence[Payment]:
+        stmt = (
+            select(payment_t)
+            .where(
+                payment_t.c.status == PaymentStatus.REFUND_PENDING.value,
+                payment_t.c.refund_requested_at <= asked_before,
+            )
+            .order_by(payment_t.c.refund_requested_at)
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [_to_payment(row) for row in rows]
 
     async def listing(
         self, *, order_id: uuid.UUID | None = None, limit: int = 100

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
+from datetime import datetime
 from typing import Protocol
 
 from shop.domain.orders.model import Order
@@ -23,7 +24,9 @@ class PaymentGateway(Protocol):
 
     async def refund(self, payment: Payment, refund_id: str) -> None:
         """Ask the provider to return the payment's money; ``refund.succeeded`` or
-        ``refund.failed`` (carrying ``refund_id``) follows on the webhook."""
+        ``refund.failed`` (carrying ``refund_id``) follows on the webhook. Asked again with
+        the same ``refund_id`` (the resend sweep) it must not refund twice: pass it to the
+        provider as the idempotency key."""
         ...
 
 
@@ -62,6 +65,10 @@ class Payments(Protocol):
         ...
 
     async def get(self, payment_id: uuid.UUID) -> Payment | None: ...
+
+    async def awaiting_refund(self, asked_before: datetime, *, limit: int) -> Sequence[Payment]:
+        """Payments whose refund was asked for before ``asked_before`` and is still pending."""
+        ...
 
     async def listing(
         self, *, order_id: uuid.UUID | None = None, limit: int = 100

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 
 from shop.domain.clock import Clock
@@ -210,3 +211,22 @@ async def cancel_order(
     if payment is not None and refund_id is not None:
         await gateway.refund(payment, refund_id)
     return order
+
+
+async def resend_pending_refunds(
+    *,
+    payments: Payments,
+    gateway: PaymentGateway,
+    clock: Clock,
+    after: timedelta,
+    batch: int = 100,
+) -> int:
+    """Ask the gateway again for refunds still pending ``after`` they were asked for: the ask
+    happens after the commit, so a crash or an outage there would otherwise leave the money
+    with the shop. The same ``refund_id`` each time (the gateway refunds once), and a
+    duplicate ``refund.succeeded`` changes nothing."""
+    stale = await payments.awaiting_refund(clock.now() - after, limit=batch)
+    for payment in stale:
+        if payment.refund_id is not None:
+            await gateway.refund(payment, payment.refund_id)
+    return len(stale)
