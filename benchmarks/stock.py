@@ -153,6 +153,7 @@ def serving(
         "SHOP_LOG_LEVEL": "WARNING",
         "SHOP_STOCK_SYNC_INTERVAL": "1",
         "SHOP_DATABASE_POOL_SIZE": "20",
+        "SHOP_DATABASE_MAX_OVERFLOW": "0",
         # The throttle stays on (its Redis round trip is part of every request's real cost),
         # with a per-user quota no benchmark buyer reaches.
         "SHOP_RATE_LIMIT_USER": "10000000/minute",
