@@ -279,7 +279,17 @@ class CpuSampler:
             return 0.0
         return float(times.user + times.system)
 
+    @staticmethod
+    def _pressure_us() -> int | None:
+        """Linux PSI: microseconds in which some runnable task waited for a CPU."""
+        try:
+            line = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+            return int(line.rsplit("total=", 1)[1])
+        except (OSError, IndexError, ValueError):
+            return None
+
     def __enter__(self) -> CpuSampler:
+        self._pressure = self._pressure_us()
         self._started = time.monotonic()
         self._before = {p.pid: self._seconds(p) for g in self._groups().values() for p in g}
         return self
@@ -289,6 +299,11 @@ class CpuSampler:
         for name, processes in self._groups().items():
             used = sum(self._seconds(p) - self._before.get(p.pid, 0.0) for p in processes)
             self.percent[name] = round(100 * used / elapsed, 1) if elapsed else 0.0
+        # Not a process: the share of the run in which runnable work waited for a core. On a
+        # shared machine, workers "at 30 % CPU" under a high figure here are starved, not idle.
+        pressure = self._pressure_us()
+        if pressure is not None and self._pressure is not None and elapsed:
+            self.percent["cpu pressure"] = round((pressure - self._pressure) / 1e4 / elapsed, 1)
 
 
 class RssSampler:

@@ -84,7 +84,7 @@ def test_a_small_benchmark_run_sells_exactly_the_stock(tmp_path: Path) -> None:
     for ref in refs.values():
         assert ref["generator"] == timed, ref
         assert ref["per_s"] > 0 and ref["sequential_p50_ms"] > 0, ref
-    assert set(refs["whoami"]["cpu_percent"]) == {"worker 1", "postgres", "redis"}
+    assert set(refs["whoami"]["cpu_percent"]) >= {"worker 1", "postgres", "redis"}
     assert set(report["ratios"]["1"]) >= RATIOS
     assert report["ratios"]["1"]["oversold"] == 0
     assert len(report["runs"]) == len(strategies) * 3
