@@ -630,6 +630,11 @@ def _ratio(numerator: float | None, denominator: float | None) -> float | None:
     return round(numerator / denominator, 3)
 
 
+def _cpu_ms(percent: dict[str, float], per_s: float) -> float | None:
+    used = sum(v for k, v in percent.items() if k.startswith("worker "))
+    return round(10 * used / per_s, 3) if per_s else None
+
+
 def ratios(report: dict[str, Any], workers: int) -> dict[str, Any]:
     """The issue's targets, as ratios within this one run (``None`` where a run is missing)."""
     refs = report["references"].get(str(workers), {})
@@ -641,6 +646,16 @@ def ratios(report: dict[str, Any], workers: int) -> dict[str, Any]:
     rss = [r["server_rss_mb_max"] for r in report["runs"] if r["workers"] == workers]
     return {
         "workers": workers,
+        # App-worker CPU time per answered request: unlike req/s, it does not move when other
+        # tenants of a shared machine take the cores, so it says what each request costs.
+        "worker_cpu_ms_per_request": {
+            **{name: _cpu_ms(ref["cpu_percent"], ref["per_s"]) for name, ref in refs.items()},
+            **{
+                f"{s}/{c}": _cpu_ms(r["cpu_percent"], r["purchases_per_s"])
+                for (s, c), r in by.items()
+                if c != "sellout"
+            },
+        },
         "whoami_over_bare_jwt_get": _ratio(
             whoami.get("per_s"), refs.get("jwt_get", {}).get("per_s")
         ),
@@ -859,6 +874,8 @@ def _print_ratios(report: dict[str, Any]) -> None:
         for key, target in got["targets"].items():
             table.add_row(key, str(got.get(key)), target)
         table.add_row("redlock_hot_per_s", str(got["redlock_hot_per_s"]), "")
+        for name, ms in got["worker_cpu_ms_per_request"].items():
+            table.add_row(f"worker CPU ms / request: {name}", str(ms), "")
         console.print(table)
     for r in report["runs"]:
         if r["cpu_percent"]:
