@@ -37,8 +37,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     redis_url: str | None = None
     redlock_urls: tuple[str, ...] = ()
     data_dir: str = ".shop"
-    database_pool_size: PositiveInt = 10
-    database_max_overflow: Annotated[int, msgspec.Meta(ge=0)] = 10
+    # Overflow connections are opened for one checkout and closed on return (QueuePool), so
+    # under sustained load each one pays a connect, asyncpg's type introspection and a fresh
+    # prepare of every statement: a fixed pool that requests queue for is cheaper (issue 16).
+    database_pool_size: PositiveInt = 20
+    database_max_overflow: Annotated[int, msgspec.Meta(ge=0)] = 0
     # Stock.
     # The strategy of a fresh deployment; a running one is switched with `shop stock use`.
     # Any name registered in bootstrap.STOCK_STRATEGIES (checked in load_settings).
