@@ -12,10 +12,17 @@ from datetime import datetime
 from enum import StrEnum
 
 from shop.domain.errors import Conflict, InvalidInput, NotFound
+from shop.domain.limits import (
+    MAX_CATEGORIES_PER_PRODUCT,
+    MAX_CATEGORY_DEPTH,
+    MAX_INT32,
+    MAX_PRICE,
+)
 
 MAX_NAME_LENGTH = 200
 MAX_PRODUCT_NAME_LENGTH = 300
 MAX_URL_LENGTH = 2048
+MAX_DESCRIPTION_LENGTH = 20_000
 # A single restock or initial stock; keeps ``stock_total`` (a 32-bit column) far from overflow.
 MAX_UNITS_PER_CALL = 1_000_000
 MAX_OPTIONS_PER_PRODUCT = 100
@@ -73,13 +80,47 @@ class CategoryTree:
             raise NotFound(f"category {category_id} does not exist") from None
 
     def roots(self) -> tuple[CategoryNode, ...]:
-        return self._nodes(None)
+        """The nested tree, built bottom-up without recursion: however deep a chain the table
+        holds (older data, a manual edit), listing it cannot exhaust the interpreter's stack."""
+        order: list[Category] = []
+        frontier = list(self._children.get(None, []))
+        while frontier:
+            order.extend(frontier)
+            frontier = [child for c in frontier for child in self._children.get(c.id, [])]
+        built: dict[int, CategoryNode] = {}
+        for category in reversed(order):
+            children = tuple(built.pop(c.id) for c in self._children.get(category.id, []))
+            built[category.id] = CategoryNode(category, children)
+        return tuple(built[c.id] for c in self._children.get(None, []))
 
-    def _nodes(self, parent_id: int | None) -> tuple[CategoryNode, ...]:
-        return tuple(
-            CategoryNode(category, self._nodes(category.id))
-            for category in self._children.get(parent_id, [])
-        )
+    def depth_of(self, category_id: int) -> int:
+        """1 for a top-level category, 2 for its children, and so on."""
+        depth, seen = 0, set()
+        current: int | None = category_id
+        while current is not None and current in self._by_id and current not in seen:
+            seen.add(current)
+            depth += 1
+            current = self._by_id[current].parent_id
+        return depth
+
+    def height_of(self, category_id: int) -> int:
+        """Levels in the subtree under (and including) the category."""
+        height, frontier = 0, [category_id]
+        while frontier:
+            height += 1
+            frontier = [child.id for parent in frontier for child in self._children.get(parent, [])]
+        return height
+
+    def check_depth(self, parent_id: int | None, *, height: int = 1) -> None:
+        """A subtree of ``height`` levels placed under ``parent_id`` must stay within
+        ``MAX_CATEGORY_DEPTH``: the tree is served as nested JSON, and a deeper chain is no
+        navigation anyone can use."""
+        depth = (0 if parent_id is None else self.depth_of(parent_id)) + height
+        if depth > MAX_CATEGORY_DEPTH:
+            raise InvalidInput(
+                f"categories nest at most {MAX_CATEGORY_DEPTH} levels deep",
+                extra={"parent_id": parent_id, "depth": depth, "max_depth": MAX_CATEGORY_DEPTH},
+            )
 
     def children_of(self, category_id: int) -> list[Category]:
         return list(self._children.get(category_id, []))
@@ -99,6 +140,7 @@ class CategoryTree:
             raise InvalidInput(
                 f"parent category {parent_id} does not exist", extra={"parent_id": parent_id}
             )
+        self.check_depth(parent_id)
 
     def check_move(self, category_id: int, new_parent_id: int | None) -> None:
         """Moving a category under itself or one of its descendants would cut the subtree off
@@ -110,6 +152,7 @@ class CategoryTree:
                 "a category cannot move under itself or one of its descendants",
                 extra={"category_id": category_id, "parent_id": new_parent_id},
             )
+        self.check_depth(new_parent_id, height=self.height_of(category_id))
 
     def check_delete(
         self,
@@ -264,6 +307,8 @@ class NewProduct:
     def __post_init__(self) -> None:
         check_name(self.name, "product name", MAX_PRODUCT_NAME_LENGTH)
         check_price(self.price)
+        check_description(self.description)
+        check_category_links(self.category_ids)
         if not self.options:
             raise InvalidInput("a product needs at least one option: options are what is sold")
         if len(self.options) > MAX_OPTIONS_PER_PRODUCT:
@@ -294,6 +339,10 @@ class ProductChange:
             check_name(self.name, "product name", MAX_PRODUCT_NAME_LENGTH)
         if self.price is not None:
             check_price(self.price)
+        if self.description is not None:
+            check_description(self.description)
+        if self.category_ids is not None:
+            check_category_links(self.category_ids)
 
 
 class Sort(StrEnum):
@@ -355,6 +404,21 @@ def check_name(value: str, what: str, maximum: int) -> None:
 def check_price(price: int) -> None:
     if price < 0:
         raise InvalidInput("a price cannot be negative (prices are integer minor units)")
+    if price > MAX_PRICE:
+        raise InvalidInput(f"a price is at most {MAX_PRICE} minor units", extra={"price": price})
+
+
+def check_description(description: str) -> None:
+    if len(description) > MAX_DESCRIPTION_LENGTH:
+        raise InvalidInput(f"a description is at most {MAX_DESCRIPTION_LENGTH} characters")
+
+
+def check_category_links(category_ids: Sequence[int]) -> None:
+    if len(category_ids) > MAX_CATEGORIES_PER_PRODUCT:
+        raise InvalidInput(
+            f"a product belongs to at most {MAX_CATEGORIES_PER_PRODUCT} categories",
+            extra={"category_ids": len(category_ids)},
+        )
 
 
 def check_url(url: str) -> None:
@@ -369,4 +433,15 @@ def check_units(units: int) -> None:
     if not 1 <= units <= MAX_UNITS_PER_CALL:
         raise InvalidInput(
             f"units must be between 1 and {MAX_UNITS_PER_CALL}", extra={"units": units}
+        )
+
+
+def check_stock_total(current_total: int, units: int) -> None:
+    """Every unit ever put on sale is counted in ``stock_total``, a 32-bit column: a restock
+    that would carry it past that is refused before any store is touched."""
+    if current_total + units > MAX_INT32:
+        raise InvalidInput(
+            f"an option holds at most {MAX_INT32} units in total over its life; "
+            f"{current_total} are counted already",
+            extra={"stock_total": current_total, "units": units, "max_stock_total": MAX_INT32},
         )

@@ -29,6 +29,7 @@ from shop.domain.catalog.model import (
     ProductDetail,
     ProductSummary,
     Sort,
+    check_stock_total,
     check_units,
     check_url,
 )
@@ -185,8 +186,10 @@ async def restock(
     """
     check_idempotency_key(key)
     check_units(units)
-    if await reads.option(option_id) is None:
+    option = await reads.option(option_id)
+    if option is None:
         raise NotFound(f"option {option_id} does not exist")
+    check_stock_total(option.stock_total, units)
     await stock.put_on_sale(option_id, units, key=key)
     return await option_on_sale(reads, stock, option_id)
 

@@ -30,6 +30,7 @@ from enum import StrEnum
 
 from shop.domain.errors import InvalidInput, InvalidState
 from shop.domain.idempotency import check_idempotency_key
+from shop.domain.limits import MAX_ORDER_TOTAL
 from shop.domain.orders.status import OrderStatus as OrderStatus
 from shop.domain.stock.model import Line, merge_lines
 
@@ -39,6 +40,11 @@ class PaymentMethod(StrEnum):
     BANK_TRANSFER = "bank_transfer"
 
 
+# The defaults of ``OrderRules``, which the HTTP schema also declares.
+MAX_LINE_QUANTITY = 100
+MAX_ORDER_LINES = 50
+
+
 @dataclass(frozen=True, slots=True)
 class OrderRules:
     """The tunable part of the rules; the composition root fills it from settings."""
@@ -46,8 +52,8 @@ class OrderRules:
     card_payment_ttl: timedelta = timedelta(minutes=15)
     bank_transfer_ttl: timedelta = timedelta(days=3)
     refund_window: timedelta = timedelta(days=3)
-    max_line_quantity: int = 100
-    max_order_lines: int = 50
+    max_line_quantity: int = MAX_LINE_QUANTITY
+    max_order_lines: int = MAX_ORDER_LINES
     # Units of one option one customer may hold across live orders; None = no limit.
     purchase_limit_per_option: int | None = None
 
@@ -62,6 +68,18 @@ class OptionPrice:
     option_id: int
     product_id: int
     price: int
+
+
+def check_total(lines: Sequence[Line], prices: Mapping[int, OptionPrice]) -> int:
+    """An order's total must stay under ``MAX_ORDER_TOTAL`` (well inside the ``bigint``
+    column): refused before any stock is reserved, so nothing has to be given back."""
+    total = sum(line.quantity * prices[line.option_id].price for line in lines)
+    if total > MAX_ORDER_TOTAL:
+        raise InvalidInput(
+            f"an order's total is at most {MAX_ORDER_TOTAL} minor units",
+            extra={"total": total, "max_total": MAX_ORDER_TOTAL},
+        )
+    return total
 
 
 def reservation_key(user_id: uuid.UUID, idempotency_key: str) -> str:

@@ -25,6 +25,7 @@ from shop.domain.orders.model import (
     OrderStatus,
     Placed,
     PlaceOrder,
+    check_total,
 )
 from shop.domain.orders.ports import Clock, ExpiryScheduler, Orders
 from shop.domain.stock.ports import StockReservation
@@ -70,6 +71,7 @@ async def place_order(
     unknown = [line.option_id for line in lines if line.option_id not in quote.prices]
     if unknown:
         raise InvalidInput(f"option {unknown[0]} does not exist", extra={"option_ids": unknown})
+    check_total(lines, quote.prices)
 
     reservation = await stock.reserve(
         lines,

@@ -10,14 +10,16 @@ from typing import Annotated
 
 from litestar import Controller, delete, get, patch, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
+from litestar.params import FromQuery, HeaderParameter, JSONBody, QueryParameter
 
 from shop.bootstrap import CatalogPorts, Container
 from shop.domain.catalog import services
 from shop.domain.catalog.model import Sort
 from shop.domain.idempotency import MAX_IDEMPOTENCY_KEY_LENGTH
-from shop.domain.paging import DEFAULT_LIMIT, MAX_LIMIT
+from shop.domain.limits import MAX_ID
+from shop.domain.paging import DEFAULT_LIMIT, MAX_CURSOR_LENGTH, MAX_LIMIT
 from shop.entrypoints.http.auth import requires_admin
+from shop.entrypoints.http.bounds import PathId
 from shop.entrypoints.http.catalog_schemas import (
     CategoryIn,
     CategoryNodeOut,
@@ -50,7 +52,10 @@ RestockKey = Annotated[
 ]
 Cursor = Annotated[
     str | None,
-    QueryParameter(description="next_cursor of the previous page; omit for the first page"),
+    QueryParameter(
+        description="next_cursor of the previous page; omit for the first page",
+        max_length=MAX_CURSOR_LENGTH,
+    ),
 ]
 
 
@@ -91,7 +96,7 @@ class AdminCategoryController(Controller):
     @patch("/{category_id:int}", operation_id="UpdateCategory")
     async def update(
         self,
-        category_id: FromPath[int],
+        category_id: PathId,
         data: JSONBody[CategoryPatch],
         catalog: NamedDependency[CatalogPorts],
     ) -> CategoryOut:
@@ -105,7 +110,7 @@ class AdminCategoryController(Controller):
     @delete("/{category_id:int}", operation_id="DeleteCategory")
     async def remove(
         self,
-        category_id: FromPath[int],
+        category_id: PathId,
         catalog: NamedDependency[CatalogPorts],
         cascade: Annotated[
             bool,
@@ -115,7 +120,9 @@ class AdminCategoryController(Controller):
         ] = False,
         move_to: Annotated[
             int | None,
-            QueryParameter(description="move sub-categories and products here, then delete"),
+            QueryParameter(
+                ge=1, le=MAX_ID, description="move sub-categories and products here, then delete"
+            ),
         ] = None,
     ) -> None:
         """An empty category goes; a non-empty one is a 409 unless ``cascade`` or ``move_to``
@@ -139,7 +146,8 @@ class ProductController(Controller):
         limit: Limit = DEFAULT_LIMIT,
         cursor: Cursor = None,
         category_id: Annotated[
-            int | None, QueryParameter(description="this category and all its descendants")
+            int | None,
+            QueryParameter(ge=1, le=MAX_ID, description="this category and all its descendants"),
         ] = None,
     ) -> ProductPage:
         """Keyset pages, newest or most popular first, ties broken by id."""
@@ -162,7 +170,7 @@ class ProductController(Controller):
     @get("/{product_id:int}", operation_id="GetProduct", exclude_from_auth=True)
     async def detail(
         self,
-        product_id: FromPath[int],
+        product_id: PathId,
         catalog: NamedDependency[CatalogPorts],
     ) -> ProductOut:
         """With each option's units still available, its images and categories."""
@@ -191,7 +199,7 @@ class AdminProductController(Controller):
     @patch("/products/{product_id:int}", operation_id="UpdateProduct")
     async def update(
         self,
-        product_id: FromPath[int],
+        product_id: PathId,
         data: JSONBody[ProductPatch],
         catalog: NamedDependency[CatalogPorts],
     ) -> ProductOut:
@@ -201,9 +209,7 @@ class AdminProductController(Controller):
         return ProductOut.from_domain(detail)
 
     @delete("/products/{product_id:int}", operation_id="DeleteProduct")
-    async def remove(
-        self, product_id: FromPath[int], catalog: NamedDependency[CatalogPorts]
-    ) -> None:
+    async def remove(self, product_id: PathId, catalog: NamedDependency[CatalogPorts]) -> None:
         """Gone with its options, images and wishes; a 409 once it has been ordered. Buyers
         whose purchase of it was in flight get a 409 naming the option; a 503 (Retry-After)
         if purchases kept its rows busy for the whole wait."""
@@ -212,7 +218,7 @@ class AdminProductController(Controller):
     @post("/products/{product_id:int}/options", operation_id="AddOption")
     async def add_option(
         self,
-        product_id: FromPath[int],
+        product_id: PathId,
         data: JSONBody[OptionIn],
         catalog: NamedDependency[CatalogPorts],
     ) -> OptionOut:
@@ -224,7 +230,7 @@ class AdminProductController(Controller):
     @post("/options/{option_id:int}/restock", operation_id="RestockOption", status_code=200)
     async def restock(
         self,
-        option_id: FromPath[int],
+        option_id: PathId,
         data: JSONBody[RestockIn],
         idempotency_key: RestockKey,
         catalog: NamedDependency[CatalogPorts],
@@ -240,7 +246,7 @@ class AdminProductController(Controller):
     @post("/products/{product_id:int}/images", operation_id="AddImage")
     async def add_image(
         self,
-        product_id: FromPath[int],
+        product_id: PathId,
         data: JSONBody[ImageIn],
         catalog: NamedDependency[CatalogPorts],
     ) -> ImageOut:

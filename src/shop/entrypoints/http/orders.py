@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 import msgspec
@@ -20,13 +20,22 @@ from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from shop.bootstrap import Container
-from shop.domain.errors import InvalidInput
 from shop.domain.idempotency import MAX_IDEMPOTENCY_KEY_LENGTH
 from shop.domain.identity.model import Principal
 from shop.domain.orders import services
-from shop.domain.orders.model import Order, OrderCursor, OrderPage, PaymentMethod, PlaceOrder
+from shop.domain.orders.model import (
+    MAX_LINE_QUANTITY,
+    MAX_ORDER_LINES,
+    Order,
+    OrderCursor,
+    OrderPage,
+    PaymentMethod,
+    PlaceOrder,
+)
+from shop.domain.paging import MAX_CURSOR_LENGTH, invalid_cursor
 from shop.domain.stock.model import Line
 from shop.entrypoints.http.auth import requires_admin
+from shop.entrypoints.http.bounds import Amount, Id
 
 IdempotencyKey = Annotated[
     str,
@@ -39,15 +48,15 @@ IdempotencyKey = Annotated[
 ]
 
 
-class OrderLineIn(msgspec.Struct):
-    option_id: Annotated[int, msgspec.Meta(ge=1)]
-    quantity: Annotated[int, msgspec.Meta(ge=1)]
+class OrderLineIn(msgspec.Struct, forbid_unknown_fields=True):
+    option_id: Id
+    quantity: Annotated[int, msgspec.Meta(ge=1, le=MAX_LINE_QUANTITY)]
 
 
-class OrderIn(msgspec.Struct):
+class OrderIn(msgspec.Struct, forbid_unknown_fields=True):
     """Prices are not part of the request: the server reads them from the catalog."""
 
-    lines: Annotated[list[OrderLineIn], msgspec.Meta(min_length=1)]
+    lines: Annotated[list[OrderLineIn], msgspec.Meta(min_length=1, max_length=MAX_ORDER_LINES)]
     payment_method: PaymentMethod
     shipping_address: Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
 
@@ -61,10 +70,10 @@ class OrderIn(msgspec.Struct):
         )
 
 
-class PaymentIn(msgspec.Struct):
+class PaymentIn(msgspec.Struct, forbid_unknown_fields=True):
     """What the payment provider's callback reports: the amount captured, in minor units."""
 
-    amount: Annotated[int, msgspec.Meta(ge=0)]
+    amount: Amount
 
 
 class OrderLineOut(msgspec.Struct):
@@ -138,16 +147,21 @@ def encode_cursor(cursor: OrderCursor) -> str:
 
 
 def decode_cursor(token: str) -> OrderCursor:
-    """Opaque to clients; anything we did not hand out is a 422, not a 500."""
+    """Opaque to clients; anything we did not hand out is a 400 (the rule every listing's
+    cursor follows, ``shop.domain.paging``), not a 500. The timestamp is normalised to UTC
+    here: a date at the edge of the calendar with an offset (year 1 at +01:00) has no UTC
+    instant and is refused instead of overflowing in the driver."""
+    if not token or len(token) > MAX_CURSOR_LENGTH:
+        raise invalid_cursor("the cursor is empty or too long")
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
         created_at, order_id = raw.split("|")
         when = datetime.fromisoformat(created_at)
         if when.tzinfo is None:
             raise ValueError("naive timestamp")
-        return OrderCursor(created_at=when, order_id=uuid.UUID(order_id))
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise InvalidInput("the cursor is not one this API handed out") from exc
+        return OrderCursor(created_at=when.astimezone(UTC), order_id=uuid.UUID(order_id))
+    except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError):
+        raise invalid_cursor("the cursor is not one this server issued") from None
 
 
 class OrderController(Controller):
@@ -188,7 +202,10 @@ class OrderController(Controller):
         container: NamedDependency[Container],
         limit: Annotated[int, QueryParameter(ge=1, le=services.MAX_PAGE_SIZE)] = 20,
         cursor: Annotated[
-            str | None, QueryParameter(description="next_cursor of the previous page")
+            str | None,
+            QueryParameter(
+                description="next_cursor of the previous page", max_length=MAX_CURSOR_LENGTH
+            ),
         ] = None,
     ) -> OrderPageOut:
         page = await services.list_orders(
