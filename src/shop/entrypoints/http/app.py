@@ -22,6 +22,7 @@ from shop.adapters.security import JwtAccessTokens
 from shop.bootstrap import Container, jwt_secret_of, resolve_services
 from shop.config import Settings, load_settings
 from shop.entrypoints.http.auth import auth_middleware, provide_principal
+from shop.entrypoints.http.body_guard import body_guard
 from shop.entrypoints.http.catalog import (
     AdminCategoryController,
     AdminProductController,
@@ -30,9 +31,15 @@ from shop.entrypoints.http.catalog import (
 )
 from shop.entrypoints.http.errors import EXCEPTION_HANDLERS
 from shop.entrypoints.http.health import HealthController
-from shop.entrypoints.http.identity import AuthController, get_me
+from shop.entrypoints.http.identity import AuthController, change_password, get_me
+from shop.entrypoints.http.openapi import (
+    COMPONENTS,
+    StrictStructSchemaPlugin,
+    document_operations,
+)
 from shop.entrypoints.http.orders import AdminOrderController, OrderController
 from shop.entrypoints.http.request_log import request_log_middleware
+from shop.entrypoints.http.security_headers import security_headers_middleware
 from shop.entrypoints.http.throttle import ThrottleMiddleware
 from shop.entrypoints.http.whoami import whoami
 from shop.entrypoints.http.wishes import WishController
@@ -66,6 +73,7 @@ def route_handlers() -> list[ControllerRouterHandler]:
         docs,
         AuthController,
         get_me,
+        change_password,
         whoami,
         CategoryController,
         AdminCategoryController,
@@ -119,7 +127,7 @@ def create_app(
             "container": Provide(provide_container, sync_to_thread=False),
             "principal": Provide(provide_principal, sync_to_thread=False),
         },
-        middleware=[*throttle, auth_middleware(tokens)],
+        middleware=[*throttle, auth_middleware(tokens), body_guard(own_settings.max_body_bytes)],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=own_settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
@@ -128,10 +136,13 @@ def create_app(
             description="First-come-first-served store backend.",
             path="/schema",
             render_plugins=[_DOCS],
+            components=COMPONENTS,
         ),
+        plugins=[StrictStructSchemaPlugin()],
         debug=False,
     )
     # Wrapped around the whole ASGI handler (not as route middleware) so that unmatched routes
     # (404, 405) get a request id and an access-log line too.
-    app.asgi_handler = request_log_middleware(app.asgi_handler)
+    document_operations(app)
+    app.asgi_handler = security_headers_middleware(request_log_middleware(app.asgi_handler))
     return app

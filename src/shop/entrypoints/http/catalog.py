@@ -37,6 +37,7 @@ from shop.entrypoints.http.catalog_schemas import (
     ProductSummaryOut,
     RestockIn,
 )
+from shop.entrypoints.http.openapi import raises
 
 Limit = Annotated[
     int, QueryParameter(ge=1, le=MAX_LIMIT, description=f"page size, 1 to {MAX_LIMIT}")
@@ -93,7 +94,7 @@ class AdminCategoryController(Controller):
         category = await services.create_category(catalog.unit_of_work, data.to_domain())
         return CategoryOut.from_domain(category)
 
-    @patch("/{category_id:int}", operation_id="UpdateCategory")
+    @patch("/{category_id:int}", operation_id="UpdateCategory", responses=raises(409))
     async def update(
         self,
         category_id: PathId,
@@ -107,7 +108,7 @@ class AdminCategoryController(Controller):
         )
         return CategoryOut.from_domain(category)
 
-    @delete("/{category_id:int}", operation_id="DeleteCategory")
+    @delete("/{category_id:int}", operation_id="DeleteCategory", responses=raises(409))
     async def remove(
         self,
         category_id: PathId,
@@ -138,7 +139,7 @@ class ProductController(Controller):
     tags = ["catalog"]
     dependencies = CATALOG_DEPENDENCIES
 
-    @get(operation_id="ListProducts", exclude_from_auth=True)
+    @get(operation_id="ListProducts", exclude_from_auth=True, responses=raises(404))
     async def listing(
         self,
         catalog: NamedDependency[CatalogPorts],
@@ -184,7 +185,7 @@ class AdminProductController(Controller):
     guards = [requires_admin]
     dependencies = CATALOG_DEPENDENCIES
 
-    @post("/products", operation_id="RegisterProduct")
+    @post("/products", operation_id="RegisterProduct", responses=raises(409))
     async def register(
         self,
         data: JSONBody[ProductIn],
@@ -196,7 +197,7 @@ class AdminProductController(Controller):
         )
         return ProductOut.from_domain(detail)
 
-    @patch("/products/{product_id:int}", operation_id="UpdateProduct")
+    @patch("/products/{product_id:int}", operation_id="UpdateProduct", responses=raises(409))
     async def update(
         self,
         product_id: PathId,
@@ -208,14 +209,14 @@ class AdminProductController(Controller):
         )
         return ProductOut.from_domain(detail)
 
-    @delete("/products/{product_id:int}", operation_id="DeleteProduct")
+    @delete("/products/{product_id:int}", operation_id="DeleteProduct", responses=raises(409))
     async def remove(self, product_id: PathId, catalog: NamedDependency[CatalogPorts]) -> None:
         """Gone with its options, images and wishes; a 409 once it has been ordered. Buyers
         whose purchase of it was in flight get a 409 naming the option; a 503 (Retry-After)
         if purchases kept its rows busy for the whole wait."""
         await services.delete_product(catalog.unit_of_work, catalog.ranking, product_id)
 
-    @post("/products/{product_id:int}/options", operation_id="AddOption")
+    @post("/products/{product_id:int}/options", operation_id="AddOption", responses=raises(409))
     async def add_option(
         self,
         product_id: PathId,

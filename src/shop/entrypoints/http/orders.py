@@ -36,6 +36,7 @@ from shop.domain.paging import MAX_CURSOR_LENGTH, invalid_cursor
 from shop.domain.stock.model import Line
 from shop.entrypoints.http.auth import requires_admin
 from shop.entrypoints.http.bounds import Amount, Id
+from shop.entrypoints.http.openapi import raises
 
 IdempotencyKey = Annotated[
     str,
@@ -170,6 +171,7 @@ class OrderController(Controller):
 
     @post(
         operation_id="PlaceOrder",
+        responses=raises(409, also=(200, OrderOut)),
         summary="Buy: reserve the stock and place an order awaiting payment",
         description="201 with the new order; 200 with the same order when the request is "
         "repeated with the same Idempotency-Key; 409 when an option is sold out.",
@@ -231,6 +233,7 @@ class OrderController(Controller):
     @post(
         "/{order_id:uuid}/pay",
         operation_id="PayOrder",
+        responses=raises(409),
         status_code=HTTP_200_OK,
         summary="Payment confirmation (stands in for the payment provider's callback)",
         description="The amount must equal the order total. Idempotent: a repeated "
@@ -256,6 +259,7 @@ class OrderController(Controller):
     @post(
         "/{order_id:uuid}/cancel",
         operation_id="CancelOrder",
+        responses=raises(409),
         status_code=HTTP_200_OK,
         summary="Cancel before shipping; the units go back on sale",
     )
@@ -277,6 +281,7 @@ class OrderController(Controller):
     @post(
         "/{order_id:uuid}/refund",
         operation_id="RefundOrder",
+        responses=raises(409),
         status_code=HTTP_200_OK,
         summary="Refund a delivered order within the refund window after delivery",
     )
@@ -304,6 +309,7 @@ class AdminOrderController(Controller):
     @post(
         "/{order_id:uuid}/ship",
         operation_id="ShipOrder",
+        responses=raises(409),
         status_code=HTTP_200_OK,
         summary="Hand a paid order to the carrier (it can no longer be cancelled)",
     )
@@ -316,6 +322,7 @@ class AdminOrderController(Controller):
     @post(
         "/{order_id:uuid}/deliver",
         operation_id="DeliverOrder",
+        responses=raises(409),
         status_code=HTTP_200_OK,
         summary="Record delivery (the refund window starts now)",
     )

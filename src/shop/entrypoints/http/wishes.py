@@ -17,6 +17,7 @@ from shop.domain.paging import DEFAULT_LIMIT, MAX_CURSOR_LENGTH, MAX_LIMIT
 from shop.domain.wishes import services
 from shop.domain.wishes.model import Wish, WishEntry
 from shop.entrypoints.http.bounds import PathId
+from shop.entrypoints.http.openapi import raises
 
 
 class WishOut(msgspec.Struct):
@@ -81,7 +82,12 @@ class WishController(Controller):
             next_cursor=page.next_cursor,
         )
 
-    @put("/{product_id:int}", operation_id="AddWish")
+    @put(
+        "/{product_id:int}",
+        operation_id="AddWish",
+        status_code=201,
+        responses=raises(409, also=(200, WishOut)),
+    )
     async def add(
         self,
         product_id: PathId,
