@@ -80,17 +80,22 @@ class CategoryTree:
             raise NotFound(f"category {category_id} does not exist") from None
 
     def roots(self) -> tuple[CategoryNode, ...]:
-        """The nested tree, built bottom-up without recursion: however deep a chain the table
-        holds (older data, a manual edit), listing it cannot exhaust the interpreter's stack."""
-        order: list[Category] = []
+        """The nested tree, built bottom-up without recursion, ``MAX_CATEGORY_DEPTH`` levels
+        deep. Writes cannot go deeper; a deeper chain written before the cap (or by hand) is
+        cut from the nested listing rather than making it fail for everyone: its categories
+        still exist and list their products by id."""
+        levels: list[list[Category]] = []
         frontier = list(self._children.get(None, []))
-        while frontier:
-            order.extend(frontier)
+        while frontier and len(levels) < MAX_CATEGORY_DEPTH:
+            levels.append(frontier)
             frontier = [child for c in frontier for child in self._children.get(c.id, [])]
         built: dict[int, CategoryNode] = {}
-        for category in reversed(order):
-            children = tuple(built.pop(c.id) for c in self._children.get(category.id, []))
-            built[category.id] = CategoryNode(category, children)
+        for level in reversed(levels):
+            for category in level:
+                children = tuple(
+                    built.pop(c.id) for c in self._children.get(category.id, []) if c.id in built
+                )
+                built[category.id] = CategoryNode(category, children)
         return tuple(built[c.id] for c in self._children.get(None, []))
 
     def depth_of(self, category_id: int) -> int:

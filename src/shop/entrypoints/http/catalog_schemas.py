@@ -92,12 +92,27 @@ class CategoryNodeOut(msgspec.Struct):
 
     @classmethod
     def from_domain(cls, node: CategoryNode) -> CategoryNodeOut:
-        return cls(
+        """Built without recursion, like the domain's tree: depth is capped on write, but a
+        chain already in the table must not exhaust the stack of whoever lists it."""
+        out = cls(
             id=node.category.id,
             name=node.category.name,
             position=node.category.position,
-            children=[cls.from_domain(child) for child in node.children],
+            children=[],
         )
+        stack = [(node, out)]
+        while stack:
+            current, rendered = stack.pop()
+            for child in current.children:
+                child_out = cls(
+                    id=child.category.id,
+                    name=child.category.name,
+                    position=child.category.position,
+                    children=[],
+                )
+                rendered.children.append(child_out)
+                stack.append((child, child_out))
+        return out
 
 
 class CategoryRef(msgspec.Struct):

@@ -89,6 +89,13 @@ def validation_error_to_response(
         )
     if "decode" in detail.lower() or "malformed" in detail.lower():
         return error_response(400, f"Malformed request body: {detail}", exc.extra)
+    problems = [
+        f"{item['key']}: {item['message']}"
+        for item in (exc.extra if isinstance(exc.extra, list) else ())
+        if isinstance(item, dict) and item.get("key") and item.get("message")
+    ]
+    if problems:
+        detail = "; ".join(problems)
     return error_response(422, f"Invalid request: {detail}", exc.extra)
 
 

@@ -126,11 +126,30 @@ def document_operations(app: Litestar) -> None:
     for route in app.routes:
         if not isinstance(route, HTTPRoute):
             continue
+        _allow_every_method(route)
         for handler in _handlers(route):
             derived = {status: _error(status) for status in _derived_statuses(route, handler)}
             handler.responses = {**derived, **(handler.responses or {})}
             if _needs_token(route.path, handler) and not handler.security:
                 handler.security = [{BEARER: []}]
+
+
+def _allow_every_method(route: HTTPRoute) -> None:
+    """Litestar's generated OPTIONS handler answers ``Allow`` from the route object it was
+    made for; when a second handler joins the path (PUT then DELETE on ``/api/wishes/{id}``)
+    the route is rebuilt but the handler keeps the old one, and ``Allow`` omits DELETE. Point
+    it at the final route, so ``Allow`` lists every method the path serves."""
+    for handler in route.route_handlers:
+        fn = getattr(handler, "fn", None)
+        closure = getattr(fn, "__closure__", None) or ()
+        names = getattr(getattr(fn, "__code__", None), "co_freevars", ())
+        if (
+            handler.handler_name == "options_handler"
+            and names == ("self",)
+            and closure
+            and isinstance(closure[0].cell_contents, HTTPRoute)
+        ):
+            closure[0].cell_contents = route
 
 
 def _handlers(route: HTTPRoute) -> Iterable[Any]:
