@@ -99,7 +99,7 @@ async def test_registration_puts_each_options_stock_on_sale(
 @pytest.mark.parametrize(
     ("change", "status"),
     [
-        ({"category_ids": [999]}, 422),
+        ({"category_ids": [999]}, 404),
         ({"options": []}, 422),
         ({"price": -1}, 422),
         ({"name": ""}, 422),

@@ -62,8 +62,8 @@ def test_moves_elsewhere_are_allowed(tree: CategoryTree) -> None:
     tree.check_move(5, 3)
 
 
-def test_moving_under_an_unknown_parent_is_invalid_input(tree: CategoryTree) -> None:
-    with pytest.raises(InvalidInput):
+def test_moving_under_an_unknown_parent_is_not_found(tree: CategoryTree) -> None:
+    with pytest.raises(NotFound):
         tree.check_move(2, 99)
     with pytest.raises(NotFound):
         tree.check_move(99, 1)
@@ -82,7 +82,7 @@ def test_a_non_empty_category_needs_a_delete_mode(tree: CategoryTree) -> None:
 def test_contents_cannot_move_into_the_deleted_subtree(tree: CategoryTree) -> None:
     with pytest.raises(Conflict):
         tree.check_delete(1, mode=DeleteMode.MOVE, product_count=0, move_to=3)
-    with pytest.raises(InvalidInput):
+    with pytest.raises(NotFound):
         tree.check_delete(1, mode=DeleteMode.MOVE, product_count=0, move_to=99)
     tree.check_delete(1, mode=DeleteMode.MOVE, product_count=0, move_to=5)
 

@@ -11,10 +11,15 @@ from __future__ import annotations
 
 from shop.domain.errors import InvalidInput
 
-# Ids are ``bigint`` identities: positive, at most 2^63 - 1.
-MAX_ID = 2**63 - 1
+# Ids are ``bigint`` identities: positive, below 2^63. The bound is 2^63 - 1024, the largest
+# value under 2^63 that a double holds exactly, so that a JSON tool reading the documented
+# maximum as a float gets the same number the server enforces.
+MAX_ID = 2**63 - 1024
 # Positions and stock counts are 32-bit ``integer`` columns.
 MAX_INT32 = 2**31 - 1
+# Positions are stored in those 32-bit columns too; the cap leaves room for "append after
+# the last" (max + 1) however positions were chosen.
+MAX_POSITION = 10**9
 # One price, in minor units: 10^12 cents is ten billion in the major unit, far above any
 # product, and leaves the order total (below) room inside ``bigint``.
 MAX_PRICE = 10**12

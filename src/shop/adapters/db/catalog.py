@@ -63,7 +63,7 @@ from shop.domain.catalog.model import (
     ProductSummary,
     Sort,
 )
-from shop.domain.errors import Conflict, InvalidInput, NotFound, Unavailable
+from shop.domain.errors import Conflict, NotFound, Unavailable
 from shop.domain.orders.status import OrderStatus
 
 category = cast("Table", CategoryRow.__table__)
@@ -241,7 +241,7 @@ class SqlProducts:
         )
         missing = sorted(set(wanted) - set(found))
         if missing:
-            raise InvalidInput(
+            raise NotFound(
                 f"unknown categories: {', '.join(map(str, missing))}",
                 extra={"category_ids": missing},
             )

@@ -140,9 +140,9 @@ class CategoryTree:
         return found
 
     def check_parent(self, parent_id: int | None) -> None:
-        """A parent named in a request must exist: 422, since the path names something else."""
+        """A parent named in a request must exist: 404, like any id the request names."""
         if parent_id is not None and parent_id not in self._by_id:
-            raise InvalidInput(
+            raise NotFound(
                 f"parent category {parent_id} does not exist", extra={"parent_id": parent_id}
             )
         self.check_depth(parent_id)
@@ -179,7 +179,7 @@ class CategoryTree:
             if move_to is None:
                 raise InvalidInput("move_to names the category that receives the contents")
             if move_to not in self._by_id:
-                raise InvalidInput(
+                raise NotFound(
                     f"category {move_to} (move_to) does not exist", extra={"move_to": move_to}
                 )
             if move_to in self.subtree(category_id):

@@ -70,7 +70,7 @@ async def place_order(
         raise ReservationLost(cmd.reservation_key)
     unknown = [line.option_id for line in lines if line.option_id not in quote.prices]
     if unknown:
-        raise InvalidInput(f"option {unknown[0]} does not exist", extra={"option_ids": unknown})
+        raise NotFound(f"option {unknown[0]} does not exist", extra={"option_ids": unknown})
     check_total(lines, quote.prices)
 
     reservation = await stock.reserve(

@@ -19,7 +19,7 @@ from shop.domain.idempotency import MAX_IDEMPOTENCY_KEY_LENGTH
 from shop.domain.limits import MAX_ID
 from shop.domain.paging import DEFAULT_LIMIT, MAX_CURSOR_LENGTH, MAX_LIMIT
 from shop.entrypoints.http.auth import requires_admin
-from shop.entrypoints.http.bounds import PathId
+from shop.entrypoints.http.bounds import NOT_BLANK, PathId
 from shop.entrypoints.http.catalog_schemas import (
     CategoryIn,
     CategoryNodeOut,
@@ -48,6 +48,7 @@ RestockKey = Annotated[
         name="Idempotency-Key",
         min_length=1,
         max_length=MAX_IDEMPOTENCY_KEY_LENGTH,
+        pattern=NOT_BLANK,
         description="Client-chosen key; repeating the restock with it adds the units once.",
     ),
 ]

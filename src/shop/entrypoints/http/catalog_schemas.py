@@ -33,11 +33,13 @@ from shop.domain.catalog.model import (
     ProductSummary,
 )
 from shop.domain.limits import MAX_CATEGORIES_PER_PRODUCT
-from shop.entrypoints.http.bounds import Id, Position, Price
+from shop.entrypoints.http.bounds import NOT_BLANK, SPACE, Id, Position, Price
 
-Name = Annotated[str, Meta(min_length=1, max_length=MAX_NAME_LENGTH)]
-ProductName = Annotated[str, Meta(min_length=1, max_length=MAX_PRODUCT_NAME_LENGTH)]
-Url = Annotated[str, Meta(pattern=r"^https?://\S+$", max_length=MAX_URL_LENGTH)]
+Name = Annotated[str, Meta(min_length=1, max_length=MAX_NAME_LENGTH, pattern=NOT_BLANK)]
+ProductName = Annotated[
+    str, Meta(min_length=1, max_length=MAX_PRODUCT_NAME_LENGTH, pattern=NOT_BLANK)
+]
+Url = Annotated[str, Meta(pattern=rf"^https?://[^\x00{SPACE}]+$", max_length=MAX_URL_LENGTH)]
 Units = Annotated[int, Meta(ge=1, le=MAX_UNITS_PER_CALL)]
 CategoryIds = Annotated[list[Id], Meta(max_length=MAX_CATEGORIES_PER_PRODUCT)]
 Description = Annotated[str, Meta(max_length=MAX_DESCRIPTION_LENGTH)]

@@ -28,12 +28,25 @@ from shop.domain.identity.model import (
     TokenPair,
     User,
 )
+from shop.entrypoints.http.bounds import NOT_BLANK
 from shop.entrypoints.http.openapi import raises
 from shop.entrypoints.http.throttle import SIGN_IN
 
 # Generous caps that keep absurd payloads out before any rule or hash runs; the domain
 # applies the real policy with messages a customer can act on.
 Email = Annotated[str, msgspec.Meta(max_length=MAX_EMAIL_LENGTH, examples=["ann@example.com"])]
+# A new account's email: plain ASCII addresses, so that what the document allows is exactly
+# what the domain's normalisation accepts (logging in takes any string: a miss is a 401).
+NewEmail = Annotated[
+    str,
+    msgspec.Meta(
+        max_length=MAX_EMAIL_LENGTH,
+        pattern=r"^ *[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@"
+        r"[A-Za-z0-9.-]*[A-Za-z0-9-]\.+[A-Za-z0-9-][A-Za-z0-9.-]* *$",
+        examples=["ann@example.com"],
+    ),
+]
+
 Password = Annotated[str, msgspec.Meta(max_length=1024)]
 NewPassword = Annotated[
     str,
@@ -49,9 +62,9 @@ RefreshSecret = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 
 
 class SignUpIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    email: Email
+    email: NewEmail
     password: NewPassword
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NOT_BLANK)]
     phone: Annotated[str, msgspec.Meta(max_length=40)] | None = None
     address: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
 

@@ -11,9 +11,15 @@ of the built app once and attaches the statuses that follow from how the handler
 | anything but ``/health`` and ``/ready``     | 429 (the throttle)              |
 | parameters or a body                        | 400, 422                        |
 | a body                                      | 413                             |
-| a path parameter                            | 404                             |
+| a path parameter, or a body field ``…_id(s)``| 404                             |
 | authentication (not ``exclude_from_auth``)  | 401, and ``security: bearer``   |
 | a guard (``requires_admin``…)               | 403                             |
+
+Request bodies are documented by msgspec itself (``msgspec.json.schema_components``), the
+same library that validates them: every bound, pattern and ``additionalProperties: false``
+(``forbid_unknown_fields``) in the document is the one enforced, including inside optional
+fields and list items where Litestar's own generator drops them. Strings without a pattern
+are declared NUL-free, as the body guard enforces.
 
 What only the use case knows (409 when sold out, 403 for a wrong current password, a second
 success status) the handler declares itself in one line, ``responses=raises(409)`` or
@@ -22,19 +28,21 @@ success status) the handler declares itself in one line, ``responses=raises(409)
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import msgspec
-from litestar import Litestar
-from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin
+from litestar import Litestar, Request
+from litestar.enums import OpenAPIMediaType
 from litestar.openapi import ResponseSpec
+from litestar.openapi.plugins import OpenAPIRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.routes import HTTPRoute
-from litestar.typing import FieldDefinition
 
 from shop.entrypoints.http.auth import PUBLIC_PATHS
+from shop.entrypoints.http.bounds import TEXT
 from shop.entrypoints.http.throttle import NEVER_THROTTLED
 
 BEARER = "bearer"
@@ -107,7 +115,8 @@ def _derived_statuses(route: HTTPRoute, handler: Any) -> set[int]:
         statuses |= {400, 422}
     if "data" in signature:
         statuses.add(413)
-    if route.path_parameters:
+    data = signature.get("data")
+    if route.path_parameters or (data is not None and _names_ids(data.annotation)):
         statuses.add(404)
     if _needs_token(route.path, handler):
         statuses.add(401)
@@ -116,22 +125,41 @@ def _derived_statuses(route: HTTPRoute, handler: Any) -> set[int]:
     return statuses
 
 
+def _names_ids(body: Any) -> bool:
+    """A body with an ``…_id``/``…_ids`` field names other resources: one may not exist."""
+    if not (isinstance(body, type) and issubclass(body, msgspec.Struct)):
+        return False
+    _, components = msgspec.json.schema_components([body])
+    return any(
+        name.endswith(("_id", "_ids"))
+        for schema in components.values()
+        for name in schema.get("properties", {})
+    )
+
+
 def _needs_token(path: str, handler: Any) -> bool:
     return not handler.opt.get("exclude_from_auth") and not path.startswith(PUBLIC_PATHS)
 
 
 def document_operations(app: Litestar) -> None:
     """Attach the derived statuses and the security requirement to every handler, before the
-    document is first built (it is built lazily, on the first request for it)."""
+    document is first built (it is built lazily, on the first request for it), and remember
+    the request body types for ``openapi_document``."""
+    bodies: list[type] = []
     for route in app.routes:
         if not isinstance(route, HTTPRoute):
             continue
         _allow_every_method(route)
         for handler in _handlers(route):
+            data = handler.parsed_fn_signature.parameters.get("data")
+            body = None if data is None else data.annotation
+            if isinstance(body, type) and issubclass(body, msgspec.Struct):
+                bodies.append(body)
             derived = {status: _error(status) for status in _derived_statuses(route, handler)}
             handler.responses = {**derived, **(handler.responses or {})}
             if _needs_token(route.path, handler) and not handler.security:
                 handler.security = [{BEARER: []}]
+    app.state[_BODIES] = bodies
 
 
 def _allow_every_method(route: HTTPRoute) -> None:
@@ -160,18 +188,49 @@ def _handlers(route: HTTPRoute) -> Iterable[Any]:
             yield handler
 
 
-class StrictStructSchemaPlugin(StructSchemaPlugin):
-    """A struct that refuses unknown fields (``forbid_unknown_fields=True``) says so in its
-    schema: ``additionalProperties: false``, so clients and fuzzers send only what counts."""
+_DOCUMENT = "shop.openapi_document"
+_BODIES = "shop.openapi_bodies"
 
-    def is_plugin_supported_field(self, field_definition: FieldDefinition) -> bool:
-        if not super().is_plugin_supported_field(field_definition):
-            return False
-        return bool(getattr(field_definition.type_, "__struct_config__", None)) and bool(
-            field_definition.type_.__struct_config__.forbid_unknown_fields
+
+def openapi_document(app: Litestar) -> dict[str, Any]:
+    """Litestar's document with every request body schema replaced by msgspec's; built once
+    per app, on first use."""
+    cached = app.state.get(_DOCUMENT)
+    if cached is not None:
+        return cast("dict[str, Any]", cached)
+    document = copy.deepcopy(app.openapi_schema.to_schema())
+    bodies = app.state.get(_BODIES) or []
+    if bodies:
+        _, components = msgspec.json.schema_components(
+            bodies, ref_template="#/components/schemas/{name}"
         )
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        for name, schema in components.items():
+            _no_nul(schema)
+            schemas[name] = schema
+    app.state[_DOCUMENT] = document
+    return document
 
-    def to_openapi_schema(self, field_definition: FieldDefinition, schema_creator: Any) -> Any:
-        schema = super().to_openapi_schema(field_definition, schema_creator)
-        schema.additional_properties = False
-        return schema
+
+def _no_nul(schema: Any) -> None:
+    if isinstance(schema, list):
+        for item in schema:
+            _no_nul(item)
+        return
+    if not isinstance(schema, dict):
+        return
+    if schema.get("type") == "string" and not {"pattern", "enum", "format"} & set(schema):
+        schema["pattern"] = TEXT
+    for value in schema.values():
+        if isinstance(value, dict | list):
+            _no_nul(value)
+
+
+class TruthfulOpenAPIJson(OpenAPIRenderPlugin):
+    """Serves ``/schema/openapi.json`` from ``openapi_document`` instead of Litestar's own."""
+
+    def __init__(self) -> None:
+        super().__init__(path="/openapi.json", media_type=OpenAPIMediaType.OPENAPI_JSON)
+
+    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
+        return msgspec.json.encode(openapi_document(request.app))

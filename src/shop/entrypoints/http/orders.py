@@ -35,7 +35,7 @@ from shop.domain.orders.model import (
 from shop.domain.paging import MAX_CURSOR_LENGTH, invalid_cursor
 from shop.domain.stock.model import Line
 from shop.entrypoints.http.auth import requires_admin
-from shop.entrypoints.http.bounds import Amount, Id
+from shop.entrypoints.http.bounds import NOT_BLANK, Amount, Id
 from shop.entrypoints.http.openapi import raises
 
 IdempotencyKey = Annotated[
@@ -44,6 +44,7 @@ IdempotencyKey = Annotated[
         name="Idempotency-Key",
         min_length=1,
         max_length=MAX_IDEMPOTENCY_KEY_LENGTH,
+        pattern=NOT_BLANK,
         description="Client-chosen key; repeating a request with it returns the same order.",
     ),
 ]
@@ -59,7 +60,7 @@ class OrderIn(msgspec.Struct, forbid_unknown_fields=True):
 
     lines: Annotated[list[OrderLineIn], msgspec.Meta(min_length=1, max_length=MAX_ORDER_LINES)]
     payment_method: PaymentMethod
-    shipping_address: Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
+    shipping_address: Annotated[str, msgspec.Meta(min_length=1, max_length=2000, pattern=NOT_BLANK)]
 
     def to_command(self, user_id: uuid.UUID, idempotency_key: str) -> PlaceOrder:
         return PlaceOrder(
