@@ -29,6 +29,7 @@ from shop.domain.catalog.model import (
     Sort,
 )
 from shop.domain.errors import InvalidInput, MalformedRequest, NotFound
+from shop.domain.limits import MAX_INT32, MAX_PRICE
 from tests.unit.fakes import FakeStock
 
 NOW = datetime.datetime(2026, 11, 25, tzinfo=datetime.UTC)
@@ -188,6 +189,15 @@ async def test_a_restock_retried_with_its_key_puts_the_units_on_sale_once() -> N
     assert stock.units == {7: 5}
 
 
+async def test_a_restock_past_the_stock_column_puts_nothing_on_sale() -> None:
+    option = Option(id=7, product_id=1, name="o", price=1, stock_total=MAX_INT32 - 3, position=0)
+    stock = FakeStock()
+    with pytest.raises(InvalidInput, match="in total"):
+        await services.restock(FakeReads(options={7: option}), stock, 7, 4, key="k")
+    assert stock.calls == []
+    await services.restock(FakeReads(options={7: option}), stock, 7, 3, key="k")
+
+
 @pytest.mark.parametrize("key", ["", "   ", "k" * 201])
 async def test_a_restock_needs_a_usable_key(key: str) -> None:
     option = Option(id=7, product_id=1, name="o", price=1, stock_total=3, position=0)
@@ -211,6 +221,11 @@ async def test_a_restock_needs_a_usable_key(key: str) -> None:
         ),
         lambda: NewOption("a", stock=-1),
         lambda: NewOption("a", stock=1, price=-5),
+        lambda: NewOption("a", stock=1, price=MAX_PRICE + 1),
+        lambda: NewProduct(name="x", price=2**62, category_ids=(), options=(NewOption("a", 1),)),
+        lambda: NewProduct(
+            name="x", price=1, category_ids=tuple(range(1, 40_001)), options=(NewOption("a", 1),)
+        ),
     ],
 )
 def test_invalid_products_are_refused_before_any_write(build: Any) -> None:
