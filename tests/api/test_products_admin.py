@@ -104,7 +104,7 @@ async def test_registration_puts_each_options_stock_on_sale(
         ({"price": -1}, 422),
         ({"name": ""}, 422),
         ({"images": ["ftp://nope"]}, 422),
-        ({"options": [{"name": "a", "stock": 1}, {"name": "a", "stock": 2}]}, 422),
+        ({"options": [{"name": "a", "stock": 1}, {"name": "a", "stock": 2}]}, 409),
         ({"options": [{"name": "a", "stock": -1}]}, 422),
         ({"colour": "red"}, 422),
     ],

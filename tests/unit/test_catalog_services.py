@@ -28,7 +28,7 @@ from shop.domain.catalog.model import (
     ProductSummary,
     Sort,
 )
-from shop.domain.errors import InvalidInput, MalformedRequest, NotFound
+from shop.domain.errors import Conflict, InvalidInput, MalformedRequest, NotFound
 from shop.domain.limits import MAX_INT32, MAX_PRICE
 from tests.unit.fakes import FakeStock
 
@@ -207,15 +207,19 @@ async def test_a_restock_needs_a_usable_key(key: str) -> None:
     assert stock.calls == []
 
 
+def test_two_options_of_one_name_clash() -> None:
+    with pytest.raises(Conflict, match="differ"):
+        NewProduct(
+            name="x", price=1, category_ids=(), options=(NewOption("a", 1), NewOption("a", 2))
+        )
+
+
 @pytest.mark.parametrize(
     "build",
     [
         lambda: NewProduct(name=" ", price=1, category_ids=(), options=(NewOption("a", 1),)),
         lambda: NewProduct(name="x", price=-1, category_ids=(), options=(NewOption("a", 1),)),
         lambda: NewProduct(name="x", price=1, category_ids=(), options=()),
-        lambda: NewProduct(
-            name="x", price=1, category_ids=(), options=(NewOption("a", 1), NewOption("a", 2))
-        ),
         lambda: NewProduct(
             name="x", price=1, category_ids=(), options=(NewOption("a", 1),), images=("x",)
         ),

@@ -88,12 +88,12 @@ def test_contents_cannot_move_into_the_deleted_subtree(tree: CategoryTree) -> No
     tree.check_delete(1, mode=DeleteMode.MOVE, product_count=0, move_to=5)
 
 
-def test_the_request_chooses_at_most_one_delete_mode() -> None:
+def test_the_request_chooses_one_delete_mode_and_move_to_wins() -> None:
     assert delete_mode(cascade=False, move_to=None) is DeleteMode.REFUSE
     assert delete_mode(cascade=True, move_to=None) is DeleteMode.CASCADE
     assert delete_mode(cascade=False, move_to=3) is DeleteMode.MOVE
-    with pytest.raises(InvalidInput):
-        delete_mode(cascade=True, move_to=3)
+    # Moved out first, the category is empty: cascading it takes nothing more.
+    assert delete_mode(cascade=True, move_to=3) is DeleteMode.MOVE
 
 
 def test_a_change_keeps_the_parent_unless_it_moves() -> None:

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from shop.domain.errors import InvalidInput
 
-# Ids are ``bigint`` identities: positive, below 2^63. The bound is 2^63 - 1024, the largest
-# value under 2^63 that a double holds exactly, so that a JSON tool reading the documented
-# maximum as a float gets the same number the server enforces.
-MAX_ID = 2**63 - 1024
+# Ids are ``bigint`` identities, accepted from 1 to 2^53 - 1: every integer up to there is
+# exact as a double, so JSON tools that read numbers as floats (JavaScript, most fuzzers and
+# validators) read the documented bound, and any id, as the server does. Sequences starting
+# at 1 never get near it; beyond it nothing reaches PostgreSQL's 2^63 - 1.
+MAX_ID = 2**53 - 1
 # Positions and stock counts are 32-bit ``integer`` columns.
 MAX_INT32 = 2**31 - 1
 # Positions are stored in those 32-bit columns too; the cap leaves room for "append after

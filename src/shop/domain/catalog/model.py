@@ -320,7 +320,8 @@ class NewProduct:
             raise InvalidInput(f"a product has at most {MAX_OPTIONS_PER_PRODUCT} options")
         names = [option.name for option in self.options]
         if len(set(names)) != len(names):
-            raise InvalidInput("option names must differ within a product")
+            # The same clash as adding an option under a name the product has: 409.
+            raise Conflict("option names must differ within a product")
         if len(self.images) > MAX_IMAGES_PER_PRODUCT:
             raise InvalidInput(f"a product has at most {MAX_IMAGES_PER_PRODUCT} images")
         for url in self.images:

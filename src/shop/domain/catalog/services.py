@@ -41,7 +41,7 @@ from shop.domain.catalog.ports import (
     PopularRanking,
 )
 from shop.domain.catalog.sample import LoadedCatalog, SampleCatalog
-from shop.domain.errors import InvalidInput, NotFound
+from shop.domain.errors import NotFound
 from shop.domain.idempotency import check_idempotency_key
 from shop.domain.paging import (
     Page,
@@ -84,11 +84,11 @@ async def change_category(
 
 
 def delete_mode(*, cascade: bool, move_to: int | None) -> DeleteMode:
-    if cascade and move_to is not None:
-        raise InvalidInput("choose one of cascade=true and move_to, not both")
-    if cascade:
-        return DeleteMode.CASCADE
-    return DeleteMode.REFUSE if move_to is None else DeleteMode.MOVE
+    """``move_to`` wins over ``cascade``: once the contents have moved, the category is empty
+    and there is nothing left to cascade, so the two together mean what ``move_to`` means."""
+    if move_to is not None:
+        return DeleteMode.MOVE
+    return DeleteMode.CASCADE if cascade else DeleteMode.REFUSE
 
 
 async def delete_category(

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from shop.domain.errors import InvalidInput, InvalidState
+from shop.domain.errors import Conflict, InvalidInput, InvalidState
 from shop.domain.idempotency import check_idempotency_key
 from shop.domain.limits import MAX_ORDER_TOTAL
 from shop.domain.orders.status import OrderStatus as OrderStatus
@@ -114,11 +114,20 @@ class PlaceOrder:
                 f"an order may have at most {rules.max_order_lines} lines",
                 extra={"lines": len(self.lines), "max_order_lines": rules.max_order_lines},
             )
-        merged = merge_lines(self.lines)
-        for line in merged:
+        for line in self.lines:
             if line.quantity > rules.max_line_quantity:
                 raise InvalidInput(
                     f"at most {rules.max_line_quantity} units of option {line.option_id} per order",
+                    extra={"option_id": line.option_id, "quantity": line.quantity},
+                )
+        merged = merge_lines(self.lines)
+        for line in merged:
+            if line.quantity > rules.max_line_quantity:
+                # Each line is within the cap, but lines of one option add up past it: the
+                # request clashes with the per-order limit (like the per-customer one, 409).
+                raise Conflict(
+                    f"at most {rules.max_line_quantity} units of option {line.option_id} per "
+                    "order; its lines add up to more",
                     extra={"option_id": line.option_id, "quantity": line.quantity},
                 )
         return merged

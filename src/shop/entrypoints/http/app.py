@@ -39,6 +39,7 @@ from shop.entrypoints.http.openapi import (
     openapi_document,
 )
 from shop.entrypoints.http.orders import AdminOrderController, OrderController
+from shop.entrypoints.http.query_guard import query_guard
 from shop.entrypoints.http.request_log import request_log_middleware
 from shop.entrypoints.http.security_headers import security_headers_middleware
 from shop.entrypoints.http.throttle import ThrottleMiddleware
@@ -127,7 +128,12 @@ def create_app(
             "container": Provide(provide_container, sync_to_thread=False),
             "principal": Provide(provide_principal, sync_to_thread=False),
         },
-        middleware=[*throttle, auth_middleware(tokens), body_guard(own_settings.max_body_bytes)],
+        middleware=[
+            *throttle,
+            auth_middleware(tokens),
+            query_guard,
+            body_guard(own_settings.max_body_bytes),
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=own_settings.max_body_bytes,
         openapi_config=OpenAPIConfig(

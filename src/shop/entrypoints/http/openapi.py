@@ -5,15 +5,14 @@ refuse them.
 Most of it is derived, not written by hand: ``document_operations`` walks every route handler
 of the built app once and attaches the statuses that follow from how the handler is mounted:
 
-| what the handler has                        | statuses added                  |
-| ------------------------------------------- | ------------------------------- |
-| any operation                               | 503 (a backing service is down) |
-| anything but ``/health`` and ``/ready``     | 429 (the throttle)              |
-| parameters or a body                        | 400, 422                        |
-| a body                                      | 413                             |
-| a path parameter, or a body field ``…_id(s)``| 404                             |
-| authentication (not ``exclude_from_auth``)  | 401, and ``security: bearer``   |
-| a guard (``requires_admin``…)               | 403                             |
+- any operation: 400 (an unknown query parameter, ``query_guard``), 503 (a backing
+  service is down);
+- anything but ``/health`` and ``/ready``: 429 (the throttle);
+- parameters or a body: 422 (and 400 for a malformed body or a bad cursor);
+- a body: 413;
+- a path parameter, or a body field named ``…_id``/``…_ids``: 404;
+- authentication (not ``exclude_from_auth``): 401, and ``security: [{bearer: []}]``;
+- a guard (``requires_admin``…): 403.
 
 Request bodies are documented by msgspec itself (``msgspec.json.schema_components``), the
 same library that validates them: every bound, pattern and ``additionalProperties: false``
@@ -39,10 +38,12 @@ from litestar.enums import OpenAPIMediaType
 from litestar.openapi import ResponseSpec
 from litestar.openapi.plugins import OpenAPIRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.params import BodyKwarg, HeaderParameter, ParameterKwarg, QueryParameter
 from litestar.routes import HTTPRoute
 
 from shop.entrypoints.http.auth import PUBLIC_PATHS
 from shop.entrypoints.http.bounds import TEXT
+from shop.entrypoints.http.query_guard import QUERY_NAMES
 from shop.entrypoints.http.throttle import NEVER_THROTTLED
 
 BEARER = "bearer"
@@ -105,14 +106,14 @@ _NOT_PARAMETERS = frozenset({"self", "request", "state", "scope", "socket", "hea
 
 
 def _derived_statuses(route: HTTPRoute, handler: Any) -> set[int]:
-    statuses = {503}
+    statuses = {400, 503}  # 400: an unknown query parameter (``query_guard``)
     if not any(pattern.match(route.path) for pattern in _NEVER_THROTTLED):
         statuses.add(429)
     signature = handler.parsed_fn_signature.parameters
     dependencies = set(handler.resolve_dependencies())
     inputs = set(signature) - dependencies - _NOT_PARAMETERS
     if inputs or route.path_parameters:
-        statuses |= {400, 422}
+        statuses.add(422)
     if "data" in signature:
         statuses.add(413)
     data = signature.get("data")
@@ -123,6 +124,27 @@ def _derived_statuses(route: HTTPRoute, handler: Any) -> set[int]:
     if handler.resolve_guards():  # requires_admin, or any other guard: they refuse with 403
         statuses.add(403)
     return statuses
+
+
+def _query_names(route: HTTPRoute, handler: Any) -> frozenset[str]:
+    """The query parameters the handler takes (what the document lists for it)."""
+    dependencies = set(handler.resolve_dependencies())
+    names = set()
+    for name, field in handler.parsed_fn_signature.parameters.items():
+        kwarg = field.kwarg_definition
+        if name in dependencies or name in _NOT_PARAMETERS or name == "data":
+            continue
+        if name in route.path_parameters or isinstance(kwarg, BodyKwarg):
+            continue
+        if isinstance(kwarg, ParameterKwarg):
+            if kwarg.header or kwarg.cookie or isinstance(kwarg, HeaderParameter):
+                continue
+            names.add(
+                kwarg.query or (kwarg.name if isinstance(kwarg, QueryParameter) else None) or name
+            )
+        else:
+            names.add(name)
+    return frozenset(names)
 
 
 def _names_ids(body: Any) -> bool:
@@ -155,6 +177,7 @@ def document_operations(app: Litestar) -> None:
             body = None if data is None else data.annotation
             if isinstance(body, type) and issubclass(body, msgspec.Struct):
                 bodies.append(body)
+            handler.opt[QUERY_NAMES] = _query_names(route, handler)
             derived = {status: _error(status) for status in _derived_statuses(route, handler)}
             handler.responses = {**derived, **(handler.responses or {})}
             if _needs_token(route.path, handler) and not handler.security:
