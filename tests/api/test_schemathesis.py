@@ -16,6 +16,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -143,10 +144,19 @@ def _no_invented_cursor(context: HookContext, query: Any) -> Any:
     return query
 
 
+def _a_new_key_per_request(context: HookContext, headers: Any) -> Any:
+    """A client keeps the Idempotency-Key contract: a new key for a new request. (The same
+    key with another body is refused with 422, as the IETF Idempotency-Key draft asks.)"""
+    if isinstance(headers, dict) and "Idempotency-Key" in headers:
+        headers["Idempotency-Key"] = uuid.uuid4().hex
+    return headers
+
+
 def _positive_hooks() -> HookDispatcher:
     hooks = HookDispatcher(scope=HookScope.SCHEMA)
     hooks.register_hook_with_name(_password_policy_holds, "filter_body")
     hooks.register_hook_with_name(_no_invented_cursor, "map_query")
+    hooks.register_hook_with_name(_a_new_key_per_request, "map_headers")
     return hooks
 
 
