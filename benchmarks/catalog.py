@@ -38,14 +38,14 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from shop.adapters.db import migrations
-from shop.adapters.db.catalog import SUBTREE_PROBE, CategoryFilter, listing_statement
+from shop.adapters.db.catalog_listing import SUBTREE_PROBE, CategoryFilter, listing_statement
 from shop.adapters.db.engine import plain_dsn
 from shop.adapters.embedded import EmbeddedPostgres, EmbeddedRedis
 from shop.bootstrap import Container
 from shop.config import Settings
 from shop.domain.catalog.model import ListingQuery, Sort
-from shop.domain.catalog.sample import sample_catalog
 from shop.domain.catalog.services import position_from, seed_catalog
+from shop.entrypoints.cli.sample_data import sample_catalog
 from shop.entrypoints.http.app import create_app
 
 LIMIT = 20

@@ -8,7 +8,8 @@ PostgreSQL and Redis are (starting the embedded pair when no URL is configured),
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property, partial
@@ -21,26 +22,46 @@ from saq import Queue
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shop.adapters.clock import SystemClock
-from shop.adapters.db.catalog import SqlCatalogReads, SqlCatalogUnitOfWork, SqlPopularityScores
+from shop.adapters.db.catalog import SqlCatalogUnitOfWork
 from shop.adapters.db.catalog_bulk import PostgresCatalogBulkLoad
+from shop.adapters.db.catalog_listing import SqlCatalogReads
+from shop.adapters.db.catalog_popularity import SqlPopularityScores
 from shop.adapters.db.engine import make_engine, make_sessionmaker
 from shop.adapters.db.identity import SqlIdentityUnitOfWork
+from shop.adapters.db.options_on_sale import RecentlySoldOptions
 from shop.adapters.db.orders import SqlOrders
+from shop.adapters.db.purchase_tally import OrderLineTally
 from shop.adapters.db.stock import PostgresStock
 from shop.adapters.db.stock_ledger import SqlOrderStates
 from shop.adapters.db.wishes import SqlWishes
 from shop.adapters.embedded import EmbeddedPostgres, EmbeddedRedis
+from shop.adapters.metrics.prometheus import PrometheusExposition, PrometheusObserver
+from shop.adapters.metrics.prometheus import (
+    prepare_multiprocess_dir as prepare_multiprocess_dir,  # for shop up
+)
+from shop.adapters.metrics.prometheus import serve_worker_metrics as serve_worker_metrics
+from shop.adapters.no_drops import NoDrops
 from shop.adapters.queue import EXPIRE_ORDER_JOB as EXPIRE_ORDER_JOB  # for the worker
 from shop.adapters.queue import QUEUE_NAME as QUEUE_NAME
 from shop.adapters.queue import SaqExpiryScheduler, job_queue_on
 from shop.adapters.queue import make_job_queue as make_job_queue
 from shop.adapters.redis.popularity import RedisPopularRanking
 from shop.adapters.redis.ratelimit import RedisRequestCounter
+from shop.adapters.redis.sale_snapshots import RedisSaleSnapshots
 from shop.adapters.redis.stock_counter import RedisCounterStock
 from shop.adapters.redis.stock_redlock import RedlockStock, redlock_masters
-from shop.adapters.redis.strategy import StockStrategy, SwitchableStock
+from shop.adapters.redis.strategy import SwitchableStock
 from shop.adapters.security import Argon2PasswordHasher, JwtAccessTokens
+from shop.adapters.stock_home import StockStrategy
+from shop.adapters.tracing import UNTRACED_PATHS as UNTRACED_PATHS
+from shop.adapters.tracing import TracedStock
+from shop.adapters.tracing import start_tracing as start_tracing  # for the entry points
+from shop.adapters.tracing import traced_job as traced_job
+from shop.adapters.tracing import tracing_requested as tracing_requested
+from shop.adapters.tracing import untraced_job as untraced_job
 from shop.config import Settings
+from shop.domain.catalog import services as catalog_services
+from shop.domain.catalog.model import PopularityWeights
 from shop.domain.catalog.ports import (
     CatalogBulkLoad,
     CatalogReads,
@@ -49,14 +70,26 @@ from shop.domain.catalog.ports import (
     PopularityScores,
     PopularRanking,
 )
+from shop.domain.clock import Clock
 from shop.domain.identity.ports import (
     AccessTokens,
     IdentityUnitOfWork,
     PasswordHasher,
     RequestCounter,
 )
-from shop.domain.orders.model import OrderRules
-from shop.domain.orders.ports import Clock, ExpiryScheduler, Orders
+from shop.domain.observation.ports import (
+    DropsOnSale,
+    MetricsExposition,
+    OptionsOnSale,
+    PurchaseTally,
+    SaleObserver,
+    SaleSnapshots,
+)
+from shop.domain.orders import services as order_services
+from shop.domain.orders.model import Order, OrderCursor, OrderPage, OrderRules, Placed, PlaceOrder
+from shop.domain.orders.ports import ExpiryScheduler, Orders
+from shop.domain.stock import services as stock_services
+from shop.domain.stock.model import OptionStock, SweepOutcome
 from shop.domain.stock.ports import OrderStates, StockOperations, StockReservation
 from shop.domain.wishes.ports import Wishes
 
@@ -151,10 +184,11 @@ def _counter(deps: StockDeps) -> RedisCounterStock:
 
 
 # One line per strategy: adding a strategy is one adapter module plus one entry here.
+# The order is the benchmark's column order.
 STOCK_STRATEGIES: dict[str, StockFactory] = {
-    "db": lambda deps: PostgresStock(deps.engine),
-    "redlock": _redlock,
     "counter": _counter,
+    "redlock": _redlock,
+    "db": lambda deps: PostgresStock(deps.engine),
 }
 
 
@@ -201,6 +235,123 @@ class CatalogPorts:
     bulk: CatalogBulkLoad
 
 
+@dataclass(frozen=True)
+class OrderCases:
+    """The order use cases bound once to their ports and to the rules built from settings.
+
+    An entrypoint (a controller, a job) parses its input and calls one of these; it never
+    re-lists the ports a use case needs, and never turns settings into rule parameters.
+    """
+
+    orders: Orders
+    stock: StockReservation
+    clock: Clock
+    expiry: ExpiryScheduler
+    rules: OrderRules
+    observer: SaleObserver
+
+    async def place(self, cmd: PlaceOrder) -> Placed:
+        return await order_services.place_order(
+            cmd,
+            rules=self.rules,
+            stock=self.stock,
+            orders=self.orders,
+            clock=self.clock,
+            expiry=self.expiry,
+            observer=self.observer,
+        )
+
+    async def page(self, user_id: uuid.UUID, *, limit: int, after: OrderCursor | None) -> OrderPage:
+        return await order_services.list_orders(
+            user_id, orders=self.orders, limit=limit, after=after
+        )
+
+    async def get(self, order_id: uuid.UUID, *, user_id: uuid.UUID) -> Order:
+        return await order_services.get_order(order_id, user_id=user_id, orders=self.orders)
+
+    async def cancel(self, order_id: uuid.UUID, *, user_id: uuid.UUID) -> Order:
+        return await order_services.cancel_order(
+            order_id, user_id=user_id, orders=self.orders, stock=self.stock, clock=self.clock
+        )
+
+    async def refund(self, order_id: uuid.UUID, *, user_id: uuid.UUID) -> Order:
+        return await order_services.refund_order(
+            order_id, user_id=user_id, orders=self.orders, clock=self.clock, rules=self.rules
+        )
+
+    async def ship(self, order_id: uuid.UUID) -> Order:
+        return await order_services.ship_order(order_id, orders=self.orders, clock=self.clock)
+
+    async def deliver(self, order_id: uuid.UUID) -> Order:
+        return await order_services.deliver_order(order_id, orders=self.orders, clock=self.clock)
+
+    async def expire(self, order_id: uuid.UUID) -> bool:
+        return await order_services.expire_order(
+            order_id, orders=self.orders, stock=self.stock, clock=self.clock
+        )
+
+    async def expire_overdue(self) -> int:
+        return await order_services.expire_overdue_orders(
+            orders=self.orders, stock=self.stock, clock=self.clock
+        )
+
+    async def release_closed(self) -> int:
+        return await order_services.release_stock_of_closed_orders(
+            orders=self.orders, stock=self.stock, clock=self.clock
+        )
+
+
+@dataclass(frozen=True)
+class StockCases:
+    """The stock jobs' use cases bound to their ports, the clock and the reservation timeout."""
+
+    stock: StockReservation
+    operations: StockOperations
+    orders: OrderStates
+    clock: Clock
+    pending_timeout: float
+
+    async def sweep(self) -> SweepOutcome:
+        return await stock_services.sweep_reservations(
+            stock=self.stock,
+            operations=self.operations,
+            orders=self.orders,
+            pending_timeout=self.pending_timeout,
+            clock=self.clock,
+        )
+
+    async def reconcile(self, *, fix: bool) -> Sequence[OptionStock]:
+        return await stock_services.reconcile_stock(
+            stock=self.stock,
+            operations=self.operations,
+            orders=self.orders,
+            pending_timeout=self.pending_timeout,
+            clock=self.clock,
+            fix=fix,
+        )
+
+
+def popularity_weights(settings: Settings) -> PopularityWeights:
+    return PopularityWeights(
+        units=settings.popularity_units_weight,
+        wish=settings.popularity_wish_weight,
+        wish_window_seconds=settings.popularity_wish_window,
+    )
+
+
+@dataclass(frozen=True)
+class ObservationPorts:
+    """What the metrics endpoint, the dashboard and the snapshot job are wired with."""
+
+    observer: SaleObserver
+    snapshots: SaleSnapshots
+    options: OptionsOnSale
+    # Issue 14 (drops) plugs its adapter in here; it also names the drops' options.
+    drops: DropsOnSale
+    tally: PurchaseTally
+    exposition: MetricsExposition
+
+
 @dataclass
 class Container:
     """Every long-lived connection of one process, built once and closed once."""
@@ -228,7 +379,9 @@ class Container:
         return order_rules(self.settings)
 
     @classmethod
-    def build(cls, settings: Settings) -> Container:
+    def build(cls, settings: Settings, *, tracing: bool | None = None) -> Container:
+        """``tracing`` (default: asked for by the ``OTEL_*`` variables) wraps the stock port
+        in spans; the process must have called ``start_tracing`` (or set its own provider)."""
         database_url, redis_url = require_urls(settings)
         engine = make_engine(
             database_url,
@@ -241,12 +394,13 @@ class Container:
         queue = job_queue_on(redis)
         sessionmaker = make_sessionmaker(engine)
         stock = build_switchable_stock(StockDeps(settings, engine, redis))
+        traced = tracing_requested() if tracing is None else tracing
         return cls(
             settings=settings,
             engine=engine,
             sessionmaker=sessionmaker,
             redis=redis,
-            stock=stock,
+            stock=TracedStock(stock, lambda: stock.name) if traced else stock,
             stock_operations=stock,
             order_states=SqlOrderStates(engine),
             queue=queue,
@@ -264,6 +418,37 @@ class Container:
             request_counter=RedisRequestCounter(redis),
         )
 
+    @property
+    def refresh_ttl(self) -> timedelta:
+        """How long a refresh token lives (the identity rules take a duration)."""
+        return timedelta(seconds=self.settings.refresh_token_ttl)
+
+    @property
+    def wish_cap(self) -> int:
+        """How many products one customer's wish list may hold."""
+        return self.settings.max_wishes_per_user
+
+    @cached_property
+    def order_cases(self) -> OrderCases:
+        return OrderCases(
+            orders=self.orders,
+            stock=self.stock,
+            clock=self.clock,
+            expiry=self.expiry,
+            rules=self.order_rules,
+            observer=self.observer,
+        )
+
+    @cached_property
+    def stock_cases(self) -> StockCases:
+        return StockCases(
+            stock=self.stock,
+            operations=self.stock_operations,
+            orders=self.order_states,
+            clock=self.clock,
+            pending_timeout=self.settings.reservation_timeout,
+        )
+
     @cached_property
     def catalog(self) -> CatalogPorts:
         sessionmaker = self.sessionmaker
@@ -278,6 +463,38 @@ class Container:
             ranking=RedisPopularRanking(self.redis),
             stock=self.stock,
             bulk=PostgresCatalogBulkLoad(self.engine),
+        )
+
+    async def refresh_popularity(self) -> int | None:
+        """The popularity job's use case, with its weights and list size from settings."""
+        return await catalog_services.refresh_popularity(
+            self.catalog.scores,
+            self.catalog.reads,
+            self.catalog.ranking,
+            weights=popularity_weights(self.settings),
+            list_size=self.settings.popular_list_size,
+        )
+
+    @cached_property
+    def observer(self) -> SaleObserver:
+        stock = self.stock
+        default = self.settings.stock_strategy
+
+        def strategy() -> str:
+            name = getattr(stock, "name", default)
+            return name if isinstance(name, str) else default
+
+        return PrometheusObserver(strategy)
+
+    @cached_property
+    def observation(self) -> ObservationPorts:
+        return ObservationPorts(
+            observer=self.observer,
+            snapshots=RedisSaleSnapshots(self.redis),
+            options=RecentlySoldOptions(self.engine, limit=self.settings.observed_options),
+            drops=NoDrops(),
+            tally=OrderLineTally(self.engine),
+            exposition=PrometheusExposition(),
         )
 
     @cached_property

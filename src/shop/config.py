@@ -19,7 +19,6 @@ from dotenv import dotenv_values
 
 ENV_PREFIX = "SHOP_"
 
-StockStrategyName = Literal["counter", "redlock", "db"]
 Environment = Literal["dev", "test", "prod"]
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
@@ -42,7 +41,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_max_overflow: Annotated[int, msgspec.Meta(ge=0)] = 10
     # Stock.
     # The strategy of a fresh deployment; a running one is switched with `shop stock use`.
-    stock_strategy: StockStrategyName = "counter"
+    # Any name registered in bootstrap.STOCK_STRATEGIES (checked in load_settings).
+    stock_strategy: str = "counter"
     stock_sync_interval: Seconds = 5.0
     stock_sweep_interval: Seconds = 30.0
     # How long a purchase waits for a live switch or a counter recovery before a 503.
@@ -94,6 +94,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit_block_after: PositiveInt = 20
     rate_limit_block_seconds: PositiveInt = 900
     trusted_proxies: tuple[str, ...] = ()
+    # Observation. /metrics asks for "Authorization: Bearer <token>" when the token is set.
+    metrics_token: str | None = None
+    # How often the worker reads the ledger for the gauges and the dashboard, and how many
+    # options (bought most recently) it follows.
+    sale_snapshot_interval: Seconds = 1.0
+    observed_options: Annotated[int, msgspec.Meta(ge=1, le=200)] = 20
+    # A worker in a container of its own serves its counters here (unset: it does not).
+    worker_metrics_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] | None = None
 
     @property
     def data_path(self) -> Path:
@@ -156,6 +164,7 @@ def load_settings(
 
 def _check_consistency(settings: Settings) -> None:
     _check_abuse_settings(settings)
+    _check_stock_strategy(settings.stock_strategy)
     if settings.environment == "prod" and not settings.jwt_secret:
         raise ConfigError("SHOP_JWT_SECRET must be set when SHOP_ENVIRONMENT=prod")
     if settings.jwt_secret is not None and len(settings.jwt_secret) < 32:
@@ -169,6 +178,17 @@ def _check_consistency(settings: Settings) -> None:
         ("redis://", "rediss://")
     ):
         raise ConfigError("SHOP_REDIS_URL must be a redis:// URL")
+
+
+def _check_stock_strategy(name: str) -> None:
+    """The registry is the one list of strategies: a strategy registered there is a valid
+    ``SHOP_STOCK_STRATEGY`` with no edit here. Imported at call time because ``bootstrap``
+    imports this module."""
+    from shop.bootstrap import STOCK_STRATEGIES
+
+    if name not in STOCK_STRATEGIES:
+        known = ", ".join(sorted(STOCK_STRATEGIES))
+        raise ConfigError(f"SHOP_STOCK_STRATEGY={name!r} is invalid: known strategies are {known}")
 
 
 def _check_abuse_settings(settings: Settings) -> None:

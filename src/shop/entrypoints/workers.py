@@ -23,12 +23,14 @@ from shop.bootstrap import (
     make_job_queue,
     require_urls,
     resolve_services,
+    serve_worker_metrics,
+    start_tracing,
+    traced_job,
+    tracing_requested,
+    untraced_job,
 )
 from shop.config import Settings, load_settings
-from shop.domain.catalog.model import PopularityWeights
-from shop.domain.catalog.services import refresh_popularity
-from shop.domain.orders import services as orders
-from shop.domain.stock import services as stock_services
+from shop.domain.observation import services as observation
 from shop.logs import configure_logging, get_logger
 
 _log = get_logger("shop.worker")
@@ -49,15 +51,17 @@ async def expire_order(ctx: Context, *, order_id: str) -> bool:
     """Scheduled at the order's ``pay_by`` by ``place_order``; the adapter enqueues it by
     name (``EXPIRE_ORDER_JOB``), which is why this function carries that name."""
     c = container_of(ctx)
-    return await orders.expire_order(
-        uuid.UUID(order_id), orders=c.orders, stock=c.stock, clock=c.clock
-    )
+    expired = await c.order_cases.expire(uuid.UUID(order_id))
+    if expired:
+        c.observer.orders_expired(1)
+    return expired
 
 
 async def expire_overdue_orders(ctx: Context) -> int:
     """Backstop for expiry jobs lost with Redis (or never enqueued)."""
     c = container_of(ctx)
-    expired = await orders.expire_overdue_orders(orders=c.orders, stock=c.stock, clock=c.clock)
+    expired = await c.order_cases.expire_overdue()
+    c.observer.orders_expired(expired)
     if expired:
         _log.info("expired overdue orders", count=expired)
     return expired
@@ -65,10 +69,7 @@ async def expire_overdue_orders(ctx: Context) -> int:
 
 async def release_stock_of_closed_orders(ctx: Context) -> int:
     """Finish stock releases that failed after a cancel or expiry was committed."""
-    c = container_of(ctx)
-    released = await orders.release_stock_of_closed_orders(
-        orders=c.orders, stock=c.stock, clock=c.clock
-    )
+    released = await container_of(ctx).order_cases.release_closed()
     if released:
         _log.info("released stock of closed orders", count=released)
     return released
@@ -76,37 +77,41 @@ async def release_stock_of_closed_orders(ctx: Context) -> int:
 
 async def refresh_popularity_job(ctx: Context) -> int | None:
     """Recompute popularity scores and republish the top list; safe to run concurrently."""
-    container = container_of(ctx)
-    settings = container.settings
-    changed = await refresh_popularity(
-        container.catalog.scores,
-        container.catalog.reads,
-        container.catalog.ranking,
-        weights=PopularityWeights(
-            units=settings.popularity_units_weight,
-            wish=settings.popularity_wish_weight,
-            wish_window_seconds=settings.popularity_wish_window,
-        ),
-        list_size=settings.popular_list_size,
-    )
+    changed = await container_of(ctx).refresh_popularity()
     _log.info("popularity refreshed", changed=changed)
     return changed
 
 
 async def sync_stock(ctx: Context) -> int:
     """Write the Redis counters back to option.stock (a no-op unless counter is active)."""
-    return await container_of(ctx).stock_operations.sync()
+    c = container_of(ctx)
+    synced = await c.stock_operations.sync()
+    c.observer.stock_synced(synced, c.clock.now().timestamp())
+    return synced
+
+
+async def observe_sale(ctx: Context) -> int:
+    """Read the ledger for the options on sale: the gauges of /metrics and the dashboard
+    read this snapshot, so neither ever queries the ledger itself."""
+    c = container_of(ctx)
+    ports = c.observation
+    snapshot = await observation.observe_sale(
+        options=ports.options,
+        drops=ports.drops,
+        tally=ports.tally,
+        operations=c.stock_operations,
+        snapshots=ports.snapshots,
+        observer=ports.observer,
+        clock=c.clock,
+    )
+    return len(snapshot.options)
 
 
 async def sweep_reservations(ctx: Context) -> dict[str, int]:
     """Settle reservations left behind by requests that never finished (see the use case)."""
     container = container_of(ctx)
-    outcome = await stock_services.sweep_reservations(
-        stock=container.stock,
-        operations=container.stock_operations,
-        orders=container.order_states,
-        pending_timeout=container.settings.reservation_timeout,
-    )
+    outcome = await container.stock_cases.sweep()
+    container.observer.reservations_swept(outcome)
     summary = {
         "confirmed": len(outcome.confirmed),
         "released": len(outcome.released),
@@ -144,6 +149,7 @@ def cron_jobs(settings: Settings) -> list[CronJob[Context]]:
         CronJob(refresh_popularity_job, cron=every(settings.popularity_refresh_interval)),
         CronJob(sync_stock, cron=every(settings.stock_sync_interval), timeout=60),
         CronJob(sweep_reservations, cron=every(settings.stock_sweep_interval), timeout=300),
+        CronJob(observe_sale, cron=every(settings.sale_snapshot_interval), timeout=30),
     ]
 
 
@@ -155,13 +161,25 @@ def build_worker(
     functions: Sequence[JobFunction] | None = None,
     crons: Sequence[CronJob[Context]] | None = None,
     concurrency: int = 10,
+    tracing: bool | None = None,
 ) -> Worker[Context]:
-    """A worker on the settings' Redis. Tests pass their own container to share connections."""
+    """A worker on the settings' Redis. Tests pass their own container to share connections.
+
+    ``tracing`` (default: asked for by ``OTEL_*``) puts a span around every job run.
+    """
     _, redis_url = require_urls(settings)
     owned = container is None
+    traced = tracing_requested() if tracing is None else tracing
+    jobs = list(job_functions() if functions is None else functions)
+    schedule = list(cron_jobs(settings) if crons is None else crons)
+    if traced:
+        jobs = [traced_job(job) for job in jobs]
+        for cron in schedule:
+            quiet = cron.function.__name__ == observe_sale.__name__
+            cron.function = (untraced_job if quiet else traced_job)(cron.function)
 
     async def startup(ctx: Context) -> None:
-        ctx["container"] = container or Container.build(settings)  # type: ignore[typeddict-unknown-key]
+        ctx["container"] = container or Container.build(settings, tracing=traced)  # type: ignore[typeddict-unknown-key]
         _log.info("worker started", queue=QUEUE_NAME)
 
     async def shutdown(ctx: Context) -> None:
@@ -172,8 +190,8 @@ def build_worker(
 
     return Worker(
         make_queue(redis_url),
-        functions=list(job_functions() if functions is None else functions),
-        cron_jobs=list(cron_jobs(settings) if crons is None else crons),
+        functions=jobs,
+        cron_jobs=schedule,
         startup=startup,
         shutdown=shutdown,
         concurrency=concurrency,
@@ -192,6 +210,10 @@ async def _serve(settings: Settings, servers: EmbeddedServers) -> None:
 def main() -> None:
     settings = load_settings()
     configure_logging(settings.log_level, json=settings.log_json)
+    if tracing_requested():
+        start_tracing("shop-worker")
+    if settings.worker_metrics_port is not None:
+        serve_worker_metrics(settings.worker_metrics_port)
     resolved, servers = resolve_services(settings)
     asyncio.run(_serve(resolved, servers))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
+from shop.domain.catalog.bulk import LoadedCatalog, SampleCatalog
 from shop.domain.catalog.model import (
     Category,
     CategoryChange,
@@ -30,7 +31,6 @@ from shop.domain.catalog.model import (
     ProductSummary,
     Sort,
     check_stock_total,
-    check_units,
     check_url,
 )
 from shop.domain.catalog.ports import (
@@ -40,7 +40,6 @@ from shop.domain.catalog.ports import (
     PopularityScores,
     PopularRanking,
 )
-from shop.domain.catalog.sample import LoadedCatalog, SampleCatalog
 from shop.domain.errors import NotFound
 from shop.domain.idempotency import check_idempotency_key
 from shop.domain.paging import (
@@ -54,6 +53,7 @@ from shop.domain.paging import (
     page_of,
 )
 from shop.domain.stock.ports import StockReservation
+from shop.domain.stock.preconditions import check_units_per_call
 
 
 async def category_tree(reads: CatalogReads) -> tuple[CategoryNode, ...]:
@@ -185,7 +185,7 @@ async def restock(
     same key for another option or number of units is refused.
     """
     check_idempotency_key(key)
-    check_units(units)
+    check_units_per_call(units)
     option = await reads.option(option_id)
     if option is None:
         raise NotFound(f"option {option_id} does not exist")

@@ -16,7 +16,10 @@ import contextlib
 import uuid
 from collections.abc import Awaitable
 
+from shop.domain.clock import Clock
 from shop.domain.errors import InvalidInput, InvalidState, NotFound, ReservationLost
+from shop.domain.observation.model import PurchaseOutcome
+from shop.domain.observation.ports import SaleObserver
 from shop.domain.orders.model import (
     Order,
     OrderCursor,
@@ -27,7 +30,7 @@ from shop.domain.orders.model import (
     PlaceOrder,
     check_total,
 )
-from shop.domain.orders.ports import Clock, ExpiryScheduler, Orders
+from shop.domain.orders.ports import ExpiryScheduler, Orders
 from shop.domain.stock.ports import StockReservation
 
 MAX_PAGE_SIZE = 100
@@ -42,6 +45,30 @@ def _key_reused() -> InvalidInput:
 
 
 async def place_order(
+    cmd: PlaceOrder,
+    *,
+    rules: OrderRules,
+    stock: StockReservation,
+    orders: Orders,
+    clock: Clock,
+    expiry: ExpiryScheduler,
+    observer: SaleObserver | None = None,
+) -> Placed:
+    """Buy (see ``_place``), telling ``observer`` how the purchase ended, whichever way."""
+    try:
+        placed = await _place(
+            cmd, rules=rules, stock=stock, orders=orders, clock=clock, expiry=expiry
+        )
+    except BaseException as exc:
+        if observer is not None and isinstance(exc, Exception):
+            observer.purchase(PurchaseOutcome.of_failure(exc))
+        raise
+    if observer is not None:
+        observer.purchase(PurchaseOutcome.CREATED if placed.created else PurchaseOutcome.REPLAYED)
+    return placed
+
+
+async def _place(
     cmd: PlaceOrder,
     *,
     rules: OrderRules,

@@ -8,19 +8,26 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
 
-from litestar import Litestar, MediaType, Request, Response, get
+from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
 from litestar.types import ControllerRouterHandler
 
 from shop import __version__
 from shop.adapters.security import JwtAccessTokens
-from shop.bootstrap import Container, jwt_secret_of, resolve_services
+from shop.bootstrap import (
+    UNTRACED_PATHS,
+    Container,
+    jwt_secret_of,
+    resolve_services,
+    start_tracing,
+    tracing_requested,
+)
 from shop.config import Settings, load_settings
+from shop.domain.observation.ports import SaleObserver
 from shop.entrypoints.http.auth import auth_middleware, provide_principal
 from shop.entrypoints.http.body_guard import body_guard
 from shop.entrypoints.http.catalog import (
@@ -29,15 +36,13 @@ from shop.entrypoints.http.catalog import (
     CategoryController,
     ProductController,
 )
+from shop.entrypoints.http.dashboard import AdminPageController, DashboardController
+from shop.entrypoints.http.docs import SWAGGER_UI, docs, docs_assets
 from shop.entrypoints.http.errors import EXCEPTION_HANDLERS
 from shop.entrypoints.http.health import HealthController
 from shop.entrypoints.http.identity import AuthController, change_password, get_me
-from shop.entrypoints.http.openapi import (
-    COMPONENTS,
-    TruthfulOpenAPIJson,
-    document_operations,
-    openapi_document,
-)
+from shop.entrypoints.http.metrics import metrics, metrics_middleware
+from shop.entrypoints.http.openapi import COMPONENTS, TruthfulOpenAPIJson, document_operations
 from shop.entrypoints.http.orders import AdminOrderController, OrderController
 from shop.entrypoints.http.query_guard import query_guard
 from shop.entrypoints.http.request_log import request_log_middleware
@@ -46,20 +51,6 @@ from shop.entrypoints.http.throttle import ThrottleMiddleware
 from shop.entrypoints.http.whoami import whoami
 from shop.entrypoints.http.wishes import WishController
 from shop.logs import configure_logging
-
-_DOCS = SwaggerRenderPlugin(path="/swagger")
-
-
-@get(
-    "/docs",
-    operation_id="ApiDocs",
-    include_in_schema=False,
-    media_type=MediaType.HTML,
-    exclude_from_auth=True,
-)
-async def docs(request: Request[Any, Any, Any]) -> Response[bytes]:
-    """Interactive API docs (Swagger UI) rendered from the live OpenAPI schema."""
-    return Response(_DOCS.render(request, openapi_document(request.app)), media_type=MediaType.HTML)
 
 
 def provide_container(state: State) -> Container:
@@ -71,7 +62,9 @@ def route_handlers() -> list[ControllerRouterHandler]:
     """Every controller of the shop; each domain module contributes its own."""
     return [
         HealthController,
+        metrics,
         docs,
+        docs_assets(),
         AuthController,
         get_me,
         change_password,
@@ -83,6 +76,8 @@ def route_handlers() -> list[ControllerRouterHandler]:
         WishController,
         OrderController,
         AdminOrderController,
+        DashboardController,
+        AdminPageController,
     ]
 
 
@@ -91,10 +86,19 @@ def create_app(
     *,
     settings: Settings | None = None,
     extra_route_handlers: Sequence[ControllerRouterHandler] = (),
+    tracing: bool | None = None,
 ) -> Litestar:
-    """Build the app. Without a container, the lifespan builds one from the environment."""
+    """Build the app. Without a container, the lifespan builds one from the environment.
+
+    ``tracing`` (default: asked for by the ``OTEL_*`` variables, see adapters/tracing.py)
+    adds a server span per request; the app then starts the OTLP exporter itself unless a
+    container (and so a caller who set up its own tracer provider) is handed in.
+    """
     own_settings = container.settings if container is not None else (settings or load_settings())
     configure_logging(own_settings.log_level, json=own_settings.log_json)
+    traced = tracing_requested() if tracing is None else tracing
+    if traced and container is None:
+        start_tracing()
     # Tokens are verified with the same secret the container signs with; building the verifier
     # here (not in the lifespan) lets the middleware exist before the first request.
     tokens = (
@@ -112,7 +116,7 @@ def create_app(
             yield
             return
         resolved, servers = resolve_services(own_settings)
-        built = Container.build(resolved)
+        built = Container.build(resolved, tracing=traced)
         app.state.container = built
         try:
             yield
@@ -135,13 +139,20 @@ def create_app(
             body_guard(own_settings.max_body_bytes),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
+        plugins=[
+            OpenTelemetryPlugin(
+                OpenTelemetryConfig(exclude=UNTRACED_PATHS, exclude_spans=["receive", "send"])
+            )
+        ]
+        if traced
+        else [],
         request_max_body_size=own_settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="shop",
             version=__version__,
             description="First-come-first-served store backend.",
             path="/schema",
-            render_plugins=[_DOCS, TruthfulOpenAPIJson()],
+            render_plugins=[SWAGGER_UI, TruthfulOpenAPIJson()],
             components=COMPONENTS,
         ),
         debug=False,
@@ -149,5 +160,11 @@ def create_app(
     # Wrapped around the whole ASGI handler (not as route middleware) so that unmatched routes
     # (404, 405) get a request id and an access-log line too.
     document_operations(app)
-    app.asgi_handler = security_headers_middleware(request_log_middleware(app.asgi_handler))
+    app.asgi_handler = request_log_middleware(app.asgi_handler)
+
+    def observer() -> SaleObserver | None:
+        built: Container | None = getattr(app.state, "container", None)
+        return None if built is None else built.observer
+
+    app.asgi_handler = security_headers_middleware(metrics_middleware(app.asgi_handler, observer))
     return app

@@ -18,7 +18,6 @@ from shop.domain.catalog.model import (
     MAX_NAME_LENGTH,
     MAX_OPTIONS_PER_PRODUCT,
     MAX_PRODUCT_NAME_LENGTH,
-    MAX_UNITS_PER_CALL,
     MAX_URL_LENGTH,
     Category,
     CategoryChange,
@@ -33,6 +32,7 @@ from shop.domain.catalog.model import (
     ProductSummary,
 )
 from shop.domain.limits import MAX_CATEGORIES_PER_PRODUCT
+from shop.domain.stock.preconditions import MAX_UNITS_PER_CALL
 from shop.entrypoints.http.bounds import NOT_BLANK, SPACE, Id, Position, Price
 
 Name = Annotated[str, Meta(min_length=1, max_length=MAX_NAME_LENGTH, pattern=NOT_BLANK)]

@@ -7,10 +7,8 @@ is a 404, like a missing one.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 import msgspec
@@ -32,7 +30,7 @@ from shop.domain.orders.model import (
     PaymentMethod,
     PlaceOrder,
 )
-from shop.domain.paging import MAX_CURSOR_LENGTH, invalid_cursor
+from shop.domain.paging import MAX_CURSOR_LENGTH
 from shop.domain.stock.model import Line
 from shop.entrypoints.http.auth import requires_admin
 from shop.entrypoints.http.bounds import NOT_BLANK, Amount, Id
@@ -139,31 +137,8 @@ class OrderPageOut(msgspec.Struct):
     def from_domain(cls, page: OrderPage) -> OrderPageOut:
         return cls(
             items=[OrderOut.from_domain(order) for order in page.items],
-            next_cursor=None if page.next_cursor is None else encode_cursor(page.next_cursor),
+            next_cursor=None if page.next_cursor is None else page.next_cursor.token(),
         )
-
-
-def encode_cursor(cursor: OrderCursor) -> str:
-    raw = f"{cursor.created_at.isoformat()}|{cursor.order_id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_cursor(token: str) -> OrderCursor:
-    """Opaque to clients; anything we did not hand out is a 400 (the rule every listing's
-    cursor follows, ``shop.domain.paging``), not a 500. The timestamp is normalised to UTC
-    here: a date at the edge of the calendar with an offset (year 1 at +01:00) has no UTC
-    instant and is refused instead of overflowing in the driver."""
-    if not token or len(token) > MAX_CURSOR_LENGTH:
-        raise invalid_cursor("the cursor is empty or too long")
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        created_at, order_id = raw.split("|")
-        when = datetime.fromisoformat(created_at)
-        if when.tzinfo is None:
-            raise ValueError("naive timestamp")
-        return OrderCursor(created_at=when.astimezone(UTC), order_id=uuid.UUID(order_id))
-    except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError):
-        raise invalid_cursor("the cursor is not one this server issued") from None
 
 
 class OrderController(Controller):
@@ -184,13 +159,8 @@ class OrderController(Controller):
         principal: NamedDependency[Principal],
         container: NamedDependency[Container],
     ) -> Response[OrderOut]:
-        placed = await services.place_order(
-            data.to_command(principal.user_id, idempotency_key),
-            rules=container.order_rules,
-            stock=container.stock,
-            orders=container.orders,
-            clock=container.clock,
-            expiry=container.expiry,
+        placed = await container.order_cases.place(
+            data.to_command(principal.user_id, idempotency_key)
         )
         return Response(
             OrderOut.from_domain(placed.order),
@@ -211,11 +181,10 @@ class OrderController(Controller):
             ),
         ] = None,
     ) -> OrderPageOut:
-        page = await services.list_orders(
+        page = await container.order_cases.page(
             principal.user_id,
-            orders=container.orders,
             limit=limit,
-            after=None if cursor is None else decode_cursor(cursor),
+            after=None if cursor is None else OrderCursor.parse(cursor),
         )
         return OrderPageOut.from_domain(page)
 
@@ -226,9 +195,7 @@ class OrderController(Controller):
         principal: NamedDependency[Principal],
         container: NamedDependency[Container],
     ) -> OrderOut:
-        order = await services.get_order(
-            order_id, user_id=principal.user_id, orders=container.orders
-        )
+        order = await container.order_cases.get(order_id, user_id=principal.user_id)
         return OrderOut.from_domain(order)
 
     @post(
@@ -270,13 +237,7 @@ class OrderController(Controller):
         principal: NamedDependency[Principal],
         container: NamedDependency[Container],
     ) -> OrderOut:
-        order = await services.cancel_order(
-            order_id,
-            user_id=principal.user_id,
-            orders=container.orders,
-            stock=container.stock,
-            clock=container.clock,
-        )
+        order = await container.order_cases.cancel(order_id, user_id=principal.user_id)
         return OrderOut.from_domain(order)
 
     @post(
@@ -292,13 +253,7 @@ class OrderController(Controller):
         principal: NamedDependency[Principal],
         container: NamedDependency[Container],
     ) -> OrderOut:
-        order = await services.refund_order(
-            order_id,
-            user_id=principal.user_id,
-            orders=container.orders,
-            clock=container.clock,
-            rules=container.order_rules,
-        )
+        order = await container.order_cases.refund(order_id, user_id=principal.user_id)
         return OrderOut.from_domain(order)
 
 
@@ -317,7 +272,7 @@ class AdminOrderController(Controller):
     async def ship(
         self, order_id: FromPath[uuid.UUID], container: NamedDependency[Container]
     ) -> OrderOut:
-        order = await services.ship_order(order_id, orders=container.orders, clock=container.clock)
+        order = await container.order_cases.ship(order_id)
         return OrderOut.from_domain(order)
 
     @post(
@@ -330,7 +285,5 @@ class AdminOrderController(Controller):
     async def deliver(
         self, order_id: FromPath[uuid.UUID], container: NamedDependency[Container]
     ) -> OrderOut:
-        order = await services.deliver_order(
-            order_id, orders=container.orders, clock=container.clock
-        )
+        order = await container.order_cases.deliver(order_id)
         return OrderOut.from_domain(order)
