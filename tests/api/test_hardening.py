@@ -5,8 +5,8 @@ Every one of these used to log a traceback and answer 500 (or 503, or a wrong 40
 
 from __future__ import annotations
 
-import base64
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -17,6 +17,7 @@ from shop.adapters.db.tables import CategoryRow, OptionRow, RefreshTokenRow, Use
 from shop.bootstrap import Container
 from shop.domain.identity.model import Role
 from shop.domain.limits import MAX_CATEGORY_DEPTH, MAX_ID, MAX_INT32, MAX_PRICE
+from shop.domain.paging import encode_cursor, micros_of, uuid_key
 from tests.conftest import TEST_PASSWORD, make_user
 from tests.factories import make_category, make_option, make_product
 from tests.orders_client import order_body, place
@@ -163,17 +164,34 @@ async def test_an_escaped_backslash_before_u0000_is_text_not_nul(
 # --- the orders cursor at the edges of the calendar --------------------------------------
 
 
-@pytest.mark.parametrize(
-    "moment", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00"]
-)
-async def test_an_orders_cursor_at_the_edge_of_the_calendar_is_a_400(
-    client: httpx.AsyncClient, customer: dict[str, str], moment: str
+_FIRST = micros_of(datetime(1, 1, 1, tzinfo=UTC))
+_LAST = micros_of(datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC))
+
+
+def _orders_cursor(micros: int) -> str:
+    return encode_cursor("orders", (micros, *uuid_key(uuid.uuid4())))
+
+
+@pytest.mark.parametrize("micros", [_FIRST - 1, _LAST + 1, -(2**63), 2**63 - 1])
+async def test_an_orders_cursor_past_the_edge_of_the_calendar_is_a_400(
+    client: httpx.AsyncClient, customer: dict[str, str], micros: int
 ) -> None:
-    raw = f"{moment}|{uuid.uuid4()}".encode()
-    cursor = base64.urlsafe_b64encode(raw).decode().rstrip("=")
-    response = await client.get("/api/orders", params={"cursor": cursor}, headers=customer)
+    response = await client.get(
+        "/api/orders", params={"cursor": _orders_cursor(micros)}, headers=customer
+    )
     body = _error(response, 400, "cursor")
     assert body["extra"] == {"parameter": "cursor"}
+
+
+@pytest.mark.parametrize("micros", [_FIRST, _LAST])
+async def test_an_orders_cursor_at_the_edge_of_the_calendar_pages_on(
+    client: httpx.AsyncClient, customer: dict[str, str], micros: int
+) -> None:
+    response = await client.get(
+        "/api/orders", params={"cursor": _orders_cursor(micros)}, headers=customer
+    )
+    assert response.status_code == 200, response.text
+    assert response.json() == {"items": [], "next_cursor": None}
 
 
 @pytest.mark.parametrize("path", ["/api/orders", "/api/wishes", "/api/products"])
