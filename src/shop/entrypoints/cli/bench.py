@@ -44,6 +44,13 @@ def _names(value: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
     show_default=True,
 )
 @click.option("--no-chart", is_flag=True, help="Skip the PNG chart.")
+@click.option(
+    "--generator",
+    type=click.Choice(["auto", "aiohttp"]),
+    default="auto",
+    show_default=True,
+    help="auto: wrk when installed, else the built-in aiohttp generator.",
+)
 def bench(
     quick: bool,
     strategies: str,
@@ -58,6 +65,7 @@ def bench(
     data_dir: str,
     out: Path,
     no_chart: bool,
+    generator: str,
 ) -> None:
     """Benchmark the stock strategies with real concurrent HTTP purchases."""
     try:
@@ -89,6 +97,7 @@ def bench(
     config.port = port
     config.data_dir = data_dir
     config.chart = not no_chart
+    config.generator = generator
     report = run(config)
     failed = failed_runs(report)
     if failed:

@@ -24,9 +24,20 @@ from shop.bootstrap import Container
 from shop.domain.idempotency import MAX_IDEMPOTENCY_KEY_LENGTH
 from shop.domain.identity.model import Principal
 from shop.domain.orders import services
-from shop.domain.orders.model import Order, OrderCursor, OrderPage, PaymentMethod, PlaceOrder
+from shop.domain.orders.model import (
+    MAX_LINE_QUANTITY,
+    MAX_ORDER_LINES,
+    Order,
+    OrderCursor,
+    OrderPage,
+    PaymentMethod,
+    PlaceOrder,
+)
+from shop.domain.paging import MAX_CURSOR_LENGTH
 from shop.domain.stock.model import Line
 from shop.entrypoints.http.auth import requires_admin
+from shop.entrypoints.http.bounds import NOT_BLANK, Id
+from shop.entrypoints.http.openapi import raises
 
 IdempotencyKey = Annotated[
     str,
@@ -34,22 +45,23 @@ IdempotencyKey = Annotated[
         name="Idempotency-Key",
         min_length=1,
         max_length=MAX_IDEMPOTENCY_KEY_LENGTH,
+        pattern=NOT_BLANK,
         description="Client-chosen key; repeating a request with it returns the same order.",
     ),
 ]
 
 
-class OrderLineIn(msgspec.Struct):
-    option_id: Annotated[int, msgspec.Meta(ge=1)]
-    quantity: Annotated[int, msgspec.Meta(ge=1)]
+class OrderLineIn(msgspec.Struct, forbid_unknown_fields=True):
+    option_id: Id
+    quantity: Annotated[int, msgspec.Meta(ge=1, le=MAX_LINE_QUANTITY)]
 
 
-class OrderIn(msgspec.Struct):
+class OrderIn(msgspec.Struct, forbid_unknown_fields=True):
     """Prices are not part of the request: the server reads them from the catalog."""
 
-    lines: Annotated[list[OrderLineIn], msgspec.Meta(min_length=1)]
+    lines: Annotated[list[OrderLineIn], msgspec.Meta(min_length=1, max_length=MAX_ORDER_LINES)]
     payment_method: PaymentMethod
-    shipping_address: Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
+    shipping_address: Annotated[str, msgspec.Meta(min_length=1, max_length=2000, pattern=NOT_BLANK)]
 
     def to_command(self, user_id: uuid.UUID, idempotency_key: str) -> PlaceOrder:
         return PlaceOrder(
@@ -132,6 +144,7 @@ class OrderController(Controller):
 
     @post(
         operation_id="PlaceOrder",
+        responses=raises(409, also=(200, OrderOut)),
         summary="Buy: reserve the stock and place an order awaiting payment",
         description="201 with the new order; 200 with the same order when the request is "
         "repeated with the same Idempotency-Key; 409 when an option is sold out.",
@@ -159,7 +172,10 @@ class OrderController(Controller):
         container: NamedDependency[Container],
         limit: Annotated[int, QueryParameter(ge=1, le=services.MAX_PAGE_SIZE)] = 20,
         cursor: Annotated[
-            str | None, QueryParameter(description="next_cursor of the previous page")
+            str | None,
+            QueryParameter(
+                description="next_cursor of the previous page", max_length=MAX_CURSOR_LENGTH
+            ),
         ] = None,
     ) -> OrderPageOut:
         page = await container.order_cases.page(
@@ -182,6 +198,7 @@ class OrderController(Controller):
     @post(
         "/{order_id:uuid}/cancel",
         operation_id="CancelOrder",
+        responses=raises(409),
         status_code=HTTP_200_OK,
         summary="Cancel before shipping; the units go back on sale (a paid order is refunded)",
     )
@@ -197,6 +214,7 @@ class OrderController(Controller):
     @post(
         "/{order_id:uuid}/refund",
         operation_id="RefundOrder",
+        responses=raises(409),
         status_code=HTTP_200_OK,
         summary="Ask for a refund of a delivered order, within the refund window",
         description="The order becomes refund_pending and the payment gateway is asked to "
@@ -220,6 +238,7 @@ class AdminOrderController(Controller):
     @post(
         "/{order_id:uuid}/ship",
         operation_id="ShipOrder",
+        responses=raises(409),
         status_code=HTTP_200_OK,
         summary="Hand a paid order to the carrier (it can no longer be cancelled)",
     )
@@ -232,6 +251,7 @@ class AdminOrderController(Controller):
     @post(
         "/{order_id:uuid}/deliver",
         operation_id="DeliverOrder",
+        responses=raises(409),
         status_code=HTTP_200_OK,
         summary="Record delivery (the refund window starts now)",
     )

@@ -28,6 +28,8 @@ from shop.domain.payments.model import EventType, GatewayEvent, Payment, Payment
 from shop.domain.payments.services import Outcome
 from shop.domain.payments.signature import SIGNATURE_HEADER, verify
 from shop.entrypoints.http.auth import requires_admin
+from shop.entrypoints.http.bounds import Amount
+from shop.entrypoints.http.openapi import raises
 
 
 class PaymentOut(msgspec.Struct):
@@ -72,7 +74,7 @@ class PaymentOut(msgspec.Struct):
 
 class EventDataIn(msgspec.Struct, forbid_unknown_fields=False):
     payment_id: uuid.UUID
-    amount: Annotated[int, msgspec.Meta(ge=0)]
+    amount: Amount
     currency: Annotated[str, msgspec.Meta(min_length=3, max_length=3)]
     refund_id: str | None = None
     order_id: uuid.UUID | None = None
@@ -111,6 +113,7 @@ class PaymentController(Controller):
 
     @post(
         operation_id="StartPayment",
+        responses=raises(409, also=(200, PaymentOut)),
         summary="Start paying an order with the configured gateway",
         description="201 with a new payment and the gateway's checkout_url; 200 with the "
         "payment already open for this order; 409 when the order does not await payment or "
@@ -136,6 +139,9 @@ class WebhookController(Controller):
     @post(
         operation_id="PaymentWebhook",
         exclude_from_auth=True,
+        # The provider's contract, not the client API's: documented in the README (webhook
+        # contract). Its only caller signs the raw body, which no schema can generate.
+        include_in_schema=False,
         status_code=HTTP_200_OK,
         summary="The payment gateway's signed event (no bearer token)",
         description=f"Signed in {SIGNATURE_HEADER}: t=<unix seconds>,v1=<hex HMAC-SHA256 of "
