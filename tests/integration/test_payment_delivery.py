@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -15,7 +16,7 @@ from litestar import Litestar
 from shop.adapters.payments.webhook_delivery import HttpWebhookDelivery, WebhookRefused
 from shop.bootstrap import SANDBOX_WEBHOOK_JOB, Container, webhook_secret_of
 from shop.entrypoints.cli import main
-from shop.entrypoints.workers import job_functions
+from shop.entrypoints.workers import build_worker, job_functions
 from tests.conftest import TEST_JWT_SECRET
 from tests.factories import make_option, make_user
 from tests.orders_client import order_body, place
@@ -102,3 +103,49 @@ async def pay_in_domain_late(clean: Container, payment: dict[str, object]) -> st
     order = await clean.orders.get(uuid.UUID(str(payment["order_id"])))
     assert order is not None
     return order.status.value
+
+
+async def test_a_shop_that_was_down_receives_the_event_on_a_retry(
+    clean: Container, app: Litestar, client: httpx.AsyncClient
+) -> None:
+    """The real worker runs the sandbox's job: the first delivery finds the shop down (503),
+    SAQ retries it with backoff, the second reaches the webhook and the order is paid."""
+    option = await make_option(clean, stock=3, price=250)
+    _, customer = await make_user(clean)
+    order = (await place(client, customer, order_body((option, 1)))).json()
+    payment = (await start_payment(client, customer, order["id"])).json()
+    shop = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+    attempts: list[int] = []
+
+    async def down_once(request: httpx.Request) -> httpx.Response:
+        attempts.append(len(attempts))
+        if len(attempts) == 1:
+            return httpx.Response(503, json={"status_code": 503, "detail": "down"})
+        return await shop.handle_async_request(request)
+
+    delivering = dataclasses.replace(
+        clean,
+        webhook_delivery=HttpWebhookDelivery(
+            "http://testserver",
+            webhook_secret_of(clean.settings),
+            transport=httpx.MockTransport(down_once),
+        ),
+    )
+    pressed = await client.post(f"/sandbox/checkout/{payment['payment_id']}/pay")
+    assert pressed.status_code == 200
+    worker = build_worker(
+        delivering.settings, container=delivering, functions=job_functions(), crons=[]
+    )
+    task = asyncio.create_task(worker.start())
+    try:
+        for _ in range(150):
+            status = (await client.get(f"/api/orders/{order['id']}", headers=customer)).json()
+            if status["status"] == "paid":
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await worker.stop()
+        await task
+        await worker.queue.disconnect()
+    assert status["status"] == "paid"
+    assert len(attempts) == 2, "refused once, delivered on the retry"
