@@ -44,7 +44,7 @@ async def place(
 async def act(
     client: httpx.AsyncClient, headers: dict[str, str], order_id: str, action: str, **body: Any
 ) -> httpx.Response:
-    """POST /api/orders/{id}/{action} (pay, cancel, refund)."""
+    """POST /api/orders/{id}/{action} (payments, cancel, refund)."""
     return await client.post(f"/api/orders/{order_id}/{action}", json=body or None, headers=headers)
 
 

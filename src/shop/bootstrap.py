@@ -30,6 +30,7 @@ from shop.adapters.db.engine import make_engine, make_sessionmaker
 from shop.adapters.db.identity import SqlIdentityUnitOfWork
 from shop.adapters.db.options_on_sale import RecentlySoldOptions
 from shop.adapters.db.orders import SqlOrders
+from shop.adapters.db.payments import SqlPayments
 from shop.adapters.db.purchase_tally import OrderLineTally
 from shop.adapters.db.stock import PostgresStock
 from shop.adapters.db.stock_ledger import SqlOrderStates
@@ -41,6 +42,9 @@ from shop.adapters.metrics.prometheus import (
 )
 from shop.adapters.metrics.prometheus import serve_worker_metrics as serve_worker_metrics
 from shop.adapters.no_drops import NoDrops
+from shop.adapters.payments.sandbox import SANDBOX_WEBHOOK_JOB as SANDBOX_WEBHOOK_JOB
+from shop.adapters.payments.sandbox import SandboxGateway as SandboxGateway
+from shop.adapters.payments.webhook_delivery import HttpWebhookDelivery
 from shop.adapters.queue import EXPIRE_ORDER_JOB as EXPIRE_ORDER_JOB  # for the worker
 from shop.adapters.queue import QUEUE_NAME as QUEUE_NAME
 from shop.adapters.queue import SaqExpiryScheduler, job_queue_on
@@ -88,6 +92,9 @@ from shop.domain.observation.ports import (
 from shop.domain.orders import services as order_services
 from shop.domain.orders.model import Order, OrderCursor, OrderPage, OrderRules, Placed, PlaceOrder
 from shop.domain.orders.ports import ExpiryScheduler, Orders
+from shop.domain.payments import services as payment_services
+from shop.domain.payments.model import GatewayEvent
+from shop.domain.payments.ports import PaymentGateway, Payments
 from shop.domain.stock import services as stock_services
 from shop.domain.stock.model import OptionStock, SweepOutcome
 from shop.domain.stock.ports import OrderStates, StockOperations, StockReservation
@@ -120,6 +127,8 @@ def resolve_services(settings: Settings) -> tuple[Settings, EmbeddedServers]:
         changes["database_url"] = servers.postgres.start()
     if changes and settings.jwt_secret is None:
         changes["jwt_secret"] = local_jwt_secret(settings.data_path)
+    if changes and settings.payment_webhook_secret is None:
+        changes["payment_webhook_secret"] = local_secret(settings.data_path, "webhook_secret")
     return msgspec.structs.replace(settings, **changes), servers
 
 
@@ -136,12 +145,25 @@ def local_jwt_secret(data_dir: Path) -> str:
     Persisted so that tokens survive a restart and every worker process signs alike; never
     committed anywhere. Production must set SHOP_JWT_SECRET (config refuses to start otherwise).
     """
-    path = data_dir.resolve() / "jwt_secret"
+    return local_secret(data_dir, "jwt_secret")
+
+
+def local_secret(data_dir: Path, name: str) -> str:
+    """A random secret kept in ``data_dir/name`` (created once, mode 0600)."""
+    path = data_dir.resolve() / name
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch(mode=0o600)
         path.write_text(secrets.token_urlsafe(48))
     return path.read_text().strip()
+
+
+def webhook_secret_of(settings: Settings) -> str:
+    """The payment webhook's signing secret: configured, or the zero-setup local one (config
+    refuses prod without SHOP_PAYMENT_WEBHOOK_SECRET)."""
+    if settings.payment_webhook_secret is not None:
+        return settings.payment_webhook_secret
+    return local_secret(settings.data_path, "webhook_secret")
 
 
 def jwt_secret_of(settings: Settings) -> str:
@@ -224,6 +246,83 @@ def order_rules(settings: Settings) -> OrderRules:
 
 
 @dataclass(frozen=True)
+class PaymentDeps:
+    """What a payment gateway may be built from."""
+
+    settings: Settings
+    queue: Queue
+    payments: Payments
+
+
+# One line per gateway: a real provider is one adapter module plus one entry here (and its
+# name in config.PaymentGatewayName).
+PAYMENT_GATEWAYS: dict[str, Callable[[PaymentDeps], PaymentGateway]] = {
+    "sandbox": lambda deps: SandboxGateway(
+        deps.queue, deps.payments, public_url=deps.settings.public_url
+    ),
+}
+
+
+@dataclass(frozen=True)
+class PaymentCases:
+    """The payment use cases bound once to their ports (see ``OrderCases``)."""
+
+    payments: Payments
+    gateway: PaymentGateway
+    orders: Orders
+    stock: StockReservation
+    clock: Clock
+    rules: OrderRules
+    currency: str
+
+    async def start(self, order_id: uuid.UUID, *, user_id: uuid.UUID) -> payment_services.Started:
+        return await payment_services.start_payment(
+            order_id,
+            user_id=user_id,
+            currency=self.currency,
+            payments=self.payments,
+            gateway=self.gateway,
+            clock=self.clock,
+        )
+
+    async def accept(self, event: GatewayEvent) -> payment_services.Outcome:
+        return await payment_services.accept_event(
+            event,
+            payments=self.payments,
+            gateway=self.gateway,
+            orders=self.orders,
+            stock=self.stock,
+            clock=self.clock,
+        )
+
+    async def resend_refunds(self, after: timedelta) -> int:
+        return await payment_services.resend_pending_refunds(
+            payments=self.payments, gateway=self.gateway, clock=self.clock, after=after
+        )
+
+    async def refund(self, order_id: uuid.UUID, *, user_id: uuid.UUID) -> Order:
+        return await payment_services.request_refund(
+            order_id,
+            user_id=user_id,
+            payments=self.payments,
+            gateway=self.gateway,
+            clock=self.clock,
+            rules=self.rules,
+        )
+
+    async def cancel(self, order_id: uuid.UUID, *, user_id: uuid.UUID) -> Order:
+        return await payment_services.cancel_order(
+            order_id,
+            user_id=user_id,
+            payments=self.payments,
+            gateway=self.gateway,
+            orders=self.orders,
+            stock=self.stock,
+            clock=self.clock,
+        )
+
+
+@dataclass(frozen=True)
 class CatalogPorts:
     """What catalog use cases are wired with."""
 
@@ -268,16 +367,6 @@ class OrderCases:
 
     async def get(self, order_id: uuid.UUID, *, user_id: uuid.UUID) -> Order:
         return await order_services.get_order(order_id, user_id=user_id, orders=self.orders)
-
-    async def cancel(self, order_id: uuid.UUID, *, user_id: uuid.UUID) -> Order:
-        return await order_services.cancel_order(
-            order_id, user_id=user_id, orders=self.orders, stock=self.stock, clock=self.clock
-        )
-
-    async def refund(self, order_id: uuid.UUID, *, user_id: uuid.UUID) -> Order:
-        return await order_services.refund_order(
-            order_id, user_id=user_id, orders=self.orders, clock=self.clock, rules=self.rules
-        )
 
     async def ship(self, order_id: uuid.UUID) -> Order:
         return await order_services.ship_order(order_id, orders=self.orders, clock=self.clock)
@@ -372,6 +461,10 @@ class Container:
     request_counter: RequestCounter
     stock_operations: StockOperations
     order_states: OrderStates
+    payments: Payments
+    gateway: PaymentGateway
+    # How the sandbox's jobs POST their signed events to this shop's webhook.
+    webhook_delivery: HttpWebhookDelivery
 
     @cached_property
     def order_rules(self) -> OrderRules:
@@ -394,6 +487,7 @@ class Container:
         queue = job_queue_on(redis)
         sessionmaker = make_sessionmaker(engine)
         stock = build_switchable_stock(StockDeps(settings, engine, redis))
+        payments = SqlPayments(engine)
         traced = tracing_requested() if tracing is None else tracing
         return cls(
             settings=settings,
@@ -416,7 +510,18 @@ class Container:
             ),
             identity_uow=partial(SqlIdentityUnitOfWork, sessionmaker),
             request_counter=RedisRequestCounter(redis),
+            payments=payments,
+            gateway=PAYMENT_GATEWAYS[settings.payment_gateway](
+                PaymentDeps(settings, queue, payments)
+            ),
+            webhook_delivery=HttpWebhookDelivery(settings.public_url, webhook_secret_of(settings)),
         )
+
+    @property
+    def sandbox(self) -> SandboxGateway | None:
+        """The sandbox gateway when it is the configured one (its checkout routes exist only
+        then)."""
+        return self.gateway if isinstance(self.gateway, SandboxGateway) else None
 
     @property
     def refresh_ttl(self) -> timedelta:
@@ -437,6 +542,18 @@ class Container:
             expiry=self.expiry,
             rules=self.order_rules,
             observer=self.observer,
+        )
+
+    @cached_property
+    def payment_cases(self) -> PaymentCases:
+        return PaymentCases(
+            payments=self.payments,
+            gateway=self.gateway,
+            orders=self.orders,
+            stock=self.stock,
+            clock=self.clock,
+            rules=self.order_rules,
+            currency=self.settings.currency,
         )
 
     @cached_property

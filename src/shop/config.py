@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 import limits
 import msgspec
+import pycountry
 from dotenv import dotenv_values
 
 ENV_PREFIX = "SHOP_"
@@ -75,6 +76,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     purchase_limit_per_option: PositiveInt | None = None
     # How often the worker sweeps for overdue unpaid orders and unfinished stock releases.
     order_sweep_interval: Seconds = 60.0
+    # Payments. The gateway's webhook is signed with the secret (unset in the zero-setup run:
+    # a local one is generated beside the embedded data; prod requires it). The sandbox
+    # gateway refuses to run in prod unless explicitly allowed. public_url is where the
+    # shop is reachable: checkout links and the sandbox's webhook deliveries point there.
+    payment_gateway: str = "sandbox"
+    payment_webhook_secret: str | None = None
+    payment_sandbox_allowed: bool = False
+    currency: str = "EUR"
+    public_url: str = "http://127.0.0.1:8000"
+    # A refund still pending this long after it was asked for is asked again (order sweep).
+    refund_resend_after: Seconds = 900.0
     # Catalog: popularity = units weight × units ordered (live orders) + wish weight × wishes
     # made within the window; recomputed every refresh interval; the top list keeps list size.
     popularity_units_weight: Annotated[int, msgspec.Meta(ge=0)] = 2
@@ -172,6 +184,7 @@ def _check_consistency(settings: Settings) -> None:
         raise ConfigError("SHOP_JWT_SECRET must be set when SHOP_ENVIRONMENT=prod")
     if settings.jwt_secret is not None and len(settings.jwt_secret) < 32:
         raise ConfigError("SHOP_JWT_SECRET is too short: use at least 32 characters")
+    _check_payment_settings(settings)
     for url in settings.redlock_urls:
         if not url.startswith(("redis://", "rediss://")):
             raise ConfigError(f"SHOP_REDLOCK_URLS has {url!r}: every entry must be a redis:// URL")
@@ -181,6 +194,36 @@ def _check_consistency(settings: Settings) -> None:
         ("redis://", "rediss://")
     ):
         raise ConfigError("SHOP_REDIS_URL must be a redis:// URL")
+
+
+def _check_payment_settings(settings: Settings) -> None:
+    from shop.bootstrap import PAYMENT_GATEWAYS  # the one list of gateways, as for stock
+
+    if settings.payment_gateway not in PAYMENT_GATEWAYS:
+        known = ", ".join(sorted(PAYMENT_GATEWAYS))
+        raise ConfigError(
+            f"SHOP_PAYMENT_GATEWAY={settings.payment_gateway!r} is invalid: known gateways "
+            f"are {known}"
+        )
+    code = settings.currency
+    if len(code) != 3 or not code.isupper() or pycountry.currencies.get(alpha_3=code) is None:
+        raise ConfigError(
+            f"SHOP_CURRENCY={settings.currency!r} is invalid: expected an ISO 4217 code "
+            "in capitals, such as EUR or USD"
+        )
+    if settings.environment == "prod":
+        if not settings.payment_webhook_secret:
+            raise ConfigError("SHOP_PAYMENT_WEBHOOK_SECRET must be set when SHOP_ENVIRONMENT=prod")
+        if settings.payment_gateway == "sandbox" and not settings.payment_sandbox_allowed:
+            raise ConfigError(
+                "SHOP_PAYMENT_GATEWAY=sandbox takes no real money: refused when "
+                "SHOP_ENVIRONMENT=prod unless SHOP_PAYMENT_SANDBOX_ALLOWED=true"
+            )
+    secret = settings.payment_webhook_secret
+    if secret is not None and len(secret) < 32:
+        raise ConfigError("SHOP_PAYMENT_WEBHOOK_SECRET is too short: use at least 32 characters")
+    if not settings.public_url.startswith(("http://", "https://")):
+        raise ConfigError("SHOP_PUBLIC_URL must be an http:// or https:// URL")
 
 
 def _check_stock_strategy(name: str) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from litestar import Litestar
 
 from shop.bootstrap import Container
 from shop.domain.identity.model import Role
@@ -16,6 +17,7 @@ from shop.entrypoints.http.app import create_app
 from tests.conftest import http_client
 from tests.factories import make_option, make_user
 from tests.orders_client import act, admin, order_body, place, stock_and_ledger, with_settings
+from tests.payments_client import event, pay, payments_of, run_sandbox_job, send, start_payment
 
 
 @pytest.fixture
@@ -39,6 +41,7 @@ def _ts(value: str) -> datetime:
 )
 async def test_the_whole_life_of_an_order(
     client: httpx.AsyncClient,
+    app: Litestar,
     clean: Container,
     customer: dict[str, str],
     admin_headers: dict[str, str],
@@ -69,15 +72,22 @@ async def test_the_whole_life_of_an_order(
     listed = await client.get("/api/orders", headers=customer)
     assert [o["id"] for o in listed.json()["items"]] == [order["id"]]
 
-    paid = await act(client, customer, order["id"], "pay", amount=1_400)
+    paid = await pay(client, clean, customer, order["id"])
     assert paid.status_code == 200, paid.text
     assert paid.json()["status"] == "paid"
     shipped = await admin(client, admin_headers, order["id"], "ship")
     assert shipped.json()["status"] == "shipping"
     delivered = await admin(client, admin_headers, order["id"], "deliver")
     assert delivered.json()["status"] == "delivered"
-    refunded = await act(client, customer, order["id"], "refund")
-    assert refunded.status_code == 200, refunded.text
+    asked = await act(client, customer, order["id"], "refund")
+    assert asked.status_code == 200, asked.text
+    assert asked.json()["status"] == "refund_pending"
+    (payment,) = await payments_of(client, admin_headers, order["id"])
+    assert (payment["status"], payment["refund_reason"]) == ("refund_pending", "customer")
+    # The sandbox confirms the refund the way a provider does: a signed webhook, from a job.
+    key = f"sandbox:{payment['payment_id']}:refund.succeeded:{payment['refund_id']}"
+    assert await run_sandbox_job(clean, app, key) == 200
+    refunded = await client.get(f"/api/orders/{order['id']}", headers=customer)
     assert refunded.json()["status"] == "refunded"
     assert refunded.json()["refunded_at"] is not None
 
@@ -92,7 +102,7 @@ async def test_cancelling_before_shipping_puts_the_units_back(
     option = await make_option(clean, stock=3, price=500)
     order = (await place(client, customer, order_body((option, 3)))).json()
     if paid_first:
-        await act(client, customer, order["id"], "pay", amount=1_500)
+        await pay(client, clean, customer, order["id"])
     assert (await clean.stock.available([option]))[option] == 0
     cancelled = await act(client, customer, order["id"], "cancel")
     assert cancelled.status_code == 200, cancelled.text
@@ -112,7 +122,7 @@ async def test_cancelling_after_shipping_is_a_conflict_naming_the_state(
 ) -> None:
     option = await make_option(clean, stock=3, price=500)
     order = (await place(client, customer, order_body((option, 1)))).json()
-    await act(client, customer, order["id"], "pay", amount=500)
+    await pay(client, clean, customer, order["id"])
     await admin(client, admin_headers, order["id"], "ship")
     refused = await act(client, customer, order["id"], "cancel")
     assert refused.status_code == 409
@@ -129,7 +139,7 @@ async def test_a_refund_is_allowed_inside_the_window_and_refused_after_it(
         ids = []
         for _ in range(2):
             order = (await place(client, customer, order_body((option, 1)))).json()
-            await act(client, customer, order["id"], "pay", amount=100)
+            await pay(client, clean, customer, order["id"])
             await admin(client, admin_headers, order["id"], "ship")
             await admin(client, admin_headers, order["id"], "deliver")
             ids.append(order["id"])
@@ -196,13 +206,18 @@ async def test_a_payment_is_idempotent_and_must_match_the_total(
 ) -> None:
     option = await make_option(clean, stock=5, price=250)
     order = (await place(client, customer, order_body((option, 2)))).json()
-    wrong = await act(client, customer, order["id"], "pay", amount=499)
+    payment = (await start_payment(client, customer, order["id"])).json()
+    wrong = await send(client, clean, event(payment, amount=499))
     assert wrong.status_code == 422
-    assert wrong.json()["extra"] == {"amount": 499, "total": 500}
-    first = await act(client, customer, order["id"], "pay", amount=500)
-    second = await act(client, customer, order["id"], "pay", amount=500)
+    assert wrong.json()["extra"]["expected_amount"] == 500
+    succeeded = event(payment)
+    first = await send(client, clean, succeeded)
+    paid_at = (await client.get(f"/api/orders/{order['id']}", headers=customer)).json()["paid_at"]
+    second = await send(client, clean, succeeded)
     assert (first.status_code, second.status_code) == (200, 200)
-    assert second.json()["paid_at"] == first.json()["paid_at"]
+    assert second.json()["outcome"] == "replayed"
+    again = (await client.get(f"/api/orders/{order['id']}", headers=customer)).json()
+    assert (again["status"], again["paid_at"]) == ("paid", paid_at)
 
 
 async def test_a_cancelled_order_cannot_be_paid(
@@ -211,7 +226,7 @@ async def test_a_cancelled_order_cannot_be_paid(
     option = await make_option(clean, stock=5, price=250)
     order = (await place(client, customer, order_body((option, 1)))).json()
     await act(client, customer, order["id"], "cancel")
-    refused = await act(client, customer, order["id"], "pay", amount=250)
+    refused = await pay(client, clean, customer, order["id"])
     assert refused.status_code == 409
     assert refused.json()["extra"] == {"state": "cancelled"}
 
@@ -254,8 +269,8 @@ async def test_someone_elses_order_is_not_found(
     order = (await place(client, customer, order_body((option, 1)))).json()
     _, stranger = await make_user(clean)
     assert (await client.get(f"/api/orders/{order['id']}", headers=stranger)).status_code == 404
-    for action, body in (("pay", {"amount": 100}), ("cancel", {}), ("refund", {})):
-        response = await act(client, stranger, order["id"], action, **body)
+    for action in ("payments", "cancel", "refund"):
+        response = await act(client, stranger, order["id"], action)
         assert response.status_code == 404, action
     missing = await client.get(f"/api/orders/{uuid.uuid4()}", headers=customer)
     assert missing.status_code == 404
@@ -338,7 +353,8 @@ ROUTES = [
     ("POST", "/api/orders"),
     ("GET", "/api/orders"),
     ("GET", "/api/orders/{id}"),
-    ("POST", "/api/orders/{id}/pay"),
+    ("POST", "/api/orders/{id}/payments"),
+    ("GET", "/api/admin/payments"),
     ("POST", "/api/orders/{id}/cancel"),
     ("POST", "/api/orders/{id}/refund"),
     ("POST", "/api/admin/orders/{id}/ship"),
@@ -359,7 +375,7 @@ async def test_a_customer_cannot_ship_or_deliver(
 ) -> None:
     option = await make_option(clean, stock=5, price=100)
     order = (await place(client, customer, order_body((option, 1)))).json()
-    await act(client, customer, order["id"], "pay", amount=100)
+    await pay(client, clean, customer, order["id"])
     refused = await admin(client, customer, order["id"], action)
     assert refused.status_code == 403
     assert (await client.get(f"/api/orders/{order['id']}", headers=customer)).json()[
@@ -392,7 +408,7 @@ async def test_every_order_route_has_an_operation_id(client: httpx.AsyncClient) 
         "PlaceOrder",
         "ListOrders",
         "GetOrder",
-        "PayOrder",
+        "StartPayment",
         "CancelOrder",
         "RefundOrder",
         "ShipOrder",

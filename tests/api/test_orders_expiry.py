@@ -15,7 +15,8 @@ from shop.entrypoints.http.app import create_app
 from shop.entrypoints.workers import build_worker, cron_jobs, job_functions
 from tests.conftest import http_client
 from tests.factories import make_option, make_user
-from tests.orders_client import act, order_body, place, stock_and_ledger, with_settings
+from tests.orders_client import order_body, place, stock_and_ledger, with_settings
+from tests.payments_client import event, pay, send, start_payment
 
 
 @asynccontextmanager
@@ -56,8 +57,8 @@ async def test_unpaid_orders_expire_and_their_units_go_back_on_sale(clean: Conta
         lost_job = clean.queue.job_id(f"expire:{lost['id']}")
         assert await clean.redis.delete(lost_job) == 1
         assert await clean.redis.zrem(f"saq:{QUEUE_NAME}:incomplete", lost_job) == 1
-        paid = await act(client, customer, kept["id"], "pay", amount=300)
-        assert paid.status_code == 200
+        paid = await pay(client, quick, customer, kept["id"])
+        assert paid.json()["status"] == "paid"
         assert (await clean.stock.available([option]))[option] == 0
 
         async def status(order_id: str) -> str:
@@ -67,8 +68,15 @@ async def test_unpaid_orders_expire_and_their_units_go_back_on_sale(clean: Conta
         async def expired(order_id: str) -> bool:
             return await status(order_id) == "expired"
 
+        async def finished(key: str) -> bool:
+            job = await clean.queue.job(key)
+            return job is not None and job.status in (Status.COMPLETE, Status.FAILED)
+
         async with running_worker(quick, jobs=True, crons=False):
             await eventually(lambda: expired(unpaid["id"]), within=6)
+            # The job commits the expiry before it releases the stock and reports back:
+            # stopping the worker in between would cancel it half-reported.
+            await eventually(lambda: finished(f"expire:{unpaid['id']}"), within=6)
         job = await clean.queue.job(f"expire:{unpaid['id']}")
         assert job is not None
         assert (job.status, job.result) == (Status.COMPLETE, True), "its own job expired it"
@@ -82,7 +90,7 @@ async def test_unpaid_orders_expire_and_their_units_go_back_on_sale(clean: Conta
         assert await stock_and_ledger(clean, option) == (3, 3)
         listed = (await client.get("/api/orders", headers=customer)).json()["items"]
         assert [o["id"] for o in listed] == [kept["id"]], "expired orders leave the list"
-        late = await act(client, customer, unpaid["id"], "pay", amount=600)
+        late = await start_payment(client, customer, unpaid["id"])
         assert late.status_code == 409
         assert late.json()["extra"] == {"state": "expired"}
 
@@ -90,16 +98,24 @@ async def test_unpaid_orders_expire_and_their_units_go_back_on_sale(clean: Conta
 async def test_a_payment_after_the_deadline_is_refused_before_the_job_runs(
     clean: Container,
 ) -> None:
+    """The gateway's success arrives after pay_by but before the expiry job: the order expires
+    there and then (its units go back), and the money is refunded automatically."""
     quick = with_settings(clean, card_payment_ttl=0.5)
     option = await make_option(clean, stock=2, price=300)
     _, customer = await make_user(clean)
     async with http_client(create_app(quick)) as client:
         order = (await place(client, customer, order_body((option, 2)))).json()
+        payment = (await start_payment(client, customer, order["id"])).json()
         await asyncio.sleep(0.6)
-        late = await act(client, customer, order["id"], "pay", amount=600)
-    assert late.status_code == 409
-    assert late.json()["extra"] == {"state": "expired"}
+        refused = await start_payment(client, customer, order["id"])
+        late = await send(client, quick, event(payment))
+        final = (await client.get(f"/api/orders/{order['id']}", headers=customer)).json()
+    assert refused.status_code == 409
+    assert late.status_code == 200, late.text
+    assert final["status"] == "expired"
     assert (await clean.stock.available([option]))[option] == 2
+    (recorded,) = await clean.payments.listing(limit=1)
+    assert (recorded.status.value, recorded.refund_reason) == ("refund_pending", "late")
 
 
 async def test_the_worker_registers_the_job_the_scheduler_enqueues(clean: Container) -> None:

@@ -84,3 +84,29 @@ def test_a_strategy_registered_in_bootstrap_is_a_valid_setting_without_editing_c
     """The test-only ``ledger-twin`` is registered by one line in tests/conftest.py only."""
     settings = load_settings({"SHOP_STOCK_STRATEGY": LEDGER_TWIN}, env_file=None)
     assert settings.stock_strategy == LEDGER_TWIN
+
+
+PROD = {"SHOP_ENVIRONMENT": "prod", "SHOP_JWT_SECRET": "j" * 40}
+
+
+def test_production_requires_a_webhook_secret() -> None:
+    with pytest.raises(ConfigError, match="SHOP_PAYMENT_WEBHOOK_SECRET"):
+        load_settings(PROD, env_file=None)
+
+
+def test_the_sandbox_gateway_is_refused_in_production_unless_allowed() -> None:
+    with_secret = {**PROD, "SHOP_PAYMENT_WEBHOOK_SECRET": "w" * 40}
+    with pytest.raises(ConfigError, match="SHOP_PAYMENT_SANDBOX_ALLOWED"):
+        load_settings(with_secret, env_file=None)
+    allowed = load_settings({**with_secret, "SHOP_PAYMENT_SANDBOX_ALLOWED": "true"}, env_file=None)
+    assert allowed.payment_gateway == "sandbox"
+
+
+@pytest.mark.parametrize("code", ["EURO", "eur", "XYZ", ""])
+def test_the_currency_must_be_an_iso_4217_code(code: str) -> None:
+    with pytest.raises(ConfigError, match="SHOP_CURRENCY"):
+        load_settings({"SHOP_CURRENCY": code}, env_file=None)
+
+
+def test_a_known_currency_is_taken() -> None:
+    assert load_settings({"SHOP_CURRENCY": "JPY"}, env_file=None).currency == "JPY"

@@ -66,11 +66,18 @@ def in_state(status: OrderStatus) -> Order:
             lambda o: o.ship(T0),
             lambda o: o.deliver(T0),
         ],
+        OrderStatus.REFUND_PENDING: [
+            lambda o: o.pay(o.total, T0),
+            lambda o: o.ship(T0),
+            lambda o: o.deliver(T0),
+            lambda o: o.request_refund(T0, RULES.refund_window),
+        ],
         OrderStatus.REFUNDED: [
             lambda o: o.pay(o.total, T0),
             lambda o: o.ship(T0),
             lambda o: o.deliver(T0),
-            lambda o: o.refund(T0, RULES.refund_window),
+            lambda o: o.request_refund(T0, RULES.refund_window),
+            lambda o: o.complete_refund(T0),
         ],
         OrderStatus.CANCELLED: [lambda o: o.cancel(T0)],
         OrderStatus.EXPIRED: [lambda o: o.expire(T0 + timedelta(hours=1))],
@@ -205,7 +212,9 @@ def test_the_refund_window_is_counted_from_delivery_not_from_ordering() -> None:
     order = in_state(OrderStatus.SHIPPING)
     delivered = T0 + timedelta(days=10)
     order.deliver(delivered)
-    assert order.refund(delivered + RULES.refund_window, RULES.refund_window) is True
+    assert order.request_refund(delivered + RULES.refund_window, RULES.refund_window) is True
+    assert order.status.value == "refund_pending"
+    assert order.complete_refund(delivered + RULES.refund_window) is True
     assert order.status is OrderStatus.REFUNDED
     assert not order.status.releases_stock
 
@@ -213,7 +222,7 @@ def test_the_refund_window_is_counted_from_delivery_not_from_ordering() -> None:
 def test_a_refund_after_the_window_is_refused() -> None:
     order = in_state(OrderStatus.DELIVERED)
     with pytest.raises(InvalidState, match="window") as refused:
-        order.refund(T0 + RULES.refund_window + timedelta(seconds=1), RULES.refund_window)
+        order.request_refund(T0 + RULES.refund_window + timedelta(seconds=1), RULES.refund_window)
     assert refused.value.extra["state"] == "delivered"
 
 
@@ -223,7 +232,7 @@ def test_a_refund_after_the_window_is_refused() -> None:
 )
 def test_only_a_delivered_order_is_refunded(status: OrderStatus) -> None:
     with pytest.raises(InvalidState):
-        in_state(status).refund(T0, RULES.refund_window)
+        in_state(status).request_refund(T0, RULES.refund_window)
 
 
 @pytest.mark.parametrize(
@@ -232,7 +241,8 @@ def test_only_a_delivered_order_is_refunded(status: OrderStatus) -> None:
         (OrderStatus.PAID, lambda o: o.pay(o.total, T0)),
         (OrderStatus.SHIPPING, lambda o: o.ship(T0)),
         (OrderStatus.DELIVERED, lambda o: o.deliver(T0)),
-        (OrderStatus.REFUNDED, lambda o: o.refund(T0, RULES.refund_window)),
+        (OrderStatus.REFUND_PENDING, lambda o: o.request_refund(T0, RULES.refund_window)),
+        (OrderStatus.REFUNDED, lambda o: o.complete_refund(T0)),
         (OrderStatus.CANCELLED, lambda o: o.cancel(T0)),
         (OrderStatus.EXPIRED, lambda o: o.expire(T0 + timedelta(hours=2))),
     ],
@@ -252,7 +262,9 @@ ACTIONS: dict[str, Callable[[Order], object]] = {
     "ship": lambda o: o.ship(T0),
     "deliver": lambda o: o.deliver(T0),
     "cancel": lambda o: o.cancel(T0),
-    "refund": lambda o: o.refund(T0, RULES.refund_window),
+    "refund": lambda o: o.request_refund(T0, RULES.refund_window),
+    "complete_refund": lambda o: o.complete_refund(T0),
+    "refund_refused": lambda o: o.refund_refused(),
     "expire": lambda o: o.expire(T0 + timedelta(hours=1)),
 }
 ALLOWED = {
@@ -263,15 +275,21 @@ ALLOWED = {
     (OrderStatus.PAID, "cancel"),
     (OrderStatus.SHIPPING, "deliver"),
     (OrderStatus.DELIVERED, "refund"),
+    (OrderStatus.REFUND_PENDING, "complete_refund"),
+    (OrderStatus.REFUND_PENDING, "refund_refused"),
 }
 REPEATS = {
     (OrderStatus.PAID, "pay"),
     (OrderStatus.SHIPPING, "pay"),
     (OrderStatus.DELIVERED, "pay"),
+    (OrderStatus.REFUND_PENDING, "pay"),
     (OrderStatus.REFUNDED, "pay"),
     (OrderStatus.SHIPPING, "ship"),
     (OrderStatus.DELIVERED, "deliver"),
+    (OrderStatus.REFUND_PENDING, "refund"),
     (OrderStatus.REFUNDED, "refund"),
+    (OrderStatus.REFUNDED, "complete_refund"),
+    (OrderStatus.DELIVERED, "refund_refused"),
     (OrderStatus.CANCELLED, "cancel"),
     (OrderStatus.EXPIRED, "expire"),
 }

@@ -70,14 +70,12 @@ class Shop:
         )
 
     async def pay(self, order: Order, amount: int | None = None) -> Order:
-        return await services.pay_order(
-            order.id,
-            user_id=order.user_id,
-            amount=order.total if amount is None else amount,
-            orders=self.orders,
-            stock=self.stock,
-            clock=self.clock,
-        )
+        """What the payment module does on the gateway's success, under the order's lock
+        (the webhook path itself is tested in tests/unit/test_payment_services.py and over
+        HTTP)."""
+        async with self.orders.locked(order.id) as locked:
+            locked.pay(order.total if amount is None else amount, self.clock.now())
+        return locked
 
     async def expire(self, order: Order) -> bool:
         return await services.expire_order(
@@ -266,15 +264,14 @@ async def test_the_expiry_job_leaves_a_paid_order_alone() -> None:
     assert await shop.left() == 3
 
 
-async def test_a_late_payment_expires_the_order_and_is_refused() -> None:
+async def test_a_late_payment_is_refused_by_the_order() -> None:
     shop = Shop()
     order = await shop.place((1, 2))
     shop.clock.advance(minutes=15)
-    with pytest.raises(InvalidState) as refused:
+    with pytest.raises(InvalidState, match="deadline"):
         await shop.pay(order)
-    assert refused.value.extra["state"] == "expired"
-    assert shop.orders.rows[order.id].status is OrderStatus.EXPIRED
-    assert await shop.left() == 5
+    assert shop.orders.rows[order.id].status is OrderStatus.PENDING_PAYMENT
+    assert await shop.left() == 3
 
 
 async def test_a_wrong_amount_changes_nothing() -> None:
@@ -291,10 +288,10 @@ async def test_a_refund_keeps_the_units_sold() -> None:
     await shop.pay(order)
     await services.ship_order(order.id, orders=shop.orders, clock=shop.clock)
     await services.deliver_order(order.id, orders=shop.orders, clock=shop.clock)
-    refunded = await services.refund_order(
-        order.id, user_id=ALICE, orders=shop.orders, clock=shop.clock, rules=shop.rules
-    )
-    assert refunded.status is OrderStatus.REFUNDED
+    async with shop.orders.locked(order.id) as refunding:
+        refunding.request_refund(shop.clock.now(), shop.rules.refund_window)
+        refunding.complete_refund(shop.clock.now())
+    assert refunding.status is OrderStatus.REFUNDED
     assert await shop.left() == 3
 
 

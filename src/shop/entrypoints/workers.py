@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any
 
 from saq import CronJob, Queue, Worker
@@ -75,6 +76,17 @@ async def release_stock_of_closed_orders(ctx: Context) -> int:
     return released
 
 
+async def resend_pending_refunds(ctx: Context) -> int:
+    """Ask the gateway again for refunds it has not answered (the first ask may have been
+    lost after its commit)."""
+    container = container_of(ctx)
+    after = timedelta(seconds=container.settings.refund_resend_after)
+    resent = await container.payment_cases.resend_refunds(after)
+    if resent:
+        _log.info("refunds asked again", count=resent)
+    return resent
+
+
 async def refresh_popularity_job(ctx: Context) -> int | None:
     """Recompute popularity scores and republish the top list; safe to run concurrently."""
     changed = await container_of(ctx).refresh_popularity()
@@ -122,9 +134,17 @@ async def sweep_reservations(ctx: Context) -> dict[str, int]:
     return summary
 
 
+async def deliver_sandbox_webhook(ctx: Context, *, body: str) -> int:
+    """The sandbox gateway's side: POST one signed event to the shop's webhook. Raises on
+    any answer but 2xx, so SAQ retries it with backoff (the gateway enqueues it by name,
+    ``SANDBOX_WEBHOOK_JOB``)."""
+    return await container_of(ctx).webhook_delivery.deliver(body)
+
+
 def job_functions() -> list[JobFunction]:
-    """Jobs enqueued by the app (e.g. an order's expiry at its ``pay_by``)."""
-    return [expire_order]
+    """Jobs enqueued by the app (an order's expiry at its ``pay_by``, the sandbox's webhook
+    deliveries)."""
+    return [expire_order, deliver_sandbox_webhook]
 
 
 def every(seconds: float) -> str:
@@ -146,6 +166,7 @@ def cron_jobs(settings: Settings) -> list[CronJob[Context]]:
     return [
         CronJob(expire_overdue_orders, cron=sweep, timeout=timeout),
         CronJob(release_stock_of_closed_orders, cron=sweep, timeout=timeout),
+        CronJob(resend_pending_refunds, cron=sweep, timeout=timeout),
         CronJob(refresh_popularity_job, cron=every(settings.popularity_refresh_interval)),
         CronJob(sync_stock, cron=every(settings.stock_sync_interval), timeout=60),
         CronJob(sweep_reservations, cron=every(settings.stock_sweep_interval), timeout=300),

@@ -175,6 +175,24 @@ _ADD = f"""
 _STILL_LISTED = "SELECT id FROM option WHERE id = ANY($1::bigint[])"
 
 
+@asynccontextmanager
+async def locked_order(conn: AsyncConnection, order_id: uuid.UUID) -> AsyncIterator[Order]:
+    """The order row locked (``FOR UPDATE``) in ``conn``'s transaction; what the block changed
+    on it is written back when the block exits normally. Shared with the payments repository,
+    whose transactions change an order and its payments together."""
+    row = (
+        await conn.execute(select(order_t).where(order_t.c.id == order_id).with_for_update())
+    ).first()
+    if row is None:
+        raise NotFound("order not found")
+    order = (await _orders_with_lines(conn, [row]))[0]
+    loaded = _mutable_values(order)
+    yield order
+    changed = {k: v for k, v in _mutable_values(order).items() if loaded[k] != v}
+    if changed:  # an answered repeat (paying a paid order) costs no write
+        await conn.execute(update(order_t).where(order_t.c.id == order_id).values(**changed))
+
+
 class SqlOrders:
     """The ``Orders`` port on PostgreSQL."""
 
@@ -311,22 +329,8 @@ class SqlOrders:
 
     @asynccontextmanager
     async def locked(self, order_id: uuid.UUID) -> AsyncIterator[Order]:
-        async with self._engine.begin() as conn:
-            row = (
-                await conn.execute(
-                    select(order_t).where(order_t.c.id == order_id).with_for_update()
-                )
-            ).first()
-            if row is None:
-                raise NotFound("order not found")
-            order = (await _orders_with_lines(conn, [row]))[0]
-            loaded = _mutable_values(order)
+        async with self._engine.begin() as conn, locked_order(conn, order_id) as order:
             yield order
-            changed = {k: v for k, v in _mutable_values(order).items() if loaded[k] != v}
-            if changed:  # an answered repeat (paying a paid order) costs no write
-                await conn.execute(
-                    update(order_t).where(order_t.c.id == order_id).values(**changed)
-                )
 
     async def mark_stock_released(self, order_id: uuid.UUID, at: datetime) -> None:
         async with self._autocommit.connect() as conn:

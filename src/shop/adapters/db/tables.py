@@ -13,6 +13,9 @@ Choices a reader might not expect, all on purpose:
 - ``purchase_order.stock_released_at`` records that a cancelled or expired order's units were
   given back, so a release that failed after the status change is retried by a sweep.
 - ``app_setting`` holds cluster-wide switches (the active stock strategy) durably.
+- ``payment`` is one attempt to pay an order through the gateway (its refund is recorded on
+  it); ``payment_event`` is the append-only audit trail of the gateway's verified events,
+  whose unique ``provider_event_id`` makes a replayed webhook change nothing.
 - ``stock_restock`` records each restock made under an ``Idempotency-Key``, in the
   transaction that raises ``stock_total``, so a retried restock adds nothing more.
 """
@@ -214,6 +217,47 @@ class OrderRow(DefaultBase):
     # Set once the stock port released a cancelled/expired order's units; unset while that
     # release is outstanding (it failed after the status commit), so the sweep retries it.
     stock_released_at: Mapped[datetime.datetime | None] = _now_column(nullable=True)
+
+
+class PaymentRow(DefaultBase):
+    __tablename__ = "payment"
+    __table_args__ = (
+        CheckConstraint("amount >= 0", name="payment_amount_non_negative"),
+        Index("payment_order_idx", "order_id", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid7)
+    order_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("purchase_order.id", ondelete="RESTRICT")
+    )
+    provider: Mapped[str] = mapped_column(String(40))
+    provider_reference: Mapped[str] = mapped_column(String(200))
+    checkout_url: Mapped[str] = mapped_column(Text)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(30))
+    created_at: Mapped[datetime.datetime] = _now_column()
+    expires_at: Mapped[datetime.datetime] = _now_column()
+    updated_at: Mapped[datetime.datetime | None] = _now_column(nullable=True)
+    succeeded_at: Mapped[datetime.datetime | None] = _now_column(nullable=True)
+    failed_at: Mapped[datetime.datetime | None] = _now_column(nullable=True)
+    refund_id: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    refund_reason: Mapped[str | None] = mapped_column(String(30), nullable=True)
+    refund_requested_at: Mapped[datetime.datetime | None] = _now_column(nullable=True)
+    refunded_at: Mapped[datetime.datetime | None] = _now_column(nullable=True)
+    refund_failed_at: Mapped[datetime.datetime | None] = _now_column(nullable=True)
+
+
+class PaymentEventRow(IdentityBase):
+    __tablename__ = "payment_event"
+
+    provider_event_id: Mapped[str] = mapped_column(String(200), unique=True)
+    payment_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("payment.id", ondelete="RESTRICT"), index=True
+    )
+    type: Mapped[str] = mapped_column(String(40))
+    payload_digest: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime.datetime] = _now_column()
 
 
 class OrderLineRow(IdentityBase):

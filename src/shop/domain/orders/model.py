@@ -1,11 +1,17 @@
 """Orders and their state machine: every transition is decided here and nowhere else.
 
 ```
-pending_payment ──pay──> paid ──ship──> shipping ──deliver──> delivered ──refund──> refunded
-      │  └──────────cancel──────┐ │                                 (within the refund window,
-      │                         v v                                  counted from delivery)
-      └──expire (past pay_by)─> expired         cancelled
+pending_payment ──pay──> paid ──ship──> shipping ──deliver──> delivered
+      │  └──────────cancel──────┐ │                               │  ^
+      │                         v v               request_refund │  │ refund_refused
+      └──expire (past pay_by)─> expired  cancelled                v  │
+                                                              refund_pending ──complete──> refunded
 ```
+(the refund window is counted from delivery)
+
+``pay`` is called only by the payment module when the gateway's verified webhook reports a
+success (``shop.domain.payments.services``); ``complete_refund`` / ``refund_refused`` likewise
+follow the gateway's ``refund.succeeded`` / ``refund.failed``.
 
 A transition asked for twice is answered, not refused: paying a paid order, cancelling a
 cancelled one, shipping a shipped one return ``False`` ("nothing changed") so that retried
@@ -307,10 +313,10 @@ class Order:
         self.delivered_at = now
         return self._move(OrderStatus.DELIVERED)
 
-    def refund(self, now: datetime, window: timedelta) -> bool:
-        """Within ``window`` of delivery (not of ordering). The units stay
-        sold: refunded goods are not put back on sale."""
-        if self.status is OrderStatus.REFUNDED:
+    def request_refund(self, now: datetime, window: timedelta) -> bool:
+        """Within ``window`` of delivery (not of ordering): the order waits for the gateway
+        (``refund_pending``). The units stay sold: refunded goods are not put back on sale."""
+        if self.status in (OrderStatus.REFUND_PENDING, OrderStatus.REFUNDED):
             return False
         if self.status is not OrderStatus.DELIVERED or self.delivered_at is None:
             raise self._refuse("refund")
@@ -320,8 +326,25 @@ class Order:
                 state=self.status.value,
                 extra={"refundable_until": (self.delivered_at + window).isoformat()},
             )
+        return self._move(OrderStatus.REFUND_PENDING)
+
+    def complete_refund(self, now: datetime) -> bool:
+        """The gateway reported the money returned (``refund.succeeded``)."""
+        if self.status is OrderStatus.REFUNDED:
+            return False
+        if self.status is not OrderStatus.REFUND_PENDING:
+            raise self._refuse("complete the refund of")
         self.refunded_at = now
         return self._move(OrderStatus.REFUNDED)
+
+    def refund_refused(self) -> bool:
+        """The gateway could not refund (``refund.failed``): the order is delivered again and
+        the customer may ask once more while the window lasts."""
+        if self.status is OrderStatus.DELIVERED:
+            return False
+        if self.status is not OrderStatus.REFUND_PENDING:
+            raise self._refuse("refuse the refund of")
+        return self._move(OrderStatus.DELIVERED)
 
     def stock_released(self, now: datetime) -> None:
         self.stock_released_at = now

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Awaitable
 
 from shop.domain.clock import Clock
-from shop.domain.errors import InvalidInput, InvalidState, NotFound, ReservationLost
+from shop.domain.errors import InvalidInput, NotFound, ReservationLost
 from shop.domain.observation.model import PurchaseOutcome
 from shop.domain.observation.ports import SaleObserver
 from shop.domain.orders.model import (
@@ -208,9 +208,10 @@ def _own(order: Order, user_id: uuid.UUID) -> Order:
     return order
 
 
-async def _give_back_stock(
+async def give_back_stock(
     order: Order, *, stock: StockReservation, orders: Orders, clock: Clock
 ) -> None:
+    """After a close was committed: release the units, then record that they went back."""
     await stock.release(order.reservation_key)
     now = clock.now()
     await orders.mark_stock_released(order.id, now)
@@ -232,37 +233,6 @@ async def list_orders(
     return await orders.page(user_id, limit=limit, after=after)
 
 
-async def pay_order(
-    order_id: uuid.UUID,
-    *,
-    user_id: uuid.UUID,
-    amount: int,
-    orders: Orders,
-    stock: StockReservation,
-    clock: Clock,
-) -> Order:
-    """Record the provider's payment confirmation (idempotent; amount must be the total).
-
-    Decided under the order's row lock, so a payment and the expiry job arriving together
-    cannot both win. A payment after the deadline finds the order expired even when the
-    job has not run yet: it expires the order here and is refused.
-    """
-    now = clock.now()
-    async with orders.locked(order_id) as order:
-        _own(order, user_id)
-        if order.is_overdue(now):
-            order.expire(now)
-        else:
-            order.pay(amount, now)
-    if order.awaits_stock_release:
-        await _give_back_stock(order, stock=stock, orders=orders, clock=clock)
-    if order.status is OrderStatus.EXPIRED:
-        raise InvalidState(
-            "the payment deadline has passed: the order expired", state=OrderStatus.EXPIRED.value
-        )
-    return order
-
-
 async def cancel_order(
     order_id: uuid.UUID,
     *,
@@ -272,11 +242,14 @@ async def cancel_order(
     clock: Clock,
 ) -> Order:
     """Cancel before shipping; the units are back on sale when this returns. Cancelling a
-    cancelled order answers it (and finishes a release a crash interrupted)."""
+    cancelled order answers it (and finishes a release a crash interrupted).
+
+    This is the stock side only: the HTTP route cancels through
+    ``shop.domain.payments.services.cancel_order``, which also returns a paid order's money."""
     async with orders.locked(order_id) as order:
         _own(order, user_id).cancel(clock.now())
     if order.awaits_stock_release:
-        await _give_back_stock(order, stock=stock, orders=orders, clock=clock)
+        await give_back_stock(order, stock=stock, orders=orders, clock=clock)
     return order
 
 
@@ -289,15 +262,6 @@ async def ship_order(order_id: uuid.UUID, *, orders: Orders, clock: Clock) -> Or
 async def deliver_order(order_id: uuid.UUID, *, orders: Orders, clock: Clock) -> Order:
     async with orders.locked(order_id) as order:
         order.deliver(clock.now())
-    return order
-
-
-async def refund_order(
-    order_id: uuid.UUID, *, user_id: uuid.UUID, orders: Orders, clock: Clock, rules: OrderRules
-) -> Order:
-    """Refund within the window after delivery. No stock call: refunded units stay sold."""
-    async with orders.locked(order_id) as order:
-        _own(order, user_id).refund(clock.now(), rules.refund_window)
     return order
 
 
@@ -316,7 +280,7 @@ async def expire_order(
     except NotFound:
         return False
     if order.awaits_stock_release:
-        await _give_back_stock(order, stock=stock, orders=orders, clock=clock)
+        await give_back_stock(order, stock=stock, orders=orders, clock=clock)
     return due
 
 
@@ -341,7 +305,7 @@ async def release_stock_of_closed_orders(
     while True:
         pending = await orders.awaiting_release(limit=batch)
         for order in pending:
-            await _give_back_stock(order, stock=stock, orders=orders, clock=clock)
+            await give_back_stock(order, stock=stock, orders=orders, clock=clock)
         released += len(pending)
         if len(pending) < batch:
             return released

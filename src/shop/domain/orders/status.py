@@ -18,6 +18,8 @@ class OrderStatus(StrEnum):
     PAID = "paid"
     SHIPPING = "shipping"
     DELIVERED = "delivered"
+    # The customer asked for a refund and the payment gateway has not answered yet.
+    REFUND_PENDING = "refund_pending"
     CANCELLED = "cancelled"
     EXPIRED = "expired"
     REFUNDED = "refunded"
@@ -55,6 +57,12 @@ OrderStatus.LIVE = frozenset(OrderStatus) - OrderStatus.CLOSED
 OrderStatus.CANCELLABLE = frozenset({OrderStatus.PENDING_PAYMENT, OrderStatus.PAID})
 OrderStatus.RELEASABLE = OrderStatus.CANCELLABLE  # the same states, named for the stock's view
 OrderStatus.PAID_FOR = frozenset(
-    {OrderStatus.PAID, OrderStatus.SHIPPING, OrderStatus.DELIVERED, OrderStatus.REFUNDED}
+    {
+        OrderStatus.PAID,
+        OrderStatus.SHIPPING,
+        OrderStatus.DELIVERED,
+        OrderStatus.REFUND_PENDING,
+        OrderStatus.REFUNDED,
+    }
 )
 OrderStatus.COUNTS_FOR_POPULARITY = OrderStatus.LIVE

@@ -23,6 +23,7 @@ import click
 
 from shop.adapters.db import migrations
 from shop.bootstrap import prepare_multiprocess_dir, require_urls
+from shop.config import Settings
 from shop.entrypoints.cli.context import resolved_settings
 from shop.entrypoints.cli.supervisor import Child, CrashLoop, Supervisor
 
@@ -82,6 +83,13 @@ def api_command(host: str, port: int, workers: int) -> list[str]:
     ]  # fmt: skip
 
 
+def _public_url(settings: Settings, host: str, port: int) -> str:
+    if settings.public_url != Settings().public_url:
+        return settings.public_url
+    reachable = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    return f"http://{reachable}:{port}"
+
+
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
@@ -114,6 +122,9 @@ def up(host: str, port: int, workers: int, no_worker: bool) -> None:
             "SHOP_DATABASE_URL": database_url,
             "SHOP_REDIS_URL": redis_url,
             "SHOP_DATA_DIR": str(settings.data_path),
+            # Checkout links and the sandbox's webhook deliveries point at this server unless
+            # SHOP_PUBLIC_URL says otherwise (behind a proxy, say).
+            "SHOP_PUBLIC_URL": _public_url(settings, host, port),
             **metrics_environment(settings.data_path),
         }
         signal.signal(signal.SIGINT, on_signal)

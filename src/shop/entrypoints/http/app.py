@@ -44,6 +44,12 @@ from shop.entrypoints.http.identity import AuthController, change_password, get_
 from shop.entrypoints.http.metrics import metrics, metrics_middleware
 from shop.entrypoints.http.openapi import COMPONENTS, TruthfulOpenAPIJson, document_operations
 from shop.entrypoints.http.orders import AdminOrderController, OrderController
+from shop.entrypoints.http.payments import (
+    AdminPaymentController,
+    PaymentController,
+    SandboxCheckoutController,
+    WebhookController,
+)
 from shop.entrypoints.http.query_guard import query_guard
 from shop.entrypoints.http.request_log import request_log_middleware
 from shop.entrypoints.http.security_headers import security_headers_middleware
@@ -58,8 +64,12 @@ def provide_container(state: State) -> Container:
     return container
 
 
-def route_handlers() -> list[ControllerRouterHandler]:
-    """Every controller of the shop; each domain module contributes its own."""
+def route_handlers(settings: Settings) -> list[ControllerRouterHandler]:
+    """Every controller of the shop; each domain module contributes its own. The sandbox's
+    checkout page exists only while the sandbox is the configured gateway."""
+    sandbox: list[ControllerRouterHandler] = (
+        [SandboxCheckoutController] if settings.payment_gateway == "sandbox" else []
+    )
     return [
         HealthController,
         metrics,
@@ -78,6 +88,10 @@ def route_handlers() -> list[ControllerRouterHandler]:
         AdminOrderController,
         DashboardController,
         AdminPageController,
+        PaymentController,
+        WebhookController,
+        AdminPaymentController,
+        *sandbox,
     ]
 
 
@@ -125,7 +139,7 @@ def create_app(
             servers.stop()
 
     app = Litestar(
-        route_handlers=[*route_handlers(), *extra_route_handlers],
+        route_handlers=[*route_handlers(own_settings), *extra_route_handlers],
         lifespan=[lifespan],
         state=State({"container": container} if container is not None else {}),
         dependencies={

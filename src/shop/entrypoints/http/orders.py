@@ -1,4 +1,7 @@
-"""Orders over HTTP: purchase, payment callback, cancel, refund, ship, deliver.
+"""Orders over HTTP: purchase, cancel, refund, ship, deliver.
+
+There is no route by which a customer marks an order paid: payment state comes only from the
+gateway's signed webhook (``entrypoints/http/payments.py``).
 
 Handlers parse, call one use case and render; the rules (and every refusal) live in
 ``shop.domain.orders``. The customer is always the token's principal: someone else's order
@@ -33,7 +36,7 @@ from shop.domain.orders.model import (
 from shop.domain.paging import MAX_CURSOR_LENGTH
 from shop.domain.stock.model import Line
 from shop.entrypoints.http.auth import requires_admin
-from shop.entrypoints.http.bounds import NOT_BLANK, Amount, Id
+from shop.entrypoints.http.bounds import NOT_BLANK, Id
 from shop.entrypoints.http.openapi import raises
 
 IdempotencyKey = Annotated[
@@ -68,12 +71,6 @@ class OrderIn(msgspec.Struct, forbid_unknown_fields=True):
             payment_method=self.payment_method,
             shipping_address=self.shipping_address,
         )
-
-
-class PaymentIn(msgspec.Struct, forbid_unknown_fields=True):
-    """What the payment provider's callback reports: the amount captured, in minor units."""
-
-    amount: Amount
 
 
 class OrderLineOut(msgspec.Struct):
@@ -199,37 +196,11 @@ class OrderController(Controller):
         return OrderOut.from_domain(order)
 
     @post(
-        "/{order_id:uuid}/pay",
-        operation_id="PayOrder",
-        responses=raises(409),
-        status_code=HTTP_200_OK,
-        summary="Payment confirmation (stands in for the payment provider's callback)",
-        description="The amount must equal the order total. Idempotent: a repeated "
-        "confirmation returns the paid order. Expired or cancelled orders are refused (409).",
-    )
-    async def pay(
-        self,
-        order_id: FromPath[uuid.UUID],
-        data: JSONBody[PaymentIn],
-        principal: NamedDependency[Principal],
-        container: NamedDependency[Container],
-    ) -> OrderOut:
-        order = await services.pay_order(
-            order_id,
-            user_id=principal.user_id,
-            amount=data.amount,
-            orders=container.orders,
-            stock=container.stock,
-            clock=container.clock,
-        )
-        return OrderOut.from_domain(order)
-
-    @post(
         "/{order_id:uuid}/cancel",
         operation_id="CancelOrder",
         responses=raises(409),
         status_code=HTTP_200_OK,
-        summary="Cancel before shipping; the units go back on sale",
+        summary="Cancel before shipping; the units go back on sale (a paid order is refunded)",
     )
     async def cancel(
         self,
@@ -237,7 +208,7 @@ class OrderController(Controller):
         principal: NamedDependency[Principal],
         container: NamedDependency[Container],
     ) -> OrderOut:
-        order = await container.order_cases.cancel(order_id, user_id=principal.user_id)
+        order = await container.payment_cases.cancel(order_id, user_id=principal.user_id)
         return OrderOut.from_domain(order)
 
     @post(
@@ -245,7 +216,9 @@ class OrderController(Controller):
         operation_id="RefundOrder",
         responses=raises(409),
         status_code=HTTP_200_OK,
-        summary="Refund a delivered order within the refund window after delivery",
+        summary="Ask for a refund of a delivered order, within the refund window",
+        description="The order becomes refund_pending and the payment gateway is asked to "
+        "return the money; its refund.succeeded webhook makes the order refunded.",
     )
     async def refund(
         self,
@@ -253,7 +226,7 @@ class OrderController(Controller):
         principal: NamedDependency[Principal],
         container: NamedDependency[Container],
     ) -> OrderOut:
-        order = await container.order_cases.refund(order_id, user_id=principal.user_id)
+        order = await container.payment_cases.refund(order_id, user_id=principal.user_id)
         return OrderOut.from_domain(order)
 
 

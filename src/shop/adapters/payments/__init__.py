@@ -1,0 +1,1 @@
+"""Payment gateway adapters (``PaymentGateway``) and the sandbox's webhook sender."""

@@ -1,0 +1,1 @@
+"""Payments: state comes only from the payment gateway's verified webhook, never from the buyer."""
