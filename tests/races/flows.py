@@ -26,7 +26,7 @@ from shop.adapters.db.orders import SqlOrders
 from shop.bootstrap import Container
 from shop.domain.orders.model import Order, PaymentMethod, Placed, PlaceOrder
 from shop.domain.orders.services import place_order
-from shop.domain.stock.model import Line, Reservation, SweepOutcome
+from shop.domain.stock.model import Line, PerBuyerLimit, Reservation, SweepOutcome
 from shop.domain.stock.ports import OrderStates, StockReservation
 from shop.domain.stock.services import sweep_reservations
 
@@ -119,7 +119,7 @@ class GatedStock:
         *,
         key: str,
         buyer: str | None = None,
-        per_buyer_limit: int | None = None,
+        per_buyer_limit: PerBuyerLimit = None,
     ) -> Reservation:
         reservation = await self._inner.reserve(
             lines, key=key, buyer=buyer, per_buyer_limit=per_buyer_limit

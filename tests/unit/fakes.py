@@ -30,7 +30,14 @@ from shop.domain.orders.model import (
     Quote,
     reservation_key,
 )
-from shop.domain.stock.model import Line, Reservation, ReservationStatus, merge_lines
+from shop.domain.stock.model import (
+    Line,
+    PerBuyerLimit,
+    Reservation,
+    ReservationStatus,
+    limit_for,
+    merge_lines,
+)
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -80,7 +87,7 @@ class FakeStock:
         *,
         key: str,
         buyer: str | None = None,
-        per_buyer_limit: int | None = None,
+        per_buyer_limit: PerBuyerLimit = None,
     ) -> Reservation:
         self.reserve_calls += 1
         merged = merge_lines(lines)
@@ -91,6 +98,9 @@ class FakeStock:
                 raise SoldOut(line.option_id, requested=line.quantity)
         if buyer is not None and per_buyer_limit is not None:
             for line in merged:
+                limit = limit_for(per_buyer_limit, line.option_id)
+                if limit is None:
+                    continue
                 held = sum(
                     held_line.quantity
                     for r in self.reservations.values()
@@ -98,8 +108,8 @@ class FakeStock:
                     for held_line in r.lines
                     if held_line.option_id == line.option_id
                 )
-                if held + line.quantity > per_buyer_limit:
-                    raise PurchaseLimitExceeded(line.option_id, limit=per_buyer_limit)
+                if held + line.quantity > limit:
+                    raise PurchaseLimitExceeded(line.option_id, limit=limit)
         for line in merged:
             self.units[line.option_id] -= line.quantity
         self.reservations[key] = _Held(merged, buyer)

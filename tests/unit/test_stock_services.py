@@ -11,6 +11,7 @@ from shop.domain.stock.model import (
     HeldReservation,
     Line,
     OptionStock,
+    PerBuyerLimit,
     Reservation,
     StockRebuild,
     merge_lines,
@@ -37,7 +38,7 @@ class MemoryStock:
         *,
         key: str,
         buyer: str | None = None,
-        per_buyer_limit: int | None = None,
+        per_buyer_limit: PerBuyerLimit = None,
     ) -> Reservation:
         self.calls.append(("reserve", key))
         return Reservation(key=key, lines=tuple(lines))

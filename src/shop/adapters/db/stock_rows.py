@@ -28,8 +28,10 @@ from shop.domain.errors import (
 from shop.domain.stock.model import (
     HeldReservation,
     Line,
+    PerBuyerLimit,
     Reservation,
     ReservationStatus,
+    limit_for,
     merge_lines,
 )
 
@@ -50,8 +52,13 @@ def lines_from_json(raw: Mapping[str, int]) -> tuple[Line, ...]:
     return merge_lines(Line(int(option_id), int(qty)) for option_id, qty in raw.items())
 
 
-def check_limit_arguments(buyer: str | None, per_buyer_limit: int | None) -> None:
-    if per_buyer_limit is not None and (buyer is None or per_buyer_limit < 1):
+def check_limit_arguments(buyer: str | None, per_buyer_limit: PerBuyerLimit) -> None:
+    if per_buyer_limit is None:
+        return
+    limits = (
+        [per_buyer_limit] if isinstance(per_buyer_limit, int) else list(per_buyer_limit.values())
+    )
+    if limits and (buyer is None or min(limits) < 1):
         raise InvalidInput("a per-buyer limit needs a buyer and a limit of at least 1")
 
 
@@ -196,7 +203,7 @@ async def settle_release(
 
 
 async def count_for_buyer(
-    conn: AsyncConnection, buyer: str, lines: Sequence[Line], limit: int | None
+    conn: AsyncConnection, buyer: str, lines: Sequence[Line], per_buyer_limit: PerBuyerLimit
 ) -> None:
     """Add the lines to the buyer's tallies, or raise ``PurchaseLimitExceeded``.
 
@@ -206,6 +213,7 @@ async def count_for_buyer(
     foreign key: ``OptionWithdrawn``, and the caller's transaction rolls back.
     """
     for line in lines:
+        limit = limit_for(per_buyer_limit, line.option_id)
         params: dict[str, Any] = {
             "option_id": line.option_id,
             "buyer": buyer,
