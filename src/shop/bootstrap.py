@@ -20,9 +20,11 @@ from redis.asyncio import Redis
 from saq import Queue
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from shop.adapters.admission_tokens import HmacAdmissionTokens
 from shop.adapters.clock import SystemClock
 from shop.adapters.db.catalog import SqlCatalogReads, SqlCatalogUnitOfWork, SqlPopularityScores
 from shop.adapters.db.catalog_bulk import PostgresCatalogBulkLoad
+from shop.adapters.db.drops import SqlDrops
 from shop.adapters.db.engine import make_engine, make_sessionmaker
 from shop.adapters.db.identity import SqlIdentityUnitOfWork
 from shop.adapters.db.orders import SqlOrders
@@ -39,6 +41,8 @@ from shop.adapters.redis.ratelimit import RedisRequestCounter
 from shop.adapters.redis.stock_counter import RedisCounterStock
 from shop.adapters.redis.stock_redlock import RedlockStock, redlock_masters
 from shop.adapters.redis.strategy import StockStrategy, SwitchableStock
+from shop.adapters.redis.waiting_room import RedisWaitingRoom
+from shop.adapters.redis.waiting_room_stock import RoomStock
 from shop.adapters.security import Argon2PasswordHasher, JwtAccessTokens
 from shop.config import Settings
 from shop.domain.catalog.ports import (
@@ -49,6 +53,8 @@ from shop.domain.catalog.ports import (
     PopularityScores,
     PopularRanking,
 )
+from shop.domain.drops.ports import AdmissionTokens, Drops
+from shop.domain.drops.services import DropSales
 from shop.domain.identity.ports import (
     AccessTokens,
     IdentityUnitOfWork,
@@ -221,6 +227,21 @@ class Container:
     request_counter: RequestCounter
     stock_operations: StockOperations
     order_states: OrderStates
+    # Drops: the repository, the Redis waiting room, the admission signer. ``stock`` above is
+    # the stock port wrapped in ``RoomStock`` so every change tells the rooms what is left.
+    drops: Drops
+    room: RedisWaitingRoom
+    admissions: AdmissionTokens
+
+    @cached_property
+    def drop_sales(self) -> DropSales:
+        return DropSales(drops=self.drops, admissions=self.admissions, room=self.room)
+
+    @property
+    def room_stock(self) -> RoomStock:
+        stock = self.stock
+        assert isinstance(stock, RoomStock)
+        return stock
 
     @cached_property
     def order_rules(self) -> OrderRules:
@@ -241,13 +262,17 @@ class Container:
         queue = job_queue_on(redis)
         sessionmaker = make_sessionmaker(engine)
         stock = build_switchable_stock(StockDeps(settings, engine, redis))
+        room = RedisWaitingRoom(redis)
         return cls(
             settings=settings,
             engine=engine,
             sessionmaker=sessionmaker,
             redis=redis,
-            stock=stock,
+            stock=RoomStock(stock, room),
             stock_operations=stock,
+            drops=SqlDrops(engine),
+            room=room,
+            admissions=HmacAdmissionTokens(jwt_secret_of(settings)),
             order_states=SqlOrderStates(engine),
             queue=queue,
             orders=SqlOrders(engine),

@@ -148,10 +148,18 @@ class GatedOrders(SqlOrders):
         super().__init__(engine)
         self._flow = flow
 
-    async def add(self, order: Order, *, stock_generation: str | None = None) -> bool:
+    async def add(
+        self,
+        order: Order,
+        *,
+        stock_generation: str | None = None,
+        open_order_cap: int | None = None,
+    ) -> bool:
         if self._flow.write_fault == "before":
             raise InjectedWriteError("the order write failed before reaching the database")
-        written = await super().add(order, stock_generation=stock_generation)
+        written = await super().add(
+            order, stock_generation=stock_generation, open_order_cap=open_order_cap
+        )
         if self._flow.write_fault == "after":
             raise InjectedWriteError("the order was committed but the answer was lost")
         await self._flow.stop_here("written")

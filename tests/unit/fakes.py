@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from shop.domain.errors import (
     InvalidInput,
     NotFound,
+    OpenOrderLimitExceeded,
     PurchaseLimitExceeded,
     ReservationLost,
     SoldOut,
@@ -172,7 +173,23 @@ class FakeOrders:
             abandoned=self.claims.get(reservation_key(user_id, idempotency_key)) == "void",
         )
 
-    async def add(self, order: Order, *, stock_generation: str | None = None) -> bool:
+    async def add(
+        self,
+        order: Order,
+        *,
+        stock_generation: str | None = None,
+        open_order_cap: int | None = None,
+    ) -> bool:
+        if open_order_cap is not None and order.drop_id is not None:
+            unpaid = [
+                o
+                for o in self.rows.values()
+                if o.user_id == order.user_id
+                and o.drop_id == order.drop_id
+                and o.status in OrderStatus.UNPAID
+            ]
+            if len(unpaid) >= open_order_cap:
+                raise OpenOrderLimitExceeded(order.drop_id, open_order_cap)
         for twin in self.before_add:  # a racing request that wrote first
             self.rows[twin.id] = twin
             self.claims[twin.reservation_key] = "order"

@@ -37,6 +37,8 @@ class OrderStatus(StrEnum):
     PAID_FOR: ClassVar[frozenset[OrderStatus]]
     # Real purchase attempts, counted as demand by the popularity score.
     COUNTS_FOR_POPULARITY: ClassVar[frozenset[OrderStatus]]
+    # Holding units without payment: what a drop's open-order cap counts.
+    UNPAID: ClassVar[frozenset[OrderStatus]]
 
     @property
     def releases_stock(self) -> bool:
@@ -58,3 +60,4 @@ OrderStatus.PAID_FOR = frozenset(
     {OrderStatus.PAID, OrderStatus.SHIPPING, OrderStatus.DELIVERED, OrderStatus.REFUNDED}
 )
 OrderStatus.COUNTS_FOR_POPULARITY = OrderStatus.LIVE
+OrderStatus.UNPAID = frozenset({OrderStatus.PENDING_PAYMENT})

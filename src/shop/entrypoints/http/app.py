@@ -28,6 +28,7 @@ from shop.entrypoints.http.catalog import (
     CategoryController,
     ProductController,
 )
+from shop.entrypoints.http.drops import AdminDropController, DropController
 from shop.entrypoints.http.errors import EXCEPTION_HANDLERS
 from shop.entrypoints.http.health import HealthController
 from shop.entrypoints.http.identity import AuthController, get_me
@@ -74,6 +75,8 @@ def route_handlers() -> list[ControllerRouterHandler]:
         WishController,
         OrderController,
         AdminOrderController,
+        DropController,
+        AdminDropController,
     ]
 
 

@@ -1,0 +1,153 @@
+"""``RedisWaitingRoom``: a drop's queue in Redis, shared by every app process.
+
+Every decision is one Lua script (``waiting_room_scripts``): joining, polling and admitting
+never touch PostgreSQL. The drop's rules are published here when the drop is created or
+changed, and ``left`` (what the stock port says is left of the drop's options) is kept
+current by ``RoomStock`` on every reserve and release, and by the worker's refresh.
+
+If Redis loses the room (a restart without persistence, a flush), the queue is empty and the
+scripts answer ``lost``: buyers get ``503`` until the worker republishes the rules from
+PostgreSQL (logged as an error), then join again. Nothing can oversell: admission tokens
+only open the door, the stock port still decides every unit.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Awaitable, Sequence
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from redis.asyncio import Redis
+
+from shop.adapters.redis import waiting_room_scripts as lua
+from shop.domain.drops.model import Drop
+from shop.domain.drops.queue import QueueStatus, RoomAnswer
+from shop.domain.errors import NotFound, Unavailable
+
+ROOMS = "rooms"  # set of published drop ids
+ROOM_OF_OPTION = "rooms:options"  # hash option id -> drop id
+_PARTS = ("rules", "queue", "seq", "admitted", "used", "bucket", "left")
+
+
+def room_key(drop_id: int, part: str) -> str:
+    return f"{{room:{drop_id}}}:{part}"
+
+
+def _ms(when: datetime) -> int:
+    return round(when.timestamp() * 1000)
+
+
+def _when(ms: Any) -> datetime:
+    return datetime.fromtimestamp(float(ms) / 1000, tz=UTC)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RedisWaitingRoom:
+    """The ``WaitingRoom`` port."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._decide = redis.register_script(lua.DECIDE)
+        self._used = redis.register_script(lua.USED)
+
+    def _keys(self, drop_id: int) -> list[str]:
+        return [room_key(drop_id, part) for part in _PARTS]
+
+    async def publish(self, drop: Drop) -> None:
+        rules = drop.rules
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hset(
+            room_key(drop.id, "rules"),
+            mapping={
+                "starts": _ms(rules.starts_at),
+                "ends": 0 if rules.ends_at is None else _ms(rules.ends_at),
+                "pre": round(rules.queue.pre_queue.total_seconds() * 1000),
+                "rate": rules.queue.admit_per_second,
+                "ttl": round(rules.queue.admission_ttl.total_seconds() * 1000),
+                "options": ",".join(str(o) for o in rules.option_ids),
+                "queued": int(rules.queue.enabled),
+            },
+        )
+        pipe.sadd(ROOMS, drop.id)
+        pipe.hset(ROOM_OF_OPTION, mapping={str(o): drop.id for o in rules.option_ids})
+        await pipe.execute()
+
+    async def is_published(self, drop_id: int) -> bool:
+        return bool(await self._redis.exists(room_key(drop_id, "rules")))
+
+    async def options_of(self, drop_id: int) -> list[int]:
+        raw = await cast(
+            "Awaitable[bytes | None]", self._redis.hget(room_key(drop_id, "rules"), "options")
+        )
+        return [int(o) for o in _text(raw).split(",") if o] if raw else []
+
+    async def drops_of_options(self, option_ids: Sequence[int]) -> set[int]:
+        if not option_ids:
+            return set()
+        found = await cast(
+            "Awaitable[list[bytes | None]]",
+            self._redis.hmget(ROOM_OF_OPTION, [str(o) for o in option_ids]),
+        )
+        return {int(d) for d in found if d is not None}
+
+    async def _run(self, drop_id: int, user_id: uuid.UUID, *, join: bool) -> RoomAnswer:
+        draw = f"{secrets.randbelow(2**52) / 2**52:.17f}"
+        outcome = await self._decide(
+            keys=self._keys(drop_id), args=[str(user_id), "1" if join else "0", draw]
+        )
+        kind = _text(outcome[0])
+        if kind == "lost":
+            if not await cast("Awaitable[int]", self._redis.sismember(ROOMS, str(drop_id))):
+                raise NotFound("drop not found")
+            raise Unavailable(
+                "the waiting room lost its state and is being rebuilt; join again shortly",
+                retry_after=2.0,
+            )
+        if kind == "unknown":
+            raise NotFound(
+                "you are not in this queue (never joined, your admission expired, or the "
+                "queue was reset): join it with POST"
+            )
+        if kind == "ended":
+            return RoomAnswer(QueueStatus.ENDED)
+        if kind == "not_open":
+            return RoomAnswer(QueueStatus.NOT_OPEN, starts_at=_when(outcome[1]))
+        if kind == "admitted":
+            return RoomAnswer(QueueStatus.ADMITTED, admission_expires_at=_when(outcome[1]))
+        position = int(outcome[1]) or None
+        return RoomAnswer(
+            QueueStatus(kind),
+            position=position,
+            starts_at=_when(outcome[2]),
+            admit_per_second=int(outcome[3]),
+        )
+
+    async def join(self, drop_id: int, user_id: uuid.UUID) -> RoomAnswer:
+        return await self._run(drop_id, user_id, join=True)
+
+    async def poll(self, drop_id: int, user_id: uuid.UUID) -> RoomAnswer:
+        return await self._run(drop_id, user_id, join=False)
+
+    async def used(self, drop_id: int, user_id: uuid.UUID) -> None:
+        await self._used(
+            keys=[room_key(drop_id, "admitted"), room_key(drop_id, "used")], args=[str(user_id)]
+        )
+
+    async def note_left(self, drop_id: int, units: int) -> None:
+        await self._redis.set(room_key(drop_id, "left"), max(units, 0))
+
+    async def counts(self, drop_id: int) -> tuple[int, int]:
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.zcard(room_key(drop_id, "queue"))
+        pipe.zcard(room_key(drop_id, "admitted"))
+        waiting, admitted = await pipe.execute()
+        return int(waiting), int(admitted)
+
+    async def live_drops(self) -> Sequence[int]:
+        members = await cast("Awaitable[set[bytes]]", self._redis.smembers(ROOMS))
+        return sorted(int(d) for d in members)
