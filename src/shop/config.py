@@ -71,6 +71,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     purchase_limit_per_option: PositiveInt | None = None
     # How often the worker sweeps for overdue unpaid orders and unfinished stock releases.
     order_sweep_interval: Seconds = 60.0
+    # Drops: how often the worker republishes waiting rooms Redis lost and refreshes the
+    # units each drop has left (the backstop; reserves and releases update it at once).
+    drop_room_refresh_interval: Seconds = 2.0
     # Catalog: popularity = units weight × units ordered (live orders) + wish weight × wishes
     # made within the window; recomputed every refresh interval; the top list keeps list size.
     popularity_units_weight: Annotated[int, msgspec.Meta(ge=0)] = 2

@@ -27,11 +27,13 @@ from shop.bootstrap import (
 from shop.config import Settings, load_settings
 from shop.domain.catalog.model import PopularityWeights
 from shop.domain.catalog.services import refresh_popularity
+from shop.domain.drops import services as drop_services
 from shop.domain.orders import services as orders
 from shop.domain.stock import services as stock_services
 from shop.logs import configure_logging, get_logger
 
 _log = get_logger("shop.worker")
+_drops_log = get_logger("shop.drops.room")
 
 JobFunction = Callable[..., Any]
 
@@ -117,6 +119,17 @@ async def sweep_reservations(ctx: Context) -> dict[str, int]:
     return summary
 
 
+async def refresh_waiting_rooms(ctx: Context) -> int:
+    """Republish rooms Redis lost (reported as errors) and refresh what each drop has left."""
+    container = container_of(ctx)
+    lost = await drop_services.refresh_waiting_rooms(
+        drops=container.drops, room=container.room, stock=container.stock, clock=container.clock
+    )
+    for drop_id in lost:
+        _drops_log.error("waiting room lost with Redis: its queue was emptied", drop_id=drop_id)
+    return len(lost)
+
+
 def job_functions() -> list[JobFunction]:
     """Jobs enqueued by the app (e.g. an order's expiry at its ``pay_by``)."""
     return [expire_order]
@@ -144,6 +157,7 @@ def cron_jobs(settings: Settings) -> list[CronJob[Context]]:
         CronJob(refresh_popularity_job, cron=every(settings.popularity_refresh_interval)),
         CronJob(sync_stock, cron=every(settings.stock_sync_interval), timeout=60),
         CronJob(sweep_reservations, cron=every(settings.stock_sweep_interval), timeout=300),
+        CronJob(refresh_waiting_rooms, cron=every(settings.drop_room_refresh_interval), timeout=60),
     ]
 
 

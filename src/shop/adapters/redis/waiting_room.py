@@ -28,6 +28,8 @@ from shop.domain.errors import NotFound, Unavailable
 
 ROOMS = "rooms"  # set of published drop ids
 ROOM_OF_OPTION = "rooms:options"  # hash option id -> drop id
+# Set by the first publish: its absence means Redis lost every room (not "no such drop").
+EPOCH = "rooms:epoch"
 _PARTS = ("rules", "queue", "seq", "admitted", "used", "bucket", "left")
 
 
@@ -74,6 +76,7 @@ class RedisWaitingRoom:
             },
         )
         pipe.sadd(ROOMS, drop.id)
+        pipe.set(EPOCH, _ms(datetime.now(UTC)), nx=True)
         pipe.hset(ROOM_OF_OPTION, mapping={str(o): drop.id for o in rules.option_ids})
         await pipe.execute()
 
@@ -102,7 +105,7 @@ class RedisWaitingRoom:
         )
         kind = _text(outcome[0])
         if kind == "lost":
-            if not await cast("Awaitable[int]", self._redis.sismember(ROOMS, str(drop_id))):
+            if await self._redis.exists(EPOCH):
                 raise NotFound("drop not found")
             raise Unavailable(
                 "the waiting room lost its state and is being rebuilt; join again shortly",

@@ -51,6 +51,10 @@ class WaitingRoom(Protocol):
 
     async def publish(self, drop: Drop) -> None: ...
 
+    async def is_published(self, drop_id: int) -> bool:
+        """False once Redis lost the room (or it was never published)."""
+        ...
+
     async def join(self, drop_id: int, user_id: uuid.UUID) -> RoomAnswer:
         """Take a place (or keep the one held); ``NotFound`` for a drop not published."""
         ...
@@ -75,9 +79,3 @@ class WaitingRoom(Protocol):
     async def live_drops(self) -> Sequence[int]:
         """Drops published here whose queue may still admit."""
         ...
-
-
-class DropStock(Protocol):
-    """Refreshes what the waiting room knows is left (from the stock port)."""
-
-    async def refresh(self, drop_ids: Sequence[int] | None = None) -> None: ...

@@ -163,3 +163,18 @@ async def purchase_terms(
         shop_limit=shop_limit,
         now=clock.now(),
     )
+
+
+async def refresh_waiting_rooms(
+    *, drops: Drops, room: WaitingRoom, stock: StockReservation, clock: Clock
+) -> list[int]:
+    """The worker's backstop: republish the rules of every drop not ended that Redis lost
+    (its queue is gone: returned, so the caller reports it) and store what is left of each
+    drop, whatever path gave units back (a sweep, a reconcile, a recovery)."""
+    lost: list[int] = []
+    for drop in await drops.current(clock.now(), limit=MAX_LISTED):
+        if not await room.is_published(drop.id):
+            lost.append(drop.id)
+            await room.publish(drop)
+        await room.note_left(drop.id, await _units_left(drop, stock))
+    return lost
