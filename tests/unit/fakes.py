@@ -159,6 +159,8 @@ class FakeOrders:
         self.before_add: list[Order] = []
         # reservation key -> "order" | "void": who may use the reservation, decided once.
         self.claims: dict[str, str] = {}
+        # option id -> the drop it sells in (what ``option.drop_id`` says).
+        self.drop_of_option: dict[int, int] = {}
 
     def next_id(self) -> uuid.UUID:
         return uuid.uuid4()
@@ -171,6 +173,7 @@ class FakeOrders:
             prices={i: self.prices[i] for i in option_ids if i in self.prices},
             existing_order_id=None if existing is None else existing.id,
             abandoned=self.claims.get(reservation_key(user_id, idempotency_key)) == "void",
+            drop_of_option={i: d for i, d in self.drop_of_option.items() if i in option_ids},
         )
 
     async def add(

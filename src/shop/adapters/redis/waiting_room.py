@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -30,6 +30,7 @@ ROOMS = "rooms"  # set of published drop ids
 ROOM_OF_OPTION = "rooms:options"  # hash option id -> drop id
 # Set by the first publish: its absence means Redis lost every room (not "no such drop").
 EPOCH = "rooms:epoch"
+REFRESH_LOCK_MS = 2_000
 _PARTS = ("rules", "queue", "seq", "admitted", "used", "bucket", "left")
 
 
@@ -56,6 +57,8 @@ class RedisWaitingRoom:
         self._redis = redis
         self._decide = redis.register_script(lua.DECIDE)
         self._used = redis.register_script(lua.USED)
+        self._refresh_try = redis.register_script(lua.REFRESH_TRY)
+        self._refresh_done = redis.register_script(lua.REFRESH_DONE)
 
     def _keys(self, drop_id: int) -> list[str]:
         return [room_key(drop_id, part) for part in _PARTS]
@@ -141,8 +144,24 @@ class RedisWaitingRoom:
             keys=[room_key(drop_id, "admitted"), room_key(drop_id, "used")], args=[str(user_id)]
         )
 
-    async def note_left(self, drop_id: int, units: int) -> None:
-        await self._redis.set(room_key(drop_id, "left"), max(units, 0))
+    async def refresh_left(
+        self, drop_id: int, read: Callable[[], Awaitable[int]], *, attempts: int = 5
+    ) -> None:
+        """Store ``read()`` as what is left, with the newest reading winning (see
+        ``REFRESH_TRY``). A refresher that finds another at work leaves it the re-read."""
+        lock, dirty = room_key(drop_id, "refresh"), room_key(drop_id, "dirty")
+        token = secrets.token_hex(8)
+        if not await self._refresh_try(keys=[lock, dirty], args=[token, REFRESH_LOCK_MS]):
+            return
+        for _ in range(attempts):
+            units = max(await read(), 0)
+            again = await self._refresh_done(
+                keys=[lock, dirty, room_key(drop_id, "left")], args=[token, units]
+            )
+            if not again:
+                return
+            if not await self._refresh_try(keys=[lock, dirty], args=[token, REFRESH_LOCK_MS]):
+                return
 
     async def counts(self, drop_id: int) -> tuple[int, int]:
         pipe = self._redis.pipeline(transaction=False)

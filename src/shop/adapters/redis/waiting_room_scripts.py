@@ -77,3 +77,25 @@ redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[2], expiry, ARGV[1])
 return 1
 """
+
+# Refreshing ``left`` is read-then-write (the stock port is read outside Redis), so two
+# refreshes racing could leave the older reading last. One refresher per drop at a time:
+# TRY takes the refresh lock, or marks the room dirty if another refresher holds it; DONE
+# writes the reading, releases the lock and says whether it went dirty meanwhile (then the
+# holder reads again). Both are single scripts, so a change is never left unread: its
+# refresher either got the lock (and read after the change) or set the flag before the
+# holder's DONE.
+# KEYS: lock, dirty.  ARGV: token, lock ms.
+REFRESH_TRY = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
+return 0
+"""
+
+# KEYS: lock, dirty, left.  ARGV: token, units.
+REFRESH_DONE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 1 end
+redis.call('SET', KEYS[3], ARGV[2])
+redis.call('DEL', KEYS[1])
+return redis.call('DEL', KEYS[2])
+"""

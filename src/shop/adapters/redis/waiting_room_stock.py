@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from shop.adapters.redis.waiting_room import RedisWaitingRoom
@@ -42,8 +43,10 @@ class RoomStock:
         for drop_id in await self._room.live_drops() if drop_ids is None else drop_ids:
             options = await self._room.options_of(drop_id)
             if options:
-                left = await self._inner.available(options)
-                await self._room.note_left(drop_id, sum(left.values()))
+                await self._room.refresh_left(drop_id, partial(self._left, options))
+
+    async def _left(self, options: Sequence[int]) -> int:
+        return sum((await self._inner.available(options)).values())
 
     async def _tell(self, option_ids: Sequence[int] | None) -> None:
         try:

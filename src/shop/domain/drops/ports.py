@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -68,8 +68,9 @@ class WaitingRoom(Protocol):
         """An admitted buyer placed an order: their slot is now a reserved unit."""
         ...
 
-    async def note_left(self, drop_id: int, units: int) -> None:
-        """What the stock port says is left of the drop's options."""
+    async def refresh_left(self, drop_id: int, read: Callable[[], Awaitable[int]]) -> None:
+        """Store ``read()`` (what the stock port says is left of the drop's options) so that
+        the newest reading wins when refreshes race."""
         ...
 
     async def counts(self, drop_id: int) -> tuple[int, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from shop.domain.drops.model import Drop, DropChanges, DropFigures, DropRules, DropStatus
 from shop.domain.drops.ports import AdmissionTokens, Drops, WaitingRoom
@@ -38,7 +39,7 @@ async def create_drop(
 ) -> Drop:
     drop = await drops.add(rules, now=clock.now())
     await room.publish(drop)
-    await room.note_left(drop.id, await _units_left(drop, stock))
+    await room.refresh_left(drop.id, partial(_units_left, drop, stock))
     return drop
 
 
@@ -56,7 +57,7 @@ async def change_drop(
     changed = drop.changed(changes, now)
     await drops.save(changed, now=now)
     await room.publish(changed)
-    await room.note_left(changed.id, await _units_left(changed, stock))
+    await room.refresh_left(changed.id, partial(_units_left, changed, stock))
     return changed
 
 
@@ -176,5 +177,5 @@ async def refresh_waiting_rooms(
         if not await room.is_published(drop.id):
             lost.append(drop.id)
             await room.publish(drop)
-        await room.note_left(drop.id, await _units_left(drop, stock))
+        await room.refresh_left(drop.id, partial(_units_left, drop, stock))
     return lost
