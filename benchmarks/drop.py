@@ -132,12 +132,18 @@ async def _crowd(
             )
         await asyncio.sleep(max(0.0, (starts_at - datetime.now(UTC)).total_seconds()))
         stop = time.monotonic() + config.duration
+        cap = stop + SELL_OUT_CAP
         polls_started = time.monotonic()
         cursor = 0
 
         async def slot() -> None:
             nonlocal cursor, sold
-            while time.monotonic() < stop and waiting:
+            # At least ``duration`` of polling, and on until the drop sold out (capped).
+            while (
+                waiting
+                and time.monotonic() < cap
+                and (time.monotonic() < stop or sold < config.stock)
+            ):
                 n = waiting[cursor % len(waiting)]
                 cursor += 1
                 sent = time.monotonic()
@@ -181,6 +187,7 @@ async def _crowd(
 
 
 START_DELAY = 2.0
+SELL_OUT_CAP = 60.0  # seconds of polling after ``duration`` to wait for the sell-out
 
 
 async def _bench(config: DropBenchConfig, settings: Any) -> DropRun:

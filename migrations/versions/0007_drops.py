@@ -33,7 +33,10 @@ def upgrade() -> None:
         sa.Column("admission_ttl_seconds", sa.Integer(), nullable=False),
         sa.Column("pre_queue_seconds", sa.Integer(), nullable=False),
         sa.Column(
-            "created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
         ),
         sa.CheckConstraint(
             "ends_at IS NULL OR ends_at > starts_at", name=op.f("ck_sale_drop_ends_after_start")

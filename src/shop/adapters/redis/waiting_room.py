@@ -13,6 +13,7 @@ only open the door, the stock port still decides every unit.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -31,6 +32,7 @@ ROOM_OF_OPTION = "rooms:options"  # hash option id -> drop id
 # Set by the first publish: its absence means Redis lost every room (not "no such drop").
 EPOCH = "rooms:epoch"
 REFRESH_LOCK_MS = 2_000
+REFRESH_WAIT_STEPS = 500  # × 2 ms: a loaded holder takes a while to re-read
 _PARTS = ("rules", "queue", "seq", "admitted", "used", "bucket", "left")
 
 
@@ -152,6 +154,14 @@ class RedisWaitingRoom:
         lock, dirty = room_key(drop_id, "refresh"), room_key(drop_id, "dirty")
         token = secrets.token_hex(8)
         if not await self._refresh_try(keys=[lock, dirty], args=[token, REFRESH_LOCK_MS]):
+            # The holder reads again before it lets go: once the lock is gone, ``left``
+            # includes whatever this caller changed. Waiting for that keeps a purchase from
+            # freeing its admission's slot (``used``) while ``left`` still counts its unit,
+            # which would admit one buyer too many for a moment.
+            for _ in range(REFRESH_WAIT_STEPS):
+                await asyncio.sleep(0.002)
+                if not await self._redis.exists(lock):
+                    return
             return
         for _ in range(attempts):
             units = max(await read(), 0)
