@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -167,3 +168,45 @@ async def test_joining_an_unknown_drop_is_404(
     await announce(client, admin_headers, [await make_option(clean, stock=1)], queue_enabled=True)
     ((_, alice),) = await _buyers(clean, 1)
     assert (await client.post(_queue(4242), headers=alice)).status_code == 404
+
+
+async def test_an_unused_admission_expires_and_frees_its_slot(
+    client: httpx.AsyncClient, clean: Container, admin_headers: dict[str, str]
+) -> None:
+    option = await make_option(clean, stock=1)
+    drop = await announce(
+        client,
+        admin_headers,
+        [option],
+        queue_enabled=True,
+        admission_ttl_seconds=1,
+        pre_queue_seconds=7200,
+    )
+    (_, first), (_, second) = await _buyers(clean, 2)
+    await client.post(_queue(drop["id"]), headers=first)
+    await client.post(_queue(drop["id"]), headers=second)
+    await start_now(clean, drop["id"])
+    polls = [(await client.get(_queue(drop["id"]), headers=h)).json() for h in (first, second)]
+    assert [p["status"] for p in polls] == ["admitted", "waiting"] or [
+        p["status"] for p in polls
+    ] == ["waiting", "admitted"]
+    late, early = (second, first) if polls[0]["status"] == "admitted" else (first, second)
+    await asyncio.sleep(1.2)  # the admission's lifetime passes unused
+    assert (await client.get(_queue(drop["id"]), headers=late)).json()["status"] == "admitted"
+    assert (await client.get(_queue(drop["id"]), headers=early)).status_code == 404  # rejoin
+
+
+async def test_the_event_stream_sends_the_answers_until_admitted(
+    client: httpx.AsyncClient, clean: Container, admin_headers: dict[str, str]
+) -> None:
+    option = await make_option(clean, stock=3)
+    drop = await announce(client, admin_headers, [option], queue_enabled=True)
+    await start_now(clean, drop["id"])
+    ((_, alice),) = await _buyers(clean, 1)
+    assert (await client.get(f"{_queue(drop['id'])}/events", headers=alice)).status_code == 404
+    await client.post(_queue(drop["id"]), headers=alice)
+    streamed = await client.get(f"{_queue(drop['id'])}/events", headers=alice)
+    assert streamed.status_code == 200
+    assert streamed.headers["content-type"].startswith("text/event-stream")
+    events = [line[5:].strip() for line in streamed.text.splitlines() if line.startswith("data:")]
+    assert len(events) == 1 and '"status":"admitted"' in events[0]
