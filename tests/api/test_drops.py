@@ -193,3 +193,38 @@ async def test_concurrent_orders_of_one_buyer_cannot_pass_the_open_order_cap(
     assert codes == [201, 201] + [409] * 6, [a.text for a in answers]
     figures = (await client.get(f"/api/admin/drops/{drop['id']}", headers=admin_headers)).json()
     assert (figures["figures"]["held"], figures["figures"]["left"]) == (2, 38)
+
+
+@pytest.mark.parametrize(
+    "rules",
+    [
+        {"per_buyer_limit": 10**12},
+        {"pre_queue_seconds": 10**15},
+        {"option_ids": [2**63]},
+        {"payment_methods": ["cash"]},
+        {"starts_at": "tomorrow"},
+        {"surprise": 1},
+    ],
+)
+async def test_out_of_range_or_unknown_fields_are_422_not_500(
+    client: httpx.AsyncClient,
+    clean: Container,
+    admin_headers: dict[str, str],
+    rules: dict[str, object],
+) -> None:
+    option = await make_option(clean, stock=3)
+    answer = await client.post(
+        "/api/admin/drops", json=drop_body([option]) | rules, headers=admin_headers
+    )
+    assert answer.status_code == 422, answer.text
+    assert (await client.get("/api/drops")).json()["items"] == []
+
+
+async def test_a_naive_start_time_is_refused(
+    client: httpx.AsyncClient, clean: Container, admin_headers: dict[str, str]
+) -> None:
+    option = await make_option(clean, stock=3)
+    body = drop_body([option]) | {"starts_at": "2030-01-01T10:00:00"}
+    answer = await client.post("/api/admin/drops", json=body, headers=admin_headers)
+    assert answer.status_code == 422
+    assert answer.json()["extra"]["field"] == "starts_at"

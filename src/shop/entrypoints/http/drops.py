@@ -33,26 +33,29 @@ from shop.domain.identity.model import Principal
 from shop.domain.orders.model import PaymentMethod
 from shop.entrypoints.http.auth import requires_admin
 
-Positive = Annotated[int, msgspec.Meta(ge=1)]
-Seconds = Annotated[int, msgspec.Meta(ge=1, le=31_536_000)]
+# Upper bounds only: a value PostgreSQL or timedelta could not hold is a 422 here, not a 500
+# later; values too small are the domain's to refuse (naming the field).
+Count = Annotated[int, msgspec.Meta(le=1_000_000)]
+Span = Annotated[int, msgspec.Meta(le=31_536_000)]
+OptionId = Annotated[int, msgspec.Meta(le=2**62)]
 UNSET: Any = msgspec.UNSET
 
 
 class DropIn(msgspec.Struct, forbid_unknown_fields=True):
     name: str
-    option_ids: list[int]
+    option_ids: list[OptionId]
     starts_at: datetime
     ends_at: datetime | None = None
-    per_buyer_limit: int = 1
-    max_open_orders_per_buyer: int = 1
+    per_buyer_limit: Count = 1
+    max_open_orders_per_buyer: Count = 1
     payment_methods: list[PaymentMethod] = msgspec.field(
         default_factory=lambda: [PaymentMethod.CARD]
     )
-    payment_window_seconds: int = 600
+    payment_window_seconds: Span = 600
     queue_enabled: bool = False
-    admit_per_second: int = 10
-    admission_ttl_seconds: int = 120
-    pre_queue_seconds: int = 600
+    admit_per_second: Count = 10
+    admission_ttl_seconds: Span = 120
+    pre_queue_seconds: Span = 600
 
     def to_rules(self) -> DropRules:
         _aware(self.starts_at, "starts_at")
@@ -89,17 +92,17 @@ def _seconds(value: int, field: str) -> timedelta:
 
 class DropPatchIn(msgspec.Struct, forbid_unknown_fields=True):
     name: str | msgspec.UnsetType = UNSET
-    option_ids: list[int] | msgspec.UnsetType = UNSET
+    option_ids: list[OptionId] | msgspec.UnsetType = UNSET
     starts_at: datetime | msgspec.UnsetType = UNSET
     ends_at: datetime | msgspec.UnsetType | None = UNSET
-    per_buyer_limit: int | msgspec.UnsetType = UNSET
-    max_open_orders_per_buyer: int | msgspec.UnsetType = UNSET
+    per_buyer_limit: Count | msgspec.UnsetType = UNSET
+    max_open_orders_per_buyer: Count | msgspec.UnsetType = UNSET
     payment_methods: list[PaymentMethod] | msgspec.UnsetType = UNSET
-    payment_window_seconds: int | msgspec.UnsetType = UNSET
+    payment_window_seconds: Span | msgspec.UnsetType = UNSET
     queue_enabled: bool | msgspec.UnsetType = UNSET
-    admit_per_second: int | msgspec.UnsetType = UNSET
-    admission_ttl_seconds: int | msgspec.UnsetType = UNSET
-    pre_queue_seconds: int | msgspec.UnsetType = UNSET
+    admit_per_second: Count | msgspec.UnsetType = UNSET
+    admission_ttl_seconds: Span | msgspec.UnsetType = UNSET
+    pre_queue_seconds: Span | msgspec.UnsetType = UNSET
 
     def to_changes(self) -> DropChanges:
         given: dict[str, Any] = {}
