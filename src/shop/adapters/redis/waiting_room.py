@@ -94,6 +94,11 @@ class RedisWaitingRoom:
         )
         return [int(o) for o in _text(raw).split(",") if o] if raw else []
 
+    async def room_of_option(self) -> dict[int, int]:
+        """Every published option → its drop (``RoomStock`` caches this)."""
+        raw = await cast("Awaitable[dict[bytes, bytes]]", self._redis.hgetall(ROOM_OF_OPTION))
+        return {int(option): int(drop) for option, drop in raw.items()}
+
     async def drops_of_options(self, option_ids: Sequence[int]) -> set[int]:
         if not option_ids:
             return set()

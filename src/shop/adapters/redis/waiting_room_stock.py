@@ -11,6 +11,7 @@ refreshes every room periodically as the backstop.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
 from typing import Any
@@ -21,6 +22,7 @@ from shop.domain.stock.ports import StockReservation
 from shop.logs import get_logger
 
 _log = get_logger("shop.drops.room")
+CACHE_SECONDS = 1.0
 
 
 class RoomStock:
@@ -29,6 +31,11 @@ class RoomStock:
     def __init__(self, inner: StockReservation, room: RedisWaitingRoom) -> None:
         self._inner = inner
         self._room = room
+        # Which options are in a drop, read from the room at most once a second: a purchase
+        # outside drops then costs nothing extra (a lookup here, no round trip), and a
+        # drop's options are known within a second of its creation (long before its start).
+        self._room_of_option: dict[int, int] = {}
+        self._loaded_at = -CACHE_SECONDS
 
     def __getattr__(self, name: str) -> Any:
         # Operator-side members of the wrapped strategy (``strategy``, ``home``, ``close``).
@@ -48,10 +55,23 @@ class RoomStock:
     async def _left(self, options: Sequence[int]) -> int:
         return sum((await self._inner.available(options)).values())
 
+    async def _rooms(self) -> dict[int, int]:
+        if time.monotonic() - self._loaded_at >= CACHE_SECONDS:
+            self._room_of_option = await self._room.room_of_option()
+            self._loaded_at = time.monotonic()
+        return self._room_of_option
+
     async def _tell(self, option_ids: Sequence[int] | None) -> None:
         try:
-            drops = None if option_ids is None else await self._room.drops_of_options(option_ids)
-            if drops is None or drops:
+            rooms = await self._rooms()
+            if not rooms:
+                return
+            drops = (
+                set(rooms.values())
+                if option_ids is None
+                else {rooms[o] for o in option_ids if o in rooms}
+            )
+            if drops:
                 await self.refresh(drops)
         except Exception as exc:  # the sale stands; the worker's refresh catches up
             _log.warning("could not update the waiting room's stock", error=str(exc))
