@@ -49,7 +49,7 @@ from shop.adapters.db import migrations
 from shop.bootstrap import Container, require_urls, resolve_services
 from shop.config import Settings, load_settings
 from shop.domain.identity.model import Principal, Role
-from shop.entrypoints.cli.server import api_command
+from shop.entrypoints.cli.server import api_command, metrics_environment
 
 SCENARIOS = ("hot", "spread", "sellout")
 STRATEGIES = ("counter", "redlock", "db")
@@ -138,6 +138,7 @@ def serving(
         # The throttle stays on (its Redis round trip is part of every request's real cost),
         # with a per-user quota no benchmark buyer reaches.
         "SHOP_RATE_LIMIT_USER": "10000000/minute",
+        **metrics_environment(settings.data_path),
     }
     api = subprocess.Popen(api_command("127.0.0.1", port, workers), env=env)
     worker = subprocess.Popen([sys.executable, "-m", "shop.entrypoints.workers"], env=env)

@@ -27,23 +27,38 @@ from shop.adapters.db.catalog_bulk import PostgresCatalogBulkLoad
 from shop.adapters.db.drops import SqlDrops
 from shop.adapters.db.engine import make_engine, make_sessionmaker
 from shop.adapters.db.identity import SqlIdentityUnitOfWork
+from shop.adapters.db.options_on_sale import RecentlySoldOptions
 from shop.adapters.db.orders import SqlOrders
+from shop.adapters.db.purchase_tally import OrderLineTally
 from shop.adapters.db.stock import PostgresStock
 from shop.adapters.db.stock_ledger import SqlOrderStates
 from shop.adapters.db.wishes import SqlWishes
+from shop.adapters.drops_on_sale import RoomDropsOnSale
 from shop.adapters.embedded import EmbeddedPostgres, EmbeddedRedis
+from shop.adapters.metrics.prometheus import PrometheusExposition, PrometheusObserver
+from shop.adapters.metrics.prometheus import (
+    prepare_multiprocess_dir as prepare_multiprocess_dir,  # for shop up
+)
+from shop.adapters.metrics.prometheus import serve_worker_metrics as serve_worker_metrics
 from shop.adapters.queue import EXPIRE_ORDER_JOB as EXPIRE_ORDER_JOB  # for the worker
 from shop.adapters.queue import QUEUE_NAME as QUEUE_NAME
 from shop.adapters.queue import SaqExpiryScheduler, job_queue_on
 from shop.adapters.queue import make_job_queue as make_job_queue
 from shop.adapters.redis.popularity import RedisPopularRanking
 from shop.adapters.redis.ratelimit import RedisRequestCounter
+from shop.adapters.redis.sale_snapshots import RedisSaleSnapshots
 from shop.adapters.redis.stock_counter import RedisCounterStock
 from shop.adapters.redis.stock_redlock import RedlockStock, redlock_masters
 from shop.adapters.redis.strategy import StockStrategy, SwitchableStock
 from shop.adapters.redis.waiting_room import RedisWaitingRoom
 from shop.adapters.redis.waiting_room_stock import RoomStock
 from shop.adapters.security import Argon2PasswordHasher, JwtAccessTokens
+from shop.adapters.tracing import UNTRACED_PATHS as UNTRACED_PATHS
+from shop.adapters.tracing import TracedStock
+from shop.adapters.tracing import start_tracing as start_tracing  # for the entry points
+from shop.adapters.tracing import traced_job as traced_job
+from shop.adapters.tracing import tracing_requested as tracing_requested
+from shop.adapters.tracing import untraced_job as untraced_job
 from shop.config import Settings
 from shop.domain.catalog.ports import (
     CatalogBulkLoad,
@@ -60,6 +75,14 @@ from shop.domain.identity.ports import (
     IdentityUnitOfWork,
     PasswordHasher,
     RequestCounter,
+)
+from shop.domain.observation.ports import (
+    DropsOnSale,
+    MetricsExposition,
+    OptionsOnSale,
+    PurchaseTally,
+    SaleObserver,
+    SaleSnapshots,
 )
 from shop.domain.orders.model import OrderRules
 from shop.domain.orders.ports import Clock, ExpiryScheduler, Orders
@@ -207,6 +230,19 @@ class CatalogPorts:
     bulk: CatalogBulkLoad
 
 
+@dataclass(frozen=True)
+class ObservationPorts:
+    """What the metrics endpoint, the dashboard and the snapshot job are wired with."""
+
+    observer: SaleObserver
+    snapshots: SaleSnapshots
+    options: OptionsOnSale
+    # Issue 14 (drops) plugs its adapter in here; it also names the drops' options.
+    drops: DropsOnSale
+    tally: PurchaseTally
+    exposition: MetricsExposition
+
+
 @dataclass
 class Container:
     """Every long-lived connection of one process, built once and closed once."""
@@ -249,7 +285,9 @@ class Container:
         return order_rules(self.settings)
 
     @classmethod
-    def build(cls, settings: Settings) -> Container:
+    def build(cls, settings: Settings, *, tracing: bool | None = None) -> Container:
+        """``tracing`` (default: asked for by the ``OTEL_*`` variables) wraps the stock port
+        in spans; the process must have called ``start_tracing`` (or set its own provider)."""
         database_url, redis_url = require_urls(settings)
         engine = make_engine(
             database_url,
@@ -263,12 +301,14 @@ class Container:
         sessionmaker = make_sessionmaker(engine)
         stock = build_switchable_stock(StockDeps(settings, engine, redis))
         room = RedisWaitingRoom(redis)
+        traced = tracing_requested() if tracing is None else tracing
+        port: StockReservation = TracedStock(stock, lambda: stock.name) if traced else stock
         return cls(
             settings=settings,
             engine=engine,
             sessionmaker=sessionmaker,
             redis=redis,
-            stock=RoomStock(stock, room),
+            stock=RoomStock(port, room),
             stock_operations=stock,
             drops=SqlDrops(engine),
             room=room,
@@ -303,6 +343,28 @@ class Container:
             ranking=RedisPopularRanking(self.redis),
             stock=self.stock,
             bulk=PostgresCatalogBulkLoad(self.engine),
+        )
+
+    @cached_property
+    def observer(self) -> SaleObserver:
+        stock = self.stock
+        default = self.settings.stock_strategy
+
+        def strategy() -> str:
+            name = getattr(stock, "name", default)
+            return name if isinstance(name, str) else default
+
+        return PrometheusObserver(strategy)
+
+    @cached_property
+    def observation(self) -> ObservationPorts:
+        return ObservationPorts(
+            observer=self.observer,
+            snapshots=RedisSaleSnapshots(self.redis),
+            options=RecentlySoldOptions(self.engine, limit=self.settings.observed_options),
+            drops=RoomDropsOnSale(self.drops, self.room, self.clock),
+            tally=OrderLineTally(self.engine),
+            exposition=PrometheusExposition(),
         )
 
     @cached_property

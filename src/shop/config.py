@@ -96,6 +96,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit_block_after: PositiveInt = 20
     rate_limit_block_seconds: PositiveInt = 900
     trusted_proxies: tuple[str, ...] = ()
+    # Observation. /metrics asks for "Authorization: Bearer <token>" when the token is set.
+    metrics_token: str | None = None
+    # How often the worker reads the ledger for the gauges and the dashboard, and how many
+    # options (bought most recently) it follows.
+    sale_snapshot_interval: Seconds = 1.0
+    observed_options: Annotated[int, msgspec.Meta(ge=1, le=200)] = 20
+    # A worker in a container of its own serves its counters here (unset: it does not).
+    worker_metrics_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] | None = None
 
     @property
     def data_path(self) -> Path:

@@ -1,3 +1,4 @@
+import re
 from typing import Annotated, Any
 
 import httpx
@@ -85,3 +86,15 @@ async def test_openapi_and_docs_are_served(client: httpx.AsyncClient) -> None:
     docs = await client.get("/docs")
     assert docs.status_code == 200
     assert "swagger" in docs.text.lower()
+
+
+async def test_docs_load_every_asset_from_the_shop_itself(client: httpx.AsyncClient) -> None:
+    """No CDN: on a machine without internet the docs must still render."""
+    docs = await client.get("/docs")
+    assets = re.findall(r'(?:src|href)=["\']([^"\']+)["\']', docs.text)
+    assert assets, docs.text[:500]
+    assert all(url.startswith("/docs/assets/") for url in assets), assets
+    for url in assets:
+        response = await client.get(url)
+        assert response.status_code == 200, url
+        assert len(response.content) > 0

@@ -22,6 +22,8 @@ from shop.domain.errors import (
     ReservationLost,
     SoldOut,
 )
+from shop.domain.observation.model import PurchaseOutcome, SaleSnapshot
+from shop.domain.observation.ports import Dependency
 from shop.domain.orders.model import (
     OptionPrice,
     Order,
@@ -36,6 +38,7 @@ from shop.domain.stock.model import (
     PerBuyerLimit,
     Reservation,
     ReservationStatus,
+    SweepOutcome,
     limit_for,
     merge_lines,
 )
@@ -253,3 +256,49 @@ class FakeOrders:
 
     async def awaiting_release(self, *, limit: int) -> Sequence[Order]:
         return [copy.deepcopy(o) for o in self.rows.values() if o.awaits_stock_release][:limit]
+
+
+class RecordingObserver:
+    """``SaleObserver`` that keeps what it was told, in order."""
+
+    def __init__(self) -> None:
+        self.purchases: list[PurchaseOutcome] = []
+        self.snapshots: list[SaleSnapshot] = []
+        self.events: list[tuple[str, object]] = []
+
+    def purchase(self, outcome: PurchaseOutcome) -> None:
+        self.purchases.append(outcome)
+
+    def request_served(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.events.append(("request", (route, method, status)))
+
+    def reservations_swept(self, outcome: SweepOutcome) -> None:
+        self.events.append(("swept", outcome))
+
+    def orders_expired(self, count: int) -> None:
+        self.events.append(("expired", count))
+
+    def payment_event(self, event_type: str) -> None:
+        self.events.append(("payment", event_type))
+
+    def stock_synced(self, options: int, at: float) -> None:
+        self.events.append(("synced", (options, at)))
+
+    def dependency_error(self, dependency: Dependency) -> None:
+        self.events.append(("dependency", dependency))
+
+    def sale_observed(self, snapshot: SaleSnapshot) -> None:
+        self.snapshots.append(snapshot)
+
+
+class FakeSnapshots:
+    """``SaleSnapshots`` in a list, newest first."""
+
+    def __init__(self) -> None:
+        self.kept: list[SaleSnapshot] = []
+
+    async def record(self, snapshot: SaleSnapshot) -> None:
+        self.kept.insert(0, snapshot)
+
+    async def recent(self, limit: int) -> Sequence[SaleSnapshot]:
+        return self.kept[:limit]

@@ -23,11 +23,17 @@ from shop.bootstrap import (
     make_job_queue,
     require_urls,
     resolve_services,
+    serve_worker_metrics,
+    start_tracing,
+    traced_job,
+    tracing_requested,
+    untraced_job,
 )
 from shop.config import Settings, load_settings
 from shop.domain.catalog.model import PopularityWeights
 from shop.domain.catalog.services import refresh_popularity
 from shop.domain.drops import services as drop_services
+from shop.domain.observation import services as observation
 from shop.domain.orders import services as orders
 from shop.domain.stock import services as stock_services
 from shop.logs import configure_logging, get_logger
@@ -51,15 +57,19 @@ async def expire_order(ctx: Context, *, order_id: str) -> bool:
     """Scheduled at the order's ``pay_by`` by ``place_order``; the adapter enqueues it by
     name (``EXPIRE_ORDER_JOB``), which is why this function carries that name."""
     c = container_of(ctx)
-    return await orders.expire_order(
+    expired = await orders.expire_order(
         uuid.UUID(order_id), orders=c.orders, stock=c.stock, clock=c.clock
     )
+    if expired:
+        c.observer.orders_expired(1)
+    return expired
 
 
 async def expire_overdue_orders(ctx: Context) -> int:
     """Backstop for expiry jobs lost with Redis (or never enqueued)."""
     c = container_of(ctx)
     expired = await orders.expire_overdue_orders(orders=c.orders, stock=c.stock, clock=c.clock)
+    c.observer.orders_expired(expired)
     if expired:
         _log.info("expired overdue orders", count=expired)
     return expired
@@ -97,7 +107,27 @@ async def refresh_popularity_job(ctx: Context) -> int | None:
 
 async def sync_stock(ctx: Context) -> int:
     """Write the Redis counters back to option.stock (a no-op unless counter is active)."""
-    return await container_of(ctx).stock_operations.sync()
+    c = container_of(ctx)
+    synced = await c.stock_operations.sync()
+    c.observer.stock_synced(synced, c.clock.now().timestamp())
+    return synced
+
+
+async def observe_sale(ctx: Context) -> int:
+    """Read the ledger for the options on sale: the gauges of /metrics and the dashboard
+    read this snapshot, so neither ever queries the ledger itself."""
+    c = container_of(ctx)
+    ports = c.observation
+    snapshot = await observation.observe_sale(
+        options=ports.options,
+        drops=ports.drops,
+        tally=ports.tally,
+        operations=c.stock_operations,
+        snapshots=ports.snapshots,
+        observer=ports.observer,
+        clock=c.clock,
+    )
+    return len(snapshot.options)
 
 
 async def sweep_reservations(ctx: Context) -> dict[str, int]:
@@ -109,6 +139,7 @@ async def sweep_reservations(ctx: Context) -> dict[str, int]:
         orders=container.order_states,
         pending_timeout=container.settings.reservation_timeout,
     )
+    container.observer.reservations_swept(outcome)
     summary = {
         "confirmed": len(outcome.confirmed),
         "released": len(outcome.released),
@@ -158,6 +189,7 @@ def cron_jobs(settings: Settings) -> list[CronJob[Context]]:
         CronJob(sync_stock, cron=every(settings.stock_sync_interval), timeout=60),
         CronJob(sweep_reservations, cron=every(settings.stock_sweep_interval), timeout=300),
         CronJob(refresh_waiting_rooms, cron=every(settings.drop_room_refresh_interval), timeout=60),
+        CronJob(observe_sale, cron=every(settings.sale_snapshot_interval), timeout=30),
     ]
 
 
@@ -169,13 +201,25 @@ def build_worker(
     functions: Sequence[JobFunction] | None = None,
     crons: Sequence[CronJob[Context]] | None = None,
     concurrency: int = 10,
+    tracing: bool | None = None,
 ) -> Worker[Context]:
-    """A worker on the settings' Redis. Tests pass their own container to share connections."""
+    """A worker on the settings' Redis. Tests pass their own container to share connections.
+
+    ``tracing`` (default: asked for by ``OTEL_*``) puts a span around every job run.
+    """
     _, redis_url = require_urls(settings)
     owned = container is None
+    traced = tracing_requested() if tracing is None else tracing
+    jobs = list(job_functions() if functions is None else functions)
+    schedule = list(cron_jobs(settings) if crons is None else crons)
+    if traced:
+        jobs = [traced_job(job) for job in jobs]
+        for cron in schedule:
+            quiet = cron.function.__name__ == observe_sale.__name__
+            cron.function = (untraced_job if quiet else traced_job)(cron.function)
 
     async def startup(ctx: Context) -> None:
-        ctx["container"] = container or Container.build(settings)  # type: ignore[typeddict-unknown-key]
+        ctx["container"] = container or Container.build(settings, tracing=traced)  # type: ignore[typeddict-unknown-key]
         _log.info("worker started", queue=QUEUE_NAME)
 
     async def shutdown(ctx: Context) -> None:
@@ -186,8 +230,8 @@ def build_worker(
 
     return Worker(
         make_queue(redis_url),
-        functions=list(job_functions() if functions is None else functions),
-        cron_jobs=list(cron_jobs(settings) if crons is None else crons),
+        functions=jobs,
+        cron_jobs=schedule,
         startup=startup,
         shutdown=shutdown,
         concurrency=concurrency,
@@ -206,6 +250,10 @@ async def _serve(settings: Settings, servers: EmbeddedServers) -> None:
 def main() -> None:
     settings = load_settings()
     configure_logging(settings.log_level, json=settings.log_json)
+    if tracing_requested():
+        start_tracing("shop-worker")
+    if settings.worker_metrics_port is not None:
+        serve_worker_metrics(settings.worker_metrics_port)
     resolved, servers = resolve_services(settings)
     asyncio.run(_serve(resolved, servers))
 

@@ -33,7 +33,7 @@ ROOM_OF_OPTION = "rooms:options"  # hash option id -> drop id
 EPOCH = "rooms:epoch"
 REFRESH_LOCK_MS = 2_000
 REFRESH_WAIT_STEPS = 500  # × 2 ms: a loaded holder takes a while to re-read
-_PARTS = ("rules", "queue", "seq", "admitted", "used", "bucket", "left")
+_PARTS = ("rules", "queue", "seq", "admitted", "used", "bucket", "left", "total")
 
 
 def room_key(drop_id: int, part: str) -> str:
@@ -61,6 +61,9 @@ class RedisWaitingRoom:
         self._used = redis.register_script(lua.USED)
         self._refresh_try = redis.register_script(lua.REFRESH_TRY)
         self._refresh_done = redis.register_script(lua.REFRESH_DONE)
+        # Bumped by every publish from this process, so a cache of the published options
+        # here (``RoomStock``) reloads at once; other processes' caches within a second.
+        self.publications = 0
 
     def _keys(self, drop_id: int) -> list[str]:
         return [room_key(drop_id, part) for part in _PARTS]
@@ -84,6 +87,7 @@ class RedisWaitingRoom:
         pipe.set(EPOCH, _ms(datetime.now(UTC)), nx=True)
         pipe.hset(ROOM_OF_OPTION, mapping={str(o): drop.id for o in rules.option_ids})
         await pipe.execute()
+        self.publications += 1
 
     async def is_published(self, drop_id: int) -> bool:
         return bool(await self._redis.exists(room_key(drop_id, "rules")))
@@ -184,6 +188,9 @@ class RedisWaitingRoom:
         pipe.zcard(room_key(drop_id, "admitted"))
         waiting, admitted = await pipe.execute()
         return int(waiting), int(admitted)
+
+    async def admitted_total(self, drop_id: int) -> int:
+        return int(await self._redis.get(room_key(drop_id, "total")) or 0)
 
     async def live_drops(self) -> Sequence[int]:
         members = await cast("Awaitable[set[bytes]]", self._redis.smembers(ROOMS))

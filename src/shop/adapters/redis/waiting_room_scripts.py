@@ -8,7 +8,7 @@ every pre-queue place comes first and they are ordered at the start by the draw)
 ``seq`` (arrival counter), ``admitted`` (zset user → admission expiry ms, not used yet),
 ``used`` (zset user → expiry ms, admissions that became orders), ``bucket`` (hash tokens,
 ts: the admission token bucket, holding at most one second of admissions), ``left`` (units
-the stock port says are left of the drop's options).
+the stock port says are left of the drop's options), ``total`` (admissions ever made).
 
 ADMIT (shared by join and poll) first drops expired admissions (their slots come back), then
 admits ``min(tokens, left − unused admissions, waiting)`` from the head of the queue.
@@ -19,7 +19,8 @@ Answers: ``{'lost'}`` (no rules: Redis lost the room), ``{'ended'}``, ``{'not_op
 
 from __future__ import annotations
 
-# KEYS: rules, queue, seq, admitted, used, bucket, left.  ARGV: user, join (1/0), draw.
+# KEYS: rules, queue, seq, admitted, used, bucket, left, total (admissions ever made).
+# ARGV: user, join (1/0), draw.
 _DECIDE = """
 local rules = redis.call('HMGET', KEYS[1], 'starts', 'ends', 'pre', 'rate', 'ttl')
 if not rules[1] then return {'lost'} end
@@ -52,6 +53,7 @@ if now >= starts then
   if n > 0 then
     local popped = redis.call('ZPOPMIN', KEYS[2], n)
     for i = 1, #popped, 2 do redis.call('ZADD', KEYS[4], now + ttl, popped[i]) end
+    redis.call('INCRBY', KEYS[8], n)
     tokens = tokens - n
   end
   redis.call('HSET', KEYS[6], 'tokens', tostring(tokens), 'ts', tostring(now))

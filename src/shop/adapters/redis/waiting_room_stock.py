@@ -36,6 +36,7 @@ class RoomStock:
         # drop's options are known within a second of its creation (long before its start).
         self._room_of_option: dict[int, int] = {}
         self._loaded_at = -CACHE_SECONDS
+        self._publications = -1
 
     def __getattr__(self, name: str) -> Any:
         # Operator-side members of the wrapped strategy (``strategy``, ``home``, ``close``).
@@ -56,7 +57,9 @@ class RoomStock:
         return sum((await self._inner.available(options)).values())
 
     async def _rooms(self) -> dict[int, int]:
-        if time.monotonic() - self._loaded_at >= CACHE_SECONDS:
+        stale = time.monotonic() - self._loaded_at >= CACHE_SECONDS
+        if stale or self._publications != self._room.publications:
+            self._publications = self._room.publications
             self._room_of_option = await self._room.room_of_option()
             self._loaded_at = time.monotonic()
         return self._room_of_option

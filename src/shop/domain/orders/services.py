@@ -18,6 +18,8 @@ from collections.abc import Awaitable
 
 from shop.domain.drops.services import DropSales, purchase_terms
 from shop.domain.errors import InvalidInput, InvalidState, NotFound, ReservationLost
+from shop.domain.observation.model import PurchaseOutcome
+from shop.domain.observation.ports import SaleObserver
 from shop.domain.orders.model import (
     Order,
     OrderCursor,
@@ -42,6 +44,31 @@ def _key_reused() -> InvalidInput:
 
 
 async def place_order(
+    cmd: PlaceOrder,
+    *,
+    rules: OrderRules,
+    stock: StockReservation,
+    orders: Orders,
+    clock: Clock,
+    expiry: ExpiryScheduler,
+    sales: DropSales | None = None,
+    observer: SaleObserver | None = None,
+) -> Placed:
+    """Buy (see ``_place``), telling ``observer`` how the purchase ended, whichever way."""
+    try:
+        placed = await _place(
+            cmd, rules=rules, stock=stock, orders=orders, clock=clock, expiry=expiry, sales=sales
+        )
+    except BaseException as exc:
+        if observer is not None and isinstance(exc, Exception):
+            observer.purchase(PurchaseOutcome.of_failure(exc))
+        raise
+    if observer is not None:
+        observer.purchase(PurchaseOutcome.CREATED if placed.created else PurchaseOutcome.REPLAYED)
+    return placed
+
+
+async def _place(
     cmd: PlaceOrder,
     *,
     rules: OrderRules,

@@ -16,12 +16,13 @@ import sys
 import threading
 import time
 import urllib.request
+from pathlib import Path
 from types import FrameType
 
 import click
 
 from shop.adapters.db import migrations
-from shop.bootstrap import require_urls
+from shop.bootstrap import prepare_multiprocess_dir, require_urls
 from shop.entrypoints.cli.context import resolved_settings
 from shop.entrypoints.cli.supervisor import Child, CrashLoop, Supervisor
 
@@ -44,6 +45,15 @@ def migrate() -> None:
         click.echo(f"database at revision {migrations.current(database_url)}")
     finally:
         servers.stop()
+
+
+def metrics_environment(data_path: Path) -> dict[str, str]:
+    """``PROMETHEUS_MULTIPROC_DIR`` for the children, emptied now: every granian worker and
+    the SAQ worker write their samples there, and ``/metrics`` in any of them adds them all
+    up. Always ``<data dir>/metrics`` (never an inherited value), so two shops, or a shop
+    started by a test run, never share or wipe each other's samples."""
+    directory = prepare_multiprocess_dir(data_path / "metrics")
+    return {"PROMETHEUS_MULTIPROC_DIR": str(directory)}
 
 
 def _serving(base_url: str) -> bool:
@@ -104,6 +114,7 @@ def up(host: str, port: int, workers: int, no_worker: bool) -> None:
             "SHOP_DATABASE_URL": database_url,
             "SHOP_REDIS_URL": redis_url,
             "SHOP_DATA_DIR": str(settings.data_path),
+            **metrics_environment(settings.data_path),
         }
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
@@ -125,6 +136,7 @@ def up(host: str, port: int, workers: int, no_worker: bool) -> None:
                 click.echo(
                     f"API docs:      {base_url}/docs   (OpenAPI: {base_url}/schema/openapi.json)"
                 )
+                click.echo(f"Live sale:     {base_url}/admin/   (metrics: {base_url}/metrics)")
                 click.echo("Press Ctrl-C to stop.")
             elif time.monotonic() > deadline:
                 raise click.ClickException("the API did not come up; see the log above")

@@ -8,19 +8,26 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
 
-from litestar import Litestar, MediaType, Request, Response, get
+from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
 from litestar.types import ControllerRouterHandler
 
 from shop import __version__
 from shop.adapters.security import JwtAccessTokens
-from shop.bootstrap import Container, jwt_secret_of, resolve_services
+from shop.bootstrap import (
+    UNTRACED_PATHS,
+    Container,
+    jwt_secret_of,
+    resolve_services,
+    start_tracing,
+    tracing_requested,
+)
 from shop.config import Settings, load_settings
+from shop.domain.observation.ports import SaleObserver
 from shop.entrypoints.http.auth import auth_middleware, provide_principal
 from shop.entrypoints.http.catalog import (
     AdminCategoryController,
@@ -28,31 +35,19 @@ from shop.entrypoints.http.catalog import (
     CategoryController,
     ProductController,
 )
+from shop.entrypoints.http.dashboard import AdminPageController, DashboardController
+from shop.entrypoints.http.docs import SWAGGER_UI, docs, docs_assets
 from shop.entrypoints.http.drops import AdminDropController, DropController
 from shop.entrypoints.http.errors import EXCEPTION_HANDLERS
 from shop.entrypoints.http.health import HealthController
 from shop.entrypoints.http.identity import AuthController, get_me
+from shop.entrypoints.http.metrics import metrics, metrics_middleware
 from shop.entrypoints.http.orders import AdminOrderController, OrderController
 from shop.entrypoints.http.request_log import request_log_middleware
 from shop.entrypoints.http.throttle import ThrottleMiddleware
 from shop.entrypoints.http.whoami import whoami
 from shop.entrypoints.http.wishes import WishController
 from shop.logs import configure_logging
-
-_DOCS = SwaggerRenderPlugin(path="/swagger")
-
-
-@get(
-    "/docs",
-    operation_id="ApiDocs",
-    include_in_schema=False,
-    media_type=MediaType.HTML,
-    exclude_from_auth=True,
-)
-async def docs(request: Request[Any, Any, Any]) -> Response[bytes]:
-    """Interactive API docs (Swagger UI) rendered from the live OpenAPI schema."""
-    schema = request.app.openapi_schema.to_schema()
-    return Response(_DOCS.render(request, schema), media_type=MediaType.HTML)
 
 
 def provide_container(state: State) -> Container:
@@ -64,7 +59,9 @@ def route_handlers() -> list[ControllerRouterHandler]:
     """Every controller of the shop; each domain module contributes its own."""
     return [
         HealthController,
+        metrics,
         docs,
+        docs_assets(),
         AuthController,
         get_me,
         whoami,
@@ -77,6 +74,8 @@ def route_handlers() -> list[ControllerRouterHandler]:
         AdminOrderController,
         DropController,
         AdminDropController,
+        DashboardController,
+        AdminPageController,
     ]
 
 
@@ -85,10 +84,19 @@ def create_app(
     *,
     settings: Settings | None = None,
     extra_route_handlers: Sequence[ControllerRouterHandler] = (),
+    tracing: bool | None = None,
 ) -> Litestar:
-    """Build the app. Without a container, the lifespan builds one from the environment."""
+    """Build the app. Without a container, the lifespan builds one from the environment.
+
+    ``tracing`` (default: asked for by the ``OTEL_*`` variables, see adapters/tracing.py)
+    adds a server span per request; the app then starts the OTLP exporter itself unless a
+    container (and so a caller who set up its own tracer provider) is handed in.
+    """
     own_settings = container.settings if container is not None else (settings or load_settings())
     configure_logging(own_settings.log_level, json=own_settings.log_json)
+    traced = tracing_requested() if tracing is None else tracing
+    if traced and container is None:
+        start_tracing()
     # Tokens are verified with the same secret the container signs with; building the verifier
     # here (not in the lifespan) lets the middleware exist before the first request.
     tokens = (
@@ -106,7 +114,7 @@ def create_app(
             yield
             return
         resolved, servers = resolve_services(own_settings)
-        built = Container.build(resolved)
+        built = Container.build(resolved, tracing=traced)
         app.state.container = built
         try:
             yield
@@ -124,17 +132,30 @@ def create_app(
         },
         middleware=[*throttle, auth_middleware(tokens)],
         exception_handlers=EXCEPTION_HANDLERS,
+        plugins=[
+            OpenTelemetryPlugin(
+                OpenTelemetryConfig(exclude=UNTRACED_PATHS, exclude_spans=["receive", "send"])
+            )
+        ]
+        if traced
+        else [],
         request_max_body_size=own_settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="shop",
             version=__version__,
             description="First-come-first-served store backend.",
             path="/schema",
-            render_plugins=[_DOCS],
+            render_plugins=[SWAGGER_UI],
         ),
         debug=False,
     )
     # Wrapped around the whole ASGI handler (not as route middleware) so that unmatched routes
     # (404, 405) get a request id and an access-log line too.
     app.asgi_handler = request_log_middleware(app.asgi_handler)
+
+    def observer() -> SaleObserver | None:
+        built: Container | None = getattr(app.state, "container", None)
+        return None if built is None else built.observer
+
+    app.asgi_handler = metrics_middleware(app.asgi_handler, observer)
     return app

@@ -187,6 +187,7 @@ class OrderController(Controller):
             clock=container.clock,
             expiry=container.expiry,
             sales=container.drop_sales,
+            observer=container.observer,
         )
         return Response(
             OrderOut.from_domain(placed.order),

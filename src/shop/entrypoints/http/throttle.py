@@ -5,7 +5,8 @@
   ``opt=SIGN_IN``, where guessing passwords pays; even with a token, so an account holder
   cannot guess other people's passwords under the loose quota), normally elsewhere. An
   address that keeps going after being refused is blocked (see ``Throttle``).
-- Health probes are never counted: a load balancer must not get itself blocked.
+- Health probes and ``/metrics`` are never counted: a load balancer or a scraper must not
+  get itself blocked.
 
 The client address is the TCP peer, unless the peer is a configured trusted proxy: then
 ``X-Forwarded-For`` is read from the right, skipping trusted hops, and the first address that
@@ -43,7 +44,8 @@ if TYPE_CHECKING:
 
 THROTTLE_OPT = "throttle"
 SIGN_IN: dict[str, Any] = {THROTTLE_OPT: "sign_in"}
-NEVER_THROTTLED = ("^/health$", "^/ready$")
+# Probes and the metrics scraper: a load balancer or Prometheus must not get itself blocked.
+NEVER_THROTTLED = ("^/health$", "^/ready$", "^/metrics$")
 OUTAGE_LOG_INTERVAL = 10.0
 
 _log = get_logger("shop.http.throttle")

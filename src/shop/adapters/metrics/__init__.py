@@ -1,0 +1,1 @@
+"""Metrics adapters: the ``SaleObserver`` port on prometheus-client."""
