@@ -210,3 +210,17 @@ async def test_the_event_stream_sends_the_answers_until_admitted(
     assert streamed.headers["content-type"].startswith("text/event-stream")
     events = [line[5:].strip() for line in streamed.text.splitlines() if line.startswith("data:")]
     assert len(events) == 1 and '"status":"admitted"' in events[0]
+
+
+async def test_the_dashboard_and_gauges_show_the_drop_and_its_queue(
+    client: httpx.AsyncClient, clean: Container, admin_headers: dict[str, str]
+) -> None:
+    option = await make_option(clean, stock=4)
+    drop = await announce(
+        client, admin_headers, [option], queue_enabled=True, pre_queue_seconds=7200
+    )
+    for _, headers in await _buyers(clean, 3):
+        await client.post(_queue(drop["id"]), headers=headers)
+    (figures,) = await clean.observation.drops.live()
+    assert (figures.drop_id, figures.queue_length, figures.admitted) == (drop["id"], 3, 0)
+    assert figures.option_ids == (option,) and figures.admission_rate == 10.0
