@@ -32,6 +32,7 @@ from typing import Any
 
 from sqlalchemy import text
 
+from shop.adapters.redis.stock_counter_home import COUNTER_FIGURE
 from shop.adapters.redis.stock_keys import left_key
 from shop.bootstrap import Container
 from shop.domain.orders.status import OrderStatus
@@ -57,17 +58,18 @@ class LedgerRow:
 
     @classmethod
     def of(cls, row: OptionStock) -> LedgerRow:
-        below_zero = max(0, -row.db_stock, -(row.counter or 0))
+        counter = row.figures.get(COUNTER_FIGURE)
+        below_zero = max(0, -row.db_stock, -(counter or 0))
         return cls(
             option_id=row.option_id,
             stock_total=row.stock_total,
             sold=row.sold,
             held=row.held,
             db_stock=row.db_stock,
-            counter=row.counter,
+            counter=counter,
             expected=row.expected,
             db_drift=row.db_stock - row.expected,
-            counter_drift=None if row.counter is None else row.counter - row.expected,
+            counter_drift=None if counter is None else counter - row.expected,
             oversold=max(0, row.sold - row.stock_total, below_zero),
         )
 

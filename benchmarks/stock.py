@@ -9,8 +9,13 @@ accounts, and drives ``POST /api/orders`` from a separate load-generator process
 - ``spread``  purchases spread over many options;
 - ``sellout`` more buyers than units: exactly ``stock`` purchases may succeed.
 
-The same run measures a trivial authenticated GET as the ceiling of what the server can
-answer, and reports each strategy's ratio to it. After each scenario the audit
+The same run, with the same load generator (wrk when installed, else ``benchmarks.loadgen``),
+measures the references: a bare Litestar app on granian with the same worker count
+(``benchmarks.bare_app``: ``GET /ping`` and a PyJWT-verified GET) and the shop's own trivial
+authenticated GET (``/api/auth/whoami``, the ceiling). Every saturated figure has a sequential
+one beside it (one connection: the latency of one request on an idle server), and the CPU
+share of each server process (granian workers, PostgreSQL, Redis) while saturated. The
+``ratios`` block puts them against the issue's targets. After each scenario the audit
 (``benchmarks.audit``) waits until the stores have settled, then checks that PostgreSQL, the
 strategy's own view (the Redis counter for ``counter``) and the ledger (stock_total − live
 order lines − held reservations) agree, and that nothing was oversold. A run whose audit fails
@@ -35,6 +40,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 import psutil
@@ -43,18 +49,29 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import text
 
+from benchmarks import wrk
 from benchmarks.audit import OK, OVERSOLD, Audit, audit
 from benchmarks.loadgen import Spec
 from shop.adapters.db import migrations
-from shop.bootstrap import Container, require_urls, resolve_services
+from shop.bootstrap import (
+    STOCK_STRATEGIES,
+    Container,
+    jwt_secret_of,
+    require_urls,
+    resolve_services,
+)
 from shop.config import Settings, load_settings
 from shop.domain.identity.model import Principal, Role
 from shop.entrypoints.cli.server import api_command, metrics_environment
 
 SCENARIOS = ("hot", "spread", "sellout")
-STRATEGIES = ("counter", "redlock", "db")
+# Every registered strategy, in the registry's order (a new one is benchmarked unasked).
+STRATEGIES = tuple(STOCK_STRATEGIES)
 # Generous: each reading scans every open reservation, which grows with a reused data dir.
 SETTLE_TIMEOUT = 60.0
+# redlock on a hot option before issue 16 (wrk, 64 connections, 2 workers): the "2x" target.
+REDLOCK_HOT_BEFORE = 261.0
+SEQUENTIAL_S = 3.0
 console = Console(width=None if sys.stdout.isatty() else 200)
 
 
@@ -73,6 +90,9 @@ class BenchConfig:
     data_dir: str = ".shop-bench"
     out: Path = Path("benchmarks/results/latest.json")
     chart: bool = True
+    # "auto": wrk when installed, else the aiohttp generator; "aiohttp" forces the fallback.
+    generator: str = "auto"
+    sequential_s: float = SEQUENTIAL_S
 
 
 @dataclass
@@ -95,6 +115,11 @@ class Run:
     client_bound: bool
     server_rss_mb_max: float
     requests: int
+    generator: str = "aiohttp"
+    sequential_p50_ms: float = 0.0
+    sequential_per_s: float = 0.0
+    # CPU % (of one core) of each server process while saturated: granian workers, PG, Redis.
+    cpu_percent: dict[str, float] = field(default_factory=dict)
     statuses: dict[str, int] = field(default_factory=dict)
     drift: list[dict[str, Any]] = field(default_factory=list)
     settled: bool = True
@@ -135,6 +160,7 @@ def serving(
         "SHOP_LOG_LEVEL": "WARNING",
         "SHOP_STOCK_SYNC_INTERVAL": "1",
         "SHOP_DATABASE_POOL_SIZE": "20",
+        "SHOP_DATABASE_MAX_OVERFLOW": "0",
         # The throttle stays on (its Redis round trip is part of every request's real cost),
         # with a per-user quota no benchmark buyer reaches.
         "SHOP_RATE_LIMIT_USER": "10000000/minute",
@@ -143,19 +169,7 @@ def serving(
     api = subprocess.Popen(api_command("127.0.0.1", port, workers), env=env)
     worker = subprocess.Popen([sys.executable, "-m", "shop.entrypoints.workers"], env=env)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if api.poll() is not None:
-                raise RuntimeError("the API server exited during start-up")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the API server did not come up") from None
-                time.sleep(0.2)
-        processes = [psutil.Process(api.pid), *psutil.Process(api.pid).children(recursive=True)]
-        yield processes
+        yield _up(api, f"http://127.0.0.1:{port}/health")
     finally:
         for child in (api, worker):
             child.terminate()
@@ -164,6 +178,132 @@ def serving(
                 child.wait(15)
             except subprocess.TimeoutExpired:
                 child.kill()
+
+
+def _up(server: subprocess.Popen[bytes], url: str) -> list[psutil.Process]:
+    """Wait until ``url`` answers; the granian master and its workers."""
+    deadline = time.monotonic() + 60
+    while True:
+        if server.poll() is not None:
+            raise RuntimeError("the server exited during start-up")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{url} did not come up") from None
+            time.sleep(0.2)
+    return [psutil.Process(server.pid), *psutil.Process(server.pid).children(recursive=True)]
+
+
+@contextmanager
+def bare_serving(secret: str, *, workers: int, port: int) -> Iterator[list[psutil.Process]]:
+    """The bare-stack reference app on granian, with the flags the shop runs with."""
+    command = [
+        part if part != "shop.entrypoints.http.app:create_app" else "benchmarks.bare_app:app"
+        for part in api_command("127.0.0.1", port, workers)
+        if part != "--factory"
+    ]
+    env = {**os.environ, "BENCH_JWT_SECRET": secret}
+    server = subprocess.Popen(command, env=env)
+    try:
+        yield _up(server, f"http://127.0.0.1:{port}/ping")
+    finally:
+        server.terminate()
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def _listener(url: str | None, default_port: int) -> list[psutil.Process]:
+    """The process listening on a server URL's port, with its children (PostgreSQL backends)."""
+    if not url:
+        return []
+    parts = urlsplit(url)
+    port = parts.port or default_port
+    socket_dir = parse_qs(parts.query).get("host", [""])[0]
+    if socket_dir.startswith("/"):
+        # A PostgreSQL on a Unix socket (the embedded one): its lock file names the postmaster.
+        try:
+            lock = Path(socket_dir, f".s.PGSQL.{port}.lock").read_text().split()
+            parent = psutil.Process(int(lock[0]))
+            return [parent, *parent.children(recursive=True)]
+        except (OSError, IndexError, ValueError, psutil.Error):
+            return []
+    try:
+        pids = {
+            c.pid
+            for c in psutil.net_connections(kind="tcp")
+            if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid
+        }
+    except psutil.Error:  # not allowed to see other processes' sockets: no figure, no failure
+        return []
+    processes = []
+    for pid in pids:
+        try:
+            parent = psutil.Process(pid)
+            processes += [parent, *parent.children(recursive=True)]
+        except psutil.Error:
+            continue
+    return processes
+
+
+class CpuSampler:
+    """CPU % of one core used by each server process between enter and exit.
+
+    The app's granian workers are reported one by one (``worker 1``, ``worker 2``: the issue's
+    question is whether each is saturated); PostgreSQL (all backends) and Redis as totals.
+    PostgreSQL's backends come and go, so they are listed again at exit.
+    """
+
+    def __init__(self, workers: Sequence[psutil.Process], settings: Settings | None = None) -> None:
+        self._workers = list(workers)
+        self._settings = settings
+        self.percent: dict[str, float] = {}
+
+    def _groups(self) -> dict[str, list[psutil.Process]]:
+        groups: dict[str, list[psutil.Process]] = {
+            f"worker {n}": [p] for n, p in enumerate(self._workers, 1)
+        }
+        if self._settings is not None:
+            groups["postgres"] = _listener(self._settings.database_url, 5432)
+            groups["redis"] = _listener(self._settings.redis_url, 6379)
+        return groups
+
+    @staticmethod
+    def _seconds(process: psutil.Process) -> float:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            return 0.0
+        return float(times.user + times.system)
+
+    @staticmethod
+    def _pressure_us() -> int | None:
+        """Linux PSI: microseconds in which some runnable task waited for a CPU."""
+        try:
+            line = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+            return int(line.rsplit("total=", 1)[1])
+        except (OSError, IndexError, ValueError):
+            return None
+
+    def __enter__(self) -> CpuSampler:
+        self._pressure = self._pressure_us()
+        self._started = time.monotonic()
+        self._before = {p.pid: self._seconds(p) for g in self._groups().values() for p in g}
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        elapsed = time.monotonic() - self._started
+        for name, processes in self._groups().items():
+            used = sum(self._seconds(p) - self._before.get(p.pid, 0.0) for p in processes)
+            self.percent[name] = round(100 * used / elapsed, 1) if elapsed else 0.0
+        # Not a process: the share of the run in which runnable work waited for a core. On a
+        # shared machine, workers "at 30 % CPU" under a high figure here are starved, not idle.
+        pressure = self._pressure_us()
+        if pressure is not None and self._pressure is not None and elapsed:
+            self.percent["cpu pressure"] = round((pressure - self._pressure) / 1e4 / elapsed, 1)
 
 
 class RssSampler:
@@ -242,8 +382,32 @@ async def _make_options(container: Container, count: int, units: int) -> list[in
 # ---------------------------------------------------------------------------------------------
 
 
-def _drive(spec: Spec, progress: Progress, label: str, expected_s: float) -> dict[str, Any]:
-    """Run the load generator in its own process, with a progress bar while it works."""
+def _drive(
+    spec: Spec, progress: Progress, label: str, expected_s: float, generator: str = "auto"
+) -> dict[str, Any]:
+    """Run the load generator in its own process, with a progress bar while it works.
+
+    wrk when installed (and the load is timed, not counted), else the aiohttp generator; the
+    result says which (``generator``) and carries p50/p95/p99 either way.
+    """
+    binary = wrk.available() if generator == "auto" and spec.duration is not None else None
+    if binary is not None:
+        task = progress.add_task(label + " (wrk)", total=None)
+        result = wrk.run(spec, binary)
+        progress.update(task, total=expected_s, completed=expected_s)
+        return result
+    result = _drive_aiohttp(spec, progress, label, expected_s)
+    latencies: list[float] = result.pop("latencies_ms")
+    result.update(
+        generator="aiohttp",
+        p50_ms=_percentile(latencies, 50),
+        p95_ms=_percentile(latencies, 95),
+        p99_ms=_percentile(latencies, 99),
+    )
+    return result
+
+
+def _drive_aiohttp(spec: Spec, progress: Progress, label: str, expected_s: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         spec_path, out_path = Path(tmp, "spec.json"), Path(tmp, "out.json")
         spec_path.write_text(json.dumps(asdict(spec)))
@@ -272,7 +436,6 @@ def _summarise(
     ceiling: float,
     rss: float,
 ) -> Run:
-    latencies: list[float] = result["latencies_ms"]
     statuses: dict[str, int] = result["statuses"]
     created = statuses.get("201", 0)
     rate = created / result["elapsed_s"] if result["elapsed_s"] else 0.0
@@ -291,9 +454,9 @@ def _summarise(
         scenario=scenario,
         workers=workers,
         purchases_per_s=round(rate, 1),
-        p50_ms=_percentile(latencies, 50),
-        p95_ms=_percentile(latencies, 95),
-        p99_ms=_percentile(latencies, 99),
+        p50_ms=result["p50_ms"],
+        p95_ms=result["p95_ms"],
+        p99_ms=result["p99_ms"],
         errors=errors,
         timeouts=result["timeouts"],
         sold=check.sold,
@@ -309,6 +472,7 @@ def _summarise(
         drift=check.drift[:50],
         settled=check.settled,
         audit=check.report(),
+        generator=result["generator"],
     )
 
 
@@ -349,10 +513,19 @@ async def _scenario(
             duration=None if sellout else config.duration,
             total=config.sellout_buyers if sellout else None,
         )
-        with RssSampler(processes) as rss:
-            result = _drive(
-                spec, progress, f"{strategy:8} {scenario:8} ×{workers}", config.duration
+        label = f"{strategy:8} {scenario:8} ×{workers}"
+        sequential: dict[str, Any] = {}
+        if not sellout:
+            # First, on a server the saturated run has not yet left draining abandoned requests.
+            sequential = _drive(
+                _sequential(spec, config.sequential_s),
+                progress,
+                f"{label} sequential",
+                config.sequential_s,
+                config.generator,
             )
+        with RssSampler(processes) as rss, CpuSampler(processes[1:], settings) as cpu:
+            result = _drive(spec, progress, label, config.duration, config.generator)
         check = await audit(
             container,
             options,
@@ -360,7 +533,7 @@ async def _scenario(
             # A request the load generator gave up on may still run on the server a while.
             abandoned_after=spec.timeout + 5,
         )
-        return _summarise(
+        run = _summarise(
             result,
             strategy=strategy,
             scenario=scenario,
@@ -370,24 +543,144 @@ async def _scenario(
             ceiling=ceiling,
             rss=rss.peak_mb,
         )
+        run.cpu_percent = cpu.percent
+        if sequential:
+            run.sequential_p50_ms = sequential["p50_ms"]
+            run.sequential_per_s = _rate(sequential, "201")
+        return run
     finally:
         await container.close()
 
 
-def _ceiling(config: BenchConfig, tokens: list[str], progress: Progress, workers: int) -> float:
+def _sequential(spec: Spec, duration: float) -> Spec:
+    """The same load through one connection: each request meets an otherwise idle server."""
+    return Spec(**{**asdict(spec), "concurrency": 1, "duration": duration, "total": None})
+
+
+def _rate(result: dict[str, Any], status: str) -> float:
+    ok = result["statuses"].get(status, 0)
+    return float(ok / result["elapsed_s"]) if result["elapsed_s"] else 0.0
+
+
+def _reference(
+    config: BenchConfig,
+    *,
+    path: str,
+    tokens: list[str],
+    progress: Progress,
+    label: str,
+    processes: Sequence[psutil.Process],
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """A GET sequential, then saturated (with each server process's CPU)."""
     spec = Spec(
         base_url=f"http://127.0.0.1:{config.port}",
         method="get",
-        path="/api/auth/whoami",
+        path=path,
         tokens=tokens,
         concurrency=config.concurrency,
         duration=config.duration,
     )
-    result = _drive(spec, progress, f"ceiling  GET      ×{workers}", config.duration)
-    ok = result["statuses"].get("200", 0)
+    # Sequential first: the latency of one request on an idle server (see _scenario).
+    sequential = _drive(
+        _sequential(spec, config.sequential_s),
+        progress,
+        f"{label} sequential",
+        config.sequential_s,
+        config.generator,
+    )
+    with CpuSampler(processes, settings) as cpu:
+        result = _drive(spec, progress, label, config.duration, config.generator)
     if result["client_cpu_fraction"] > 0.9:
-        console.print("[yellow]the ceiling was client-bound: the load generator saturated its core")
-    return ok / result["elapsed_s"] if result["elapsed_s"] else 0.0
+        console.print(f"[yellow]{label} was client-bound: the load generator saturated its core")
+    return {
+        "per_s": round(_rate(result, "200"), 1),
+        "p50_ms": result["p50_ms"],
+        "p99_ms": result["p99_ms"],
+        "sequential_p50_ms": sequential["p50_ms"],
+        "sequential_per_s": round(_rate(sequential, "200"), 1),
+        "generator": result["generator"],
+        "client_cpu_fraction": round(result["client_cpu_fraction"], 2),
+        "cpu_percent": cpu.percent,
+        "statuses": result["statuses"],
+    }
+
+
+def _bare_references(
+    config: BenchConfig, settings: Settings, tokens: list[str], progress: Progress, workers: int
+) -> dict[str, dict[str, Any]]:
+    """``GET /ping`` and the PyJWT-verified GET on the bare app, same workers, same generator."""
+    with bare_serving(jwt_secret_of(settings), workers=workers, port=config.port) as processes:
+        return {
+            name: _reference(
+                config,
+                path=path,
+                tokens=tokens,
+                progress=progress,
+                label=f"bare {name:8} ×{workers}",
+                processes=processes[1:],
+            )
+            for name, path in (("ping", "/ping"), ("jwt_get", "/jwt"))
+        }
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    if not numerator or not denominator:
+        return None
+    return round(numerator / denominator, 3)
+
+
+def _cpu_ms(percent: dict[str, float], per_s: float) -> float | None:
+    used = sum(v for k, v in percent.items() if k.startswith("worker "))
+    return round(10 * used / per_s, 3) if per_s else None
+
+
+def ratios(report: dict[str, Any], workers: int) -> dict[str, Any]:
+    """The issue's targets, as ratios within this one run (``None`` where a run is missing)."""
+    refs = report["references"].get(str(workers), {})
+    by = {(r["strategy"], r["scenario"]): r for r in report["runs"] if r["workers"] == workers}
+    whoami = refs.get("whoami", {})
+    counter_hot = by.get(("counter", "hot"), {})
+    db_hot = by.get(("db", "hot"), {})
+    redlock_hot = by.get(("redlock", "hot"), {})
+    rss = [r["server_rss_mb_max"] for r in report["runs"] if r["workers"] == workers]
+    return {
+        "workers": workers,
+        # App-worker CPU time per answered request: unlike req/s, it does not move when other
+        # tenants of a shared machine take the cores, so it says what each request costs.
+        "worker_cpu_ms_per_request": {
+            **{name: _cpu_ms(ref["cpu_percent"], ref["per_s"]) for name, ref in refs.items()},
+            **{
+                f"{s}/{c}": _cpu_ms(r["cpu_percent"], r["purchases_per_s"])
+                for (s, c), r in by.items()
+                if c != "sellout"
+            },
+        },
+        "whoami_over_bare_jwt_get": _ratio(
+            whoami.get("per_s"), refs.get("jwt_get", {}).get("per_s")
+        ),
+        "counter_hot_over_whoami": _ratio(counter_hot.get("purchases_per_s"), whoami.get("per_s")),
+        "counter_over_db_hot": _ratio(
+            counter_hot.get("purchases_per_s"), db_hot.get("purchases_per_s")
+        ),
+        "redlock_hot_per_s": redlock_hot.get("purchases_per_s"),
+        "redlock_hot_over_before": _ratio(redlock_hot.get("purchases_per_s"), REDLOCK_HOT_BEFORE),
+        "sequential_purchase_over_whoami": _ratio(
+            counter_hot.get("sequential_p50_ms"), whoami.get("sequential_p50_ms")
+        ),
+        "worker_rss_mb_max": max(rss) if rss else None,
+        "oversold": sum(r["oversold"] for r in report["runs"]),
+        "audits_ok": not failed_runs(report),
+        "targets": {
+            "whoami_over_bare_jwt_get": ">= 0.8",
+            "counter_hot_over_whoami": ">= 0.4",
+            "counter_over_db_hot": ">= 3",
+            "redlock_hot_over_before": f">= 2 (before: {REDLOCK_HOT_BEFORE:.0f}/s)",
+            "sequential_purchase_over_whoami": "<= 2",
+            "worker_rss_mb_max": "< 200",
+            "oversold": "0",
+        },
+    }
 
 
 def run(config: BenchConfig) -> dict[str, Any]:
@@ -397,11 +690,15 @@ def run(config: BenchConfig) -> dict[str, Any]:
         database_url, _ = require_urls(settings)
         migrations.upgrade(database_url)
         runs: list[Run] = []
-        ceilings: dict[int, float] = {}
+        references: dict[int, dict[str, dict[str, Any]]] = {}
+        reference_tokens = asyncio.run(_make_buyers_sync(Container.build(settings), config.buyers))
         with Progress(
             TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console
         ) as progress:
             for workers in config.workers:
+                references[workers] = _bare_references(
+                    config, settings, reference_tokens, progress, workers
+                )
                 for strategy in config.strategies:
                     asyncio.run(_use(settings, strategy))
                     with serving(
@@ -409,8 +706,17 @@ def run(config: BenchConfig) -> dict[str, Any]:
                     ) as processes:
                         container = Container.build(settings)
                         tokens = asyncio.run(_make_buyers_sync(container, config.buyers))
-                        if workers not in ceilings:
-                            ceilings[workers] = _ceiling(config, tokens, progress, workers)
+                        if "whoami" not in references[workers]:
+                            references[workers]["whoami"] = _reference(
+                                config,
+                                path="/api/auth/whoami",
+                                tokens=reference_tokens,
+                                progress=progress,
+                                label=f"shop whoami   ×{workers}",
+                                processes=processes[1:],
+                                settings=settings,
+                            )
+                        ceiling = references[workers]["whoami"]["per_s"]
                         for scenario in config.scenarios:
                             runs.append(
                                 asyncio.run(
@@ -423,30 +729,45 @@ def run(config: BenchConfig) -> dict[str, Any]:
                                         tokens=tokens,
                                         processes=processes,
                                         progress=progress,
-                                        ceiling=ceilings[workers],
+                                        ceiling=ceiling,
                                     )
                                 )
                             )
-        report = {
-            "ceiling_per_s": round(ceilings[config.workers[-1]], 1),
-            "ceiling_by_workers": {str(k): round(v, 1) for k, v in ceilings.items()},
+        generators = sorted(
+            {ref["generator"] for refs in references.values() for ref in refs.values()}
+            | {r.generator for r in runs}
+        )
+        last = config.workers[-1]
+        report: dict[str, Any] = {
+            "generator": ", ".join(generators),
+            "ceiling_per_s": references[last].get("whoami", {}).get("per_s", 0.0),
+            "ceiling_by_workers": {
+                str(k): v.get("whoami", {}).get("per_s", 0.0) for k, v in references.items()
+            },
+            "references": {str(k): v for k, v in references.items()},
             "machine": {
                 "cpus": os.cpu_count(),
+                # Other tenants' load at the end of the run: figures from a busy box are noisy.
+                "load_average": [round(x, 2) for x in os.getloadavg()],
                 "python": platform.python_version(),
                 "platform": platform.platform(),
             },
             "config": {
                 "concurrency": config.concurrency,
                 "duration_s": config.duration,
+                "sequential_s": config.sequential_s,
                 "sellout_stock": config.sellout_stock,
                 "sellout_buyers": config.sellout_buyers,
                 "spread_options": config.spread_options,
             },
             "runs": [asdict(r) for r in runs],
         }
+        report["ratios"] = {str(w): ratios(report, w) for w in config.workers}
         config.out.parent.mkdir(parents=True, exist_ok=True)
         config.out.write_text(json.dumps(report, indent=2))
+        _print_references(report)
         _print_table(report)
+        _print_ratios(report)
         _print_failures(report)
         if config.chart:
             _chart(report, config.out.with_suffix(".png"))
@@ -475,7 +796,7 @@ async def _make_buyers_sync(container: Container, count: int) -> list[str]:
 def _print_table(report: dict[str, Any]) -> None:
     table = Table(
         title="purchases over HTTP — ceiling (trivial authenticated GET): "
-        f"{report['ceiling_per_s']:.0f}/s"
+        f"{report['ceiling_per_s']:.0f}/s; load generator: {report['generator']}"
     )
     for column in (
         "strategy",
@@ -486,6 +807,7 @@ def _print_table(report: dict[str, Any]) -> None:
         "p50 ms",
         "p95 ms",
         "p99 ms",
+        "seq p50 ms",
         "errors",
         "timeouts",
         "sold/stock",
@@ -505,6 +827,7 @@ def _print_table(report: dict[str, Any]) -> None:
             str(r["p50_ms"]),
             str(r["p95_ms"]),
             str(r["p99_ms"]),
+            str(r["sequential_p50_ms"] or "-"),
             str(r["errors"]),
             str(r["timeouts"]),
             f"{r['sold']}/{r['stock']}",
@@ -514,6 +837,53 @@ def _print_table(report: dict[str, Any]) -> None:
             f"{r['client_cpu_fraction']:.0%}" + (" (client-bound)" if r["client_bound"] else ""),
         )
     console.print(table)
+
+
+def _print_references(report: dict[str, Any]) -> None:
+    table = Table(title=f"references — load generator: {report['generator']}")
+    for column in (
+        "what", "workers", "req/s", "p50 ms", "p99 ms", "sequential p50 ms", "client CPU",
+        "CPU % (saturated)",
+    ):  # fmt: skip
+        table.add_column(column, justify="right")
+    names = {"ping": "bare GET /ping", "jwt_get": "bare JWT GET", "whoami": "shop whoami"}
+    for workers, refs in report["references"].items():
+        for key, ref in refs.items():
+            table.add_row(
+                names.get(key, key),
+                workers,
+                f"{ref['per_s']:.0f}",
+                str(ref["p50_ms"]),
+                str(ref["p99_ms"]),
+                str(ref["sequential_p50_ms"]),
+                f"{ref['client_cpu_fraction']:.0%}",
+                _cpu(ref["cpu_percent"]),
+            )
+    console.print(table)
+
+
+def _cpu(percent: dict[str, float]) -> str:
+    return " · ".join(f"{name} {value:.0f}" for name, value in percent.items())
+
+
+def _print_ratios(report: dict[str, Any]) -> None:
+    for workers, got in report["ratios"].items():
+        table = Table(title=f"issue 16 targets, {workers} worker(s), within this run")
+        for column in ("ratio", "value", "target"):
+            table.add_column(column, justify="right")
+        for key, target in got["targets"].items():
+            table.add_row(key, str(got.get(key)), target)
+        table.add_row("redlock_hot_per_s", str(got["redlock_hot_per_s"]), "")
+        for name, ms in got["worker_cpu_ms_per_request"].items():
+            table.add_row(f"worker CPU ms / request: {name}", str(ms), "")
+        console.print(table)
+    for r in report["runs"]:
+        if r["cpu_percent"]:
+            console.print(
+                f"CPU % while saturated, {r['strategy']} {r['scenario']} ×{r['workers']}: "
+                + _cpu(r["cpu_percent"]),
+                highlight=False,
+            )
 
 
 def _print_failures(report: dict[str, Any]) -> None:

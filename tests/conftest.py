@@ -31,12 +31,18 @@ from shop.adapters.db import migrations
 from shop.adapters.db.engine import plain_dsn
 from shop.adapters.db.tables import metadata
 from shop.adapters.embedded import EmbeddedPostgres, EmbeddedRedis
-from shop.bootstrap import Container
+from shop.bootstrap import STOCK_STRATEGIES, Container
 from shop.config import Settings
 from shop.domain.identity.model import Principal, Role, User, normalise_email
 from shop.entrypoints.http.app import create_app
+from tests.strategies.ledger_twin import NAME as LEDGER_TWIN
+from tests.strategies.ledger_twin import ledger_twin
 
 TEST_JWT_SECRET = "test-secret-not-for-production-0123456789abcdef"
+
+# A fourth, test-only strategy: this line is all it takes for the suites that parametrize over
+# the registry to run against it (see tests/strategies/ledger_twin.py).
+STOCK_STRATEGIES[LEDGER_TWIN] = ledger_twin
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,8 @@ PostgreSQL and Redis are (starting the embedded pair when no URL is configured),
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property, partial
@@ -22,8 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shop.adapters.admission_tokens import HmacAdmissionTokens
 from shop.adapters.clock import SystemClock
-from shop.adapters.db.catalog import SqlCatalogReads, SqlCatalogUnitOfWork, SqlPopularityScores
+from shop.adapters.db.catalog import SqlCatalogUnitOfWork
 from shop.adapters.db.catalog_bulk import PostgresCatalogBulkLoad
+from shop.adapters.db.catalog_listing import SqlCatalogReads
+from shop.adapters.db.catalog_popularity import SqlPopularityScores
 from shop.adapters.db.drops import SqlDrops
 from shop.adapters.db.engine import make_engine, make_sessionmaker
 from shop.adapters.db.identity import SqlIdentityUnitOfWork
@@ -49,10 +52,11 @@ from shop.adapters.redis.ratelimit import RedisRequestCounter
 from shop.adapters.redis.sale_snapshots import RedisSaleSnapshots
 from shop.adapters.redis.stock_counter import RedisCounterStock
 from shop.adapters.redis.stock_redlock import RedlockStock, redlock_masters
-from shop.adapters.redis.strategy import StockStrategy, SwitchableStock
+from shop.adapters.redis.strategy import SwitchableStock
 from shop.adapters.redis.waiting_room import RedisWaitingRoom
 from shop.adapters.redis.waiting_room_stock import RoomStock
 from shop.adapters.security import Argon2PasswordHasher, JwtAccessTokens
+from shop.adapters.stock_home import StockStrategy
 from shop.adapters.tracing import UNTRACED_PATHS as UNTRACED_PATHS
 from shop.adapters.tracing import TracedStock
 from shop.adapters.tracing import start_tracing as start_tracing  # for the entry points
@@ -60,6 +64,8 @@ from shop.adapters.tracing import traced_job as traced_job
 from shop.adapters.tracing import tracing_requested as tracing_requested
 from shop.adapters.tracing import untraced_job as untraced_job
 from shop.config import Settings
+from shop.domain.catalog import services as catalog_services
+from shop.domain.catalog.model import PopularityWeights
 from shop.domain.catalog.ports import (
     CatalogBulkLoad,
     CatalogReads,
@@ -68,6 +74,7 @@ from shop.domain.catalog.ports import (
     PopularityScores,
     PopularRanking,
 )
+from shop.domain.clock import Clock
 from shop.domain.drops.ports import AdmissionTokens, Drops
 from shop.domain.drops.services import DropSales
 from shop.domain.identity.ports import (
@@ -84,8 +91,11 @@ from shop.domain.observation.ports import (
     SaleObserver,
     SaleSnapshots,
 )
-from shop.domain.orders.model import OrderRules
-from shop.domain.orders.ports import Clock, ExpiryScheduler, Orders
+from shop.domain.orders import services as order_services
+from shop.domain.orders.model import Order, OrderCursor, OrderPage, OrderRules, Placed, PlaceOrder
+from shop.domain.orders.ports import ExpiryScheduler, Orders
+from shop.domain.stock import services as stock_services
+from shop.domain.stock.model import OptionStock, SweepOutcome
 from shop.domain.stock.ports import OrderStates, StockOperations, StockReservation
 from shop.domain.wishes.ports import Wishes
 
@@ -180,10 +190,11 @@ def _counter(deps: StockDeps) -> RedisCounterStock:
 
 
 # One line per strategy: adding a strategy is one adapter module plus one entry here.
+# The order is the benchmark's column order.
 STOCK_STRATEGIES: dict[str, StockFactory] = {
-    "db": lambda deps: PostgresStock(deps.engine),
-    "redlock": _redlock,
     "counter": _counter,
+    "redlock": _redlock,
+    "db": lambda deps: PostgresStock(deps.engine),
 }
 
 
@@ -228,6 +239,113 @@ class CatalogPorts:
     ranking: PopularRanking
     stock: StockReservation
     bulk: CatalogBulkLoad
+
+
+@dataclass(frozen=True)
+class OrderCases:
+    """The order use cases bound once to their ports and to the rules built from settings.
+
+    An entrypoint (a controller, a job) parses its input and calls one of these; it never
+    re-lists the ports a use case needs, and never turns settings into rule parameters.
+    """
+
+    orders: Orders
+    stock: StockReservation
+    clock: Clock
+    expiry: ExpiryScheduler
+    rules: OrderRules
+    observer: SaleObserver
+    # The drops a purchase may fall in (their terms, admissions, waiting rooms).
+    sales: DropSales | None = None
+
+    async def place(self, cmd: PlaceOrder) -> Placed:
+        return await order_services.place_order(
+            cmd,
+            rules=self.rules,
+            stock=self.stock,
+            orders=self.orders,
+            clock=self.clock,
+            expiry=self.expiry,
+            sales=self.sales,
+            observer=self.observer,
+        )
+
+    async def page(self, user_id: uuid.UUID, *, limit: int, after: OrderCursor | None) -> OrderPage:
+        return await order_services.list_orders(
+            user_id, orders=self.orders, limit=limit, after=after
+        )
+
+    async def get(self, order_id: uuid.UUID, *, user_id: uuid.UUID) -> Order:
+        return await order_services.get_order(order_id, user_id=user_id, orders=self.orders)
+
+    async def cancel(self, order_id: uuid.UUID, *, user_id: uuid.UUID) -> Order:
+        return await order_services.cancel_order(
+            order_id, user_id=user_id, orders=self.orders, stock=self.stock, clock=self.clock
+        )
+
+    async def refund(self, order_id: uuid.UUID, *, user_id: uuid.UUID) -> Order:
+        return await order_services.refund_order(
+            order_id, user_id=user_id, orders=self.orders, clock=self.clock, rules=self.rules
+        )
+
+    async def ship(self, order_id: uuid.UUID) -> Order:
+        return await order_services.ship_order(order_id, orders=self.orders, clock=self.clock)
+
+    async def deliver(self, order_id: uuid.UUID) -> Order:
+        return await order_services.deliver_order(order_id, orders=self.orders, clock=self.clock)
+
+    async def expire(self, order_id: uuid.UUID) -> bool:
+        return await order_services.expire_order(
+            order_id, orders=self.orders, stock=self.stock, clock=self.clock
+        )
+
+    async def expire_overdue(self) -> int:
+        return await order_services.expire_overdue_orders(
+            orders=self.orders, stock=self.stock, clock=self.clock
+        )
+
+    async def release_closed(self) -> int:
+        return await order_services.release_stock_of_closed_orders(
+            orders=self.orders, stock=self.stock, clock=self.clock
+        )
+
+
+@dataclass(frozen=True)
+class StockCases:
+    """The stock jobs' use cases bound to their ports, the clock and the reservation timeout."""
+
+    stock: StockReservation
+    operations: StockOperations
+    orders: OrderStates
+    clock: Clock
+    pending_timeout: float
+
+    async def sweep(self) -> SweepOutcome:
+        return await stock_services.sweep_reservations(
+            stock=self.stock,
+            operations=self.operations,
+            orders=self.orders,
+            pending_timeout=self.pending_timeout,
+            clock=self.clock,
+        )
+
+    async def reconcile(self, *, fix: bool) -> Sequence[OptionStock]:
+        return await stock_services.reconcile_stock(
+            stock=self.stock,
+            operations=self.operations,
+            orders=self.orders,
+            pending_timeout=self.pending_timeout,
+            clock=self.clock,
+            fix=fix,
+        )
+
+
+def popularity_weights(settings: Settings) -> PopularityWeights:
+    return PopularityWeights(
+        units=settings.popularity_units_weight,
+        wish=settings.popularity_wish_weight,
+        wish_window_seconds=settings.popularity_wish_window,
+    )
 
 
 @dataclass(frozen=True)
@@ -329,6 +447,38 @@ class Container:
             request_counter=RedisRequestCounter(redis),
         )
 
+    @property
+    def refresh_ttl(self) -> timedelta:
+        """How long a refresh token lives (the identity rules take a duration)."""
+        return timedelta(seconds=self.settings.refresh_token_ttl)
+
+    @property
+    def wish_cap(self) -> int:
+        """How many products one customer's wish list may hold."""
+        return self.settings.max_wishes_per_user
+
+    @cached_property
+    def order_cases(self) -> OrderCases:
+        return OrderCases(
+            orders=self.orders,
+            stock=self.stock,
+            clock=self.clock,
+            expiry=self.expiry,
+            rules=self.order_rules,
+            observer=self.observer,
+            sales=self.drop_sales,
+        )
+
+    @cached_property
+    def stock_cases(self) -> StockCases:
+        return StockCases(
+            stock=self.stock,
+            operations=self.stock_operations,
+            orders=self.order_states,
+            clock=self.clock,
+            pending_timeout=self.settings.reservation_timeout,
+        )
+
     @cached_property
     def catalog(self) -> CatalogPorts:
         sessionmaker = self.sessionmaker
@@ -343,6 +493,16 @@ class Container:
             ranking=RedisPopularRanking(self.redis),
             stock=self.stock,
             bulk=PostgresCatalogBulkLoad(self.engine),
+        )
+
+    async def refresh_popularity(self) -> int | None:
+        """The popularity job's use case, with its weights and list size from settings."""
+        return await catalog_services.refresh_popularity(
+            self.catalog.scores,
+            self.catalog.reads,
+            self.catalog.ranking,
+            weights=popularity_weights(self.settings),
+            list_size=self.settings.popular_list_size,
         )
 
     @cached_property

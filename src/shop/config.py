@@ -19,7 +19,6 @@ from dotenv import dotenv_values
 
 ENV_PREFIX = "SHOP_"
 
-StockStrategyName = Literal["counter", "redlock", "db"]
 Environment = Literal["dev", "test", "prod"]
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
@@ -38,11 +37,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     redis_url: str | None = None
     redlock_urls: tuple[str, ...] = ()
     data_dir: str = ".shop"
-    database_pool_size: PositiveInt = 10
-    database_max_overflow: Annotated[int, msgspec.Meta(ge=0)] = 10
+    # Overflow connections are opened for one checkout and closed on return (QueuePool), so
+    # under sustained load each one pays a connect, asyncpg's type introspection and a fresh
+    # prepare of every statement: a fixed pool that requests queue for is cheaper (issue 16).
+    database_pool_size: PositiveInt = 20
+    database_max_overflow: Annotated[int, msgspec.Meta(ge=0)] = 0
     # Stock.
     # The strategy of a fresh deployment; a running one is switched with `shop stock use`.
-    stock_strategy: StockStrategyName = "counter"
+    # Any name registered in bootstrap.STOCK_STRATEGIES (checked in load_settings).
+    stock_strategy: str = "counter"
     stock_sync_interval: Seconds = 5.0
     stock_sweep_interval: Seconds = 30.0
     # How long a purchase waits for a live switch or a counter recovery before a 503.
@@ -166,6 +169,7 @@ def load_settings(
 
 def _check_consistency(settings: Settings) -> None:
     _check_abuse_settings(settings)
+    _check_stock_strategy(settings.stock_strategy)
     if settings.environment == "prod" and not settings.jwt_secret:
         raise ConfigError("SHOP_JWT_SECRET must be set when SHOP_ENVIRONMENT=prod")
     if settings.jwt_secret is not None and len(settings.jwt_secret) < 32:
@@ -179,6 +183,17 @@ def _check_consistency(settings: Settings) -> None:
         ("redis://", "rediss://")
     ):
         raise ConfigError("SHOP_REDIS_URL must be a redis:// URL")
+
+
+def _check_stock_strategy(name: str) -> None:
+    """The registry is the one list of strategies: a strategy registered there is a valid
+    ``SHOP_STOCK_STRATEGY`` with no edit here. Imported at call time because ``bootstrap``
+    imports this module."""
+    from shop.bootstrap import STOCK_STRATEGIES
+
+    if name not in STOCK_STRATEGIES:
+        known = ", ".join(sorted(STOCK_STRATEGIES))
+        raise ConfigError(f"SHOP_STOCK_STRATEGY={name!r} is invalid: known strategies are {known}")
 
 
 def _check_abuse_settings(settings: Settings) -> None:

@@ -21,7 +21,7 @@ async def probe(data: JSONBody[Probe]) -> dict[str, Any]:
     return {"name": data.name, "quantity": data.quantity}
 
 
-async def test_health_is_ok(client: httpx.AsyncClient) -> None:
+async def test_liveness_answers_ok_with_a_request_id(client: httpx.AsyncClient) -> None:
     response = await client.get("/health")
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}

@@ -16,12 +16,12 @@ from benchmarks.audit import DRIFT, OK, OVERSOLD, UNSETTLED, audit
 from sqlalchemy import text
 
 from shop.adapters.redis.stock_keys import left_key
-from shop.bootstrap import Container
+from shop.bootstrap import STOCK_STRATEGIES, Container
 from shop.domain.stock.model import Line
 from tests.factories import make_option, make_user
 from tests.stock_helpers import buy, set_order_status, write_order
 
-STRATEGIES = ("counter", "redlock", "db")
+STRATEGIES = sorted(STOCK_STRATEGIES)
 
 
 @pytest.fixture(params=STRATEGIES)

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from shop.adapters.db.catalog import SqlCatalogReads
+from shop.adapters.db.catalog_listing import SqlCatalogReads
 from shop.bootstrap import Container
 from shop.domain.catalog.model import ListingQuery, NewestAfter, PopularAfter, Sort
 from tests.factories import make_category, make_listed_product

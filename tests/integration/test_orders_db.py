@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import uuid
 from collections.abc import Awaitable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -26,14 +26,7 @@ from shop.domain.orders.model import (
 from shop.domain.stock.model import Line
 from tests.factories import make_option, make_user
 from tests.orders_client import stock_and_ledger
-
-
-class FixedClock:
-    def __init__(self, now: datetime) -> None:
-        self.current = now
-
-    def now(self) -> datetime:
-        return self.current
+from tests.unit.fakes import FakeClock
 
 
 async def buy(
@@ -115,7 +108,7 @@ async def test_payment_and_expiry_at_the_deadline_never_both_win(clean: Containe
     user_id, _ = await make_user(clean)
     orders = [await buy(clean, user_id, (option, 1)) for _ in range(20)]
     deadline = orders[-1].pay_by
-    before, after = FixedClock(deadline - timedelta(minutes=1)), FixedClock(deadline)
+    before, after = FakeClock(deadline - timedelta(minutes=1)), FakeClock(deadline)
 
     async def pay(order: Order) -> str:
         try:

@@ -11,9 +11,9 @@ from click.testing import CliRunner
 from sqlalchemy import text
 
 from shop.bootstrap import Container
-from shop.domain.catalog.sample import sample_catalog
 from shop.domain.identity.model import Role
 from shop.entrypoints.cli import main
+from shop.entrypoints.cli.sample_data import sample_catalog
 from shop.entrypoints.cli.seed import run_seed
 from tests.conftest import bearer
 
@@ -81,7 +81,9 @@ async def test_stock_can_also_go_on_sale_through_the_port(clean: Container) -> N
     assert await _one(clean, "SELECT sum(stock_total) FROM option") == sum(units.values())
 
 
-async def test_the_command_line(clean: Container) -> None:
+async def test_shop_seed_loads_the_requested_catalogue_from_the_command_line(
+    clean: Container,
+) -> None:
     env = {
         "SHOP_DATABASE_URL": clean.settings.database_url,
         "SHOP_REDIS_URL": clean.settings.redis_url,

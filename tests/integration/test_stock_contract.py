@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import time
 from typing import cast
 
 import msgspec
@@ -41,6 +40,7 @@ from tests.stock_helpers import (
     set_order_status,
     write_order,
 )
+from tests.unit.fakes import clock_ahead
 
 STRATEGIES = sorted(STOCK_STRATEGIES)
 
@@ -289,9 +289,9 @@ async def test_a_limit_needs_a_buyer(stock: StockReservation, clean: Container) 
         await stock.reserve([Line(option_id, 1)], key="k", per_buyer_limit=1)
 
 
-async def test_the_check_constraint_is_the_last_line_of_defence(
-    stock: StockReservation, clean: Container
-) -> None:
+async def test_the_check_constraint_is_the_last_line_of_defence(clean: Container) -> None:
+    """Below every strategy: the schema itself refuses negative stock (run once, not per
+    strategy, since no strategy is involved)."""
     option_id = await make_option(clean, stock=1)
     with pytest.raises(Exception, match="stock_non_negative"):
         async with clean.engine.begin() as conn:
@@ -333,6 +333,7 @@ async def test_the_sweep_settles_by_the_order_each_reservation_belongs_to(
         operations=clean.stock_operations,
         orders=SqlOrderStates(clean.engine),
         pending_timeout=60,
+        clock=clean.clock,
     )
     assert early.released == ["cancelled"]
     assert early.retired == ["shipped"]
@@ -343,7 +344,7 @@ async def test_the_sweep_settles_by_the_order_each_reservation_belongs_to(
         operations=clean.stock_operations,
         orders=SqlOrderStates(clean.engine),
         pending_timeout=60,
-        now=time.time() + 120,
+        clock=clock_ahead(120),
     )
     assert sorted(later.released) == ["abandoned", "young"]
     assert later.confirmed == ["written"]
@@ -385,6 +386,7 @@ async def test_reconcile_reports_drift_and_fix_repairs_it_from_the_ledger(
         operations=clean.stock_operations,
         orders=orders,
         pending_timeout=60,
+        clock=clean.clock,
         fix=False,
     )
     assert [(o.option_id, o.authoritative, o.expected) for o in reported] == [(option_id, 1, 6)]
@@ -393,6 +395,7 @@ async def test_reconcile_reports_drift_and_fix_repairs_it_from_the_ledger(
         operations=clean.stock_operations,
         orders=orders,
         pending_timeout=60,
+        clock=clean.clock,
         fix=True,
     )
     assert await stock.available([option_id, untouched]) == {option_id: 6, untouched: 4}

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from shop.domain.orders.services import place_order
 from shop.domain.stock.model import Line, PerBuyerLimit, Reservation, SweepOutcome
 from shop.domain.stock.ports import OrderStates, StockReservation
 from shop.domain.stock.services import sweep_reservations
+from tests.unit.fakes import clock_ahead
 
 WriteFault = Literal["none", "before", "after"]
 
@@ -221,7 +221,7 @@ async def start_sweep(container: Container, *, late_by: float) -> Flow:
         operations=container.stock_operations,
         orders=GatedOrderStates(container.order_states, flow),
         pending_timeout=container.settings.reservation_timeout,
-        now=time.time() + late_by,
+        clock=clock_ahead(late_by),
     )
     return await flow.started(work)
 

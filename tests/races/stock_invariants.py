@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import cast
 
 from sqlalchemy import select
@@ -13,6 +12,7 @@ from shop.bootstrap import Container
 from shop.domain.orders.status import OrderStatus
 from shop.domain.stock.model import Line, merge_lines
 from shop.domain.stock.services import sweep_reservations
+from tests.unit.fakes import clock_ahead
 
 
 async def check_no_oversell(container: Container) -> None:
@@ -39,7 +39,7 @@ async def settle(container: Container) -> None:
             operations=operations,
             orders=container.order_states,
             pending_timeout=container.settings.reservation_timeout,
-            now=time.time() + container.settings.reservation_timeout + 1,
+            clock=clock_ahead(container.settings.reservation_timeout + 1),
         )
 
 

@@ -69,6 +69,7 @@ async def _assert_stores_settle(container: Container, option_ids: Sequence[int])
         operations=container.stock_operations,
         orders=container.order_states,
         pending_timeout=0.0,
+        clock=container.clock,
     )
     assert await container.stock_operations.status() is not None
     assert (await container.stock.available(option_ids)) is not None

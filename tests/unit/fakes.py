@@ -34,10 +34,13 @@ from shop.domain.orders.model import (
     reservation_key,
 )
 from shop.domain.stock.model import (
+    HeldReservation,
     Line,
+    OptionStock,
     PerBuyerLimit,
     Reservation,
     ReservationStatus,
+    StockRebuild,
     SweepOutcome,
     limit_for,
     merge_lines,
@@ -55,6 +58,12 @@ class FakeClock:
 
     def advance(self, **delta: float) -> None:
         self.current += timedelta(**delta)
+
+
+def clock_ahead(seconds: float) -> FakeClock:
+    """The real time moved ``seconds`` ahead: a sweep against real stores that sees their
+    reservations as that much older."""
+    return FakeClock(datetime.now(UTC) + timedelta(seconds=seconds))
 
 
 @dataclass
@@ -84,6 +93,9 @@ class FakeStock:
         self.calls: list[tuple[int, int]] = []  # (option_id, units) of every put_on_sale
         self.reserve_calls = 0
         self.failing_release = False
+        # (operation, key) of every confirm and release, and of every retire through
+        # ``FakeStockOperations``: what a rule asked of the stock, in order.
+        self.log: list[tuple[str, str]] = []
 
     async def reserve(
         self,
@@ -120,12 +132,14 @@ class FakeStock:
         return Reservation(key, merged)
 
     async def confirm(self, key: str) -> None:
+        self.log.append(("confirm", key))
         held = self.reservations.get(key)
         if held is None or held.status == ReservationStatus.RELEASED:
             raise ReservationLost(key)
         held.status = ReservationStatus.CONFIRMED
 
     async def release(self, key: str) -> None:
+        self.log.append(("release", key))
         if self.failing_release:
             raise ConnectionError("stock backend unreachable")
         held = self.reservations.get(key)
@@ -147,6 +161,76 @@ class FakeStock:
 
     async def available(self, option_ids: Sequence[int]) -> Mapping[int, int]:
         return {option_id: self.units.get(option_id, 0) for option_id in option_ids}
+
+
+class FakeStockOperations:
+    """The ``StockOperations`` port over a ``FakeStock``: the reservations it is given, with
+    their store-side ages, a drift report that a repair clears, and a log of retirements."""
+
+    def __init__(
+        self,
+        stock: FakeStock,
+        held: Sequence[HeldReservation] = (),
+        drift: Sequence[OptionStock] = (),
+    ) -> None:
+        self.stock = stock
+        self.held = {reservation.key: reservation for reservation in held}
+        for reservation in held:
+            stock.reservations[reservation.key] = _Held(
+                reservation.lines, reservation.buyer, ReservationStatus(reservation.status)
+            )
+            for line in reservation.lines:  # held units are already out of ``units``
+                stock.units.setdefault(line.option_id, 0)
+        self.drifting = list(drift)
+        self.repaired = False
+        self.calls = stock.log
+
+    async def active_strategy(self) -> str:
+        return self.stock.name
+
+    async def use(self, name: str) -> str:
+        return self.stock.name
+
+    async def status(self, option_ids: Sequence[int] | None = None) -> Sequence[OptionStock]:
+        return [] if self.repaired else self.drifting
+
+    async def repair(self) -> Sequence[OptionStock]:
+        self.repaired = True
+        return self.drifting
+
+    async def last_rebuild(self) -> StockRebuild | None:
+        return None
+
+    async def sync(self) -> int:
+        return 0
+
+    async def open_reservations(self) -> Sequence[HeldReservation]:
+        """The given reservations the stock still holds units for."""
+        return [
+            reservation
+            for key, reservation in self.held.items()
+            if self.stock.reservations[key].status in ReservationStatus.OPEN
+        ]
+
+    async def retire(self, keys: Sequence[str]) -> None:
+        self.calls.extend(("retire", key) for key in keys)
+
+
+class FakeOrderStates:
+    """The ``OrderStates`` port: order status per reservation key, and the void claim."""
+
+    def __init__(self, states: Mapping[str, str]) -> None:
+        self.states = dict(states)
+        self.void: set[str] = set()
+
+    async def states_of(self, keys: Sequence[str]) -> Mapping[str, str]:
+        return {key: self.states[key] for key in keys if key in self.states}
+
+    async def abandon(self, key: str) -> bool:
+        if key in self.states:
+            return False
+        self.void.add(key)
+        return True
 
 
 class FakeOrders:

@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from shop.config import ConfigError, load_settings
+from tests.strategies.ledger_twin import NAME as LEDGER_TWIN
 
 
 def test_defaults_give_the_zero_setup_run() -> None:
@@ -77,3 +78,9 @@ def test_dotenv_file_is_read_and_environment_wins(tmp_path: Path) -> None:
 def test_test_harness_variables_are_not_settings() -> None:
     settings = load_settings({"SHOP_TEST_DATABASE_URL": "postgresql://x/y"}, env_file=None)
     assert settings.database_url is None
+
+
+def test_a_strategy_registered_in_bootstrap_is_a_valid_setting_without_editing_config() -> None:
+    """The test-only ``ledger-twin`` is registered by one line in tests/conftest.py only."""
+    settings = load_settings({"SHOP_STOCK_STRATEGY": LEDGER_TWIN}, env_file=None)
+    assert settings.stock_strategy == LEDGER_TWIN

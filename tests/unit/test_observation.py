@@ -88,7 +88,13 @@ def _figures(option_id: int, sold: int, *, total: int = 10) -> OptionFigures:
 def test_oversold_and_drift_come_from_the_ledger() -> None:
     figures = OptionFigures.of(
         OptionStock(
-            option_id=1, stock_total=3, sold=4, held=0, db_stock=0, counter=1, authoritative=1
+            option_id=1,
+            stock_total=3,
+            sold=4,
+            held=0,
+            db_stock=0,
+            authoritative=1,
+            figures={"redis counter": 1},
         )
     )
     assert figures.oversold == 1

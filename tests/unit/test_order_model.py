@@ -275,7 +275,9 @@ REPEATS = {
 
 @pytest.mark.parametrize("status", list(OrderStatus))
 @pytest.mark.parametrize("action", list(ACTIONS))
-def test_the_transition_table(status: OrderStatus, action: str) -> None:
+def test_each_action_is_allowed_repeated_harmlessly_or_refused_as_the_table_says(
+    status: OrderStatus, action: str
+) -> None:
     order = in_state(status)
     if (status, action) in ALLOWED:
         assert ACTIONS[action](order) is True

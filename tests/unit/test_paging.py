@@ -56,7 +56,7 @@ def test_an_impossible_timestamp_is_a_malformed_cursor() -> None:
 
 
 @pytest.mark.parametrize("limit", [0, -1, MAX_LIMIT + 1])
-def test_limits_are_bounded(limit: int) -> None:
+def test_a_page_size_outside_one_to_the_maximum_is_refused(limit: int) -> None:
     with pytest.raises(InvalidInput):
         check_limit(limit)
     assert check_limit(MAX_LIMIT) == MAX_LIMIT

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from shop.adapters.redis.waiting_room import RedisWaitingRoom
+from shop.domain.clock import Clock
 from shop.domain.drops.ports import Drops
 from shop.domain.observation.model import DropFigures
-from shop.domain.orders.ports import Clock
 
 LISTED = 20
 

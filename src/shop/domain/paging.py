@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -101,6 +102,16 @@ def micros_of(moment: datetime) -> int:
     built from PostgreSQL's microsecond ``timestamptz`` lands exactly on the boundary row."""
     delta = moment - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def uuid_key(value: uuid.UUID) -> tuple[int, int]:
+    """A UUID as two signed 64-bit halves: cursor keys are bigints, a UUID is 128 bits."""
+    high, low = divmod(value.int, 2**64)
+    return high - 2**63, low - 2**63
+
+
+def uuid_of(high: int, low: int) -> uuid.UUID:
+    return uuid.UUID(int=(high + 2**63) * 2**64 + (low + 2**63))
 
 
 def moment_of(micros: int) -> datetime:

@@ -30,12 +30,8 @@ from shop.bootstrap import (
     untraced_job,
 )
 from shop.config import Settings, load_settings
-from shop.domain.catalog.model import PopularityWeights
-from shop.domain.catalog.services import refresh_popularity
 from shop.domain.drops import services as drop_services
 from shop.domain.observation import services as observation
-from shop.domain.orders import services as orders
-from shop.domain.stock import services as stock_services
 from shop.logs import configure_logging, get_logger
 
 _log = get_logger("shop.worker")
@@ -57,9 +53,7 @@ async def expire_order(ctx: Context, *, order_id: str) -> bool:
     """Scheduled at the order's ``pay_by`` by ``place_order``; the adapter enqueues it by
     name (``EXPIRE_ORDER_JOB``), which is why this function carries that name."""
     c = container_of(ctx)
-    expired = await orders.expire_order(
-        uuid.UUID(order_id), orders=c.orders, stock=c.stock, clock=c.clock
-    )
+    expired = await c.order_cases.expire(uuid.UUID(order_id))
     if expired:
         c.observer.orders_expired(1)
     return expired
@@ -68,7 +62,7 @@ async def expire_order(ctx: Context, *, order_id: str) -> bool:
 async def expire_overdue_orders(ctx: Context) -> int:
     """Backstop for expiry jobs lost with Redis (or never enqueued)."""
     c = container_of(ctx)
-    expired = await orders.expire_overdue_orders(orders=c.orders, stock=c.stock, clock=c.clock)
+    expired = await c.order_cases.expire_overdue()
     c.observer.orders_expired(expired)
     if expired:
         _log.info("expired overdue orders", count=expired)
@@ -77,10 +71,7 @@ async def expire_overdue_orders(ctx: Context) -> int:
 
 async def release_stock_of_closed_orders(ctx: Context) -> int:
     """Finish stock releases that failed after a cancel or expiry was committed."""
-    c = container_of(ctx)
-    released = await orders.release_stock_of_closed_orders(
-        orders=c.orders, stock=c.stock, clock=c.clock
-    )
+    released = await container_of(ctx).order_cases.release_closed()
     if released:
         _log.info("released stock of closed orders", count=released)
     return released
@@ -88,19 +79,7 @@ async def release_stock_of_closed_orders(ctx: Context) -> int:
 
 async def refresh_popularity_job(ctx: Context) -> int | None:
     """Recompute popularity scores and republish the top list; safe to run concurrently."""
-    container = container_of(ctx)
-    settings = container.settings
-    changed = await refresh_popularity(
-        container.catalog.scores,
-        container.catalog.reads,
-        container.catalog.ranking,
-        weights=PopularityWeights(
-            units=settings.popularity_units_weight,
-            wish=settings.popularity_wish_weight,
-            wish_window_seconds=settings.popularity_wish_window,
-        ),
-        list_size=settings.popular_list_size,
-    )
+    changed = await container_of(ctx).refresh_popularity()
     _log.info("popularity refreshed", changed=changed)
     return changed
 
@@ -133,12 +112,7 @@ async def observe_sale(ctx: Context) -> int:
 async def sweep_reservations(ctx: Context) -> dict[str, int]:
     """Settle reservations left behind by requests that never finished (see the use case)."""
     container = container_of(ctx)
-    outcome = await stock_services.sweep_reservations(
-        stock=container.stock,
-        operations=container.stock_operations,
-        orders=container.order_states,
-        pending_timeout=container.settings.reservation_timeout,
-    )
+    outcome = await container.stock_cases.sweep()
     container.observer.reservations_swept(outcome)
     summary = {
         "confirmed": len(outcome.confirmed),

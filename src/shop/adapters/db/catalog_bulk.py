@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shop.domain.catalog.sample import LoadedCatalog, SampleCatalog
+from shop.domain.catalog.bulk import LoadedCatalog, SampleCatalog
 
 _TABLES = ("category", "product", "product_category", "option", "product_image")
 

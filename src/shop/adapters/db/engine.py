@@ -21,7 +21,12 @@ def plain_dsn(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> AsyncEngine:
+def make_engine(url: str, *, pool_size: int = 20, max_overflow: int = 0) -> AsyncEngine:
+    """The shared engine: a fixed pool, no overflow (see ``Settings.database_pool_size``).
+
+    A request that finds every connection busy waits for the next one returned (FIFO, up to
+    ``pool_timeout``) instead of opening a connection it would close again after one use.
+    """
     return create_async_engine(
         async_url(url),
         pool_size=pool_size,

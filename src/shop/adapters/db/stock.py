@@ -24,8 +24,6 @@ from shop.adapters.db.stock_fence import share_fence
 from shop.adapters.db.stock_restock import record_restock
 from shop.adapters.db.stock_rows import (
     add_to_total,
-    check_limit_arguments,
-    check_units,
     confirm_in,
     count_for_buyer,
     db_stock,
@@ -35,6 +33,7 @@ from shop.adapters.db.stock_rows import (
 )
 from shop.adapters.db.stock_state import PostgresHome
 from shop.domain.stock.model import Line, PerBuyerLimit, Reservation, merge_lines
+from shop.domain.stock.preconditions import check_limit_arguments, check_units
 
 
 class PostgresStock:

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from shop.adapters.db.reservation_claims import claim_void
 from shop.adapters.db.tables import OptionRow, OrderLineRow, OrderRow
 from shop.domain.orders.status import OrderStatus
+from shop.domain.stock.ledger import balances, expected_left
 from shop.domain.stock.model import HeldReservation, Line, ReservationStatus, merge_lines
 
 option = cast("Table", OptionRow.__table__)
@@ -43,11 +44,11 @@ class OptionLedger:
     @property
     def unsold(self) -> int:
         """What should be left once every reservation has settled."""
-        return self.stock_total - self.sold
+        return expected_left(self.stock_total, sold=self.sold)
 
     def balances(self, remaining: int) -> bool:
         """Conservation holds with ``remaining`` units left on sale."""
-        return self.stock_total == remaining + self.sold
+        return balances(self.stock_total, sold=self.sold, left=remaining)
 
 
 @asynccontextmanager

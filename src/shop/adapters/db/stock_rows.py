@@ -18,7 +18,6 @@ from shop.adapters.db.sqlstate import FOREIGN_KEY_VIOLATION, sqlstate_of
 from shop.adapters.db.stock_fence import FENCE_SQL, STRATEGY_SETTING, StrategyMoved
 from shop.adapters.db.tables import OptionRow, StockBuyerTallyRow, StockReservationRow, sql_list
 from shop.domain.errors import (
-    InvalidInput,
     NotFound,
     OptionWithdrawn,
     PurchaseLimitExceeded,
@@ -50,16 +49,6 @@ def lines_to_json(lines: Sequence[Line]) -> dict[str, int]:
 
 def lines_from_json(raw: Mapping[str, int]) -> tuple[Line, ...]:
     return merge_lines(Line(int(option_id), int(qty)) for option_id, qty in raw.items())
-
-
-def check_limit_arguments(buyer: str | None, per_buyer_limit: PerBuyerLimit) -> None:
-    if per_buyer_limit is None:
-        return
-    limits = (
-        [per_buyer_limit] if isinstance(per_buyer_limit, int) else list(per_buyer_limit.values())
-    )
-    if limits and (buyer is None or min(limits) < 1):
-        raise InvalidInput("a per-buyer limit needs a buyer and a limit of at least 1")
 
 
 # Every hot statement is built once: building SQLAlchemy constructs per call costs more CPU
@@ -325,8 +314,3 @@ async def release_in(conn: AsyncConnection, key: str, *, strategy: str) -> None:
         if released.buyer is not None:
             await uncount_for_buyer(conn, released.buyer, released.lines)
         await return_units(conn, released.lines)
-
-
-def check_units(units: Any) -> None:
-    if not isinstance(units, int) or units < 1:
-        raise InvalidInput("put_on_sale needs a positive number of units")

@@ -174,8 +174,8 @@ class PostgresHome:
         async with self._engine.connect() as conn:
             return dict(await db_stock(conn, option_ids))
 
-    async def counters(self, option_ids: Sequence[int]) -> Mapping[int, int | None]:
-        """No Redis counters in this home."""
+    async def figures(self, option_ids: Sequence[int]) -> Mapping[int, Mapping[str, int | None]]:
+        """Nothing beyond ``option.stock``, which every status row carries already."""
         return {}
 
     async def sync(self) -> int:

@@ -44,7 +44,7 @@ from shop.adapters.db.stock_fence import (
     read_setting,
 )
 from shop.adapters.db.stock_restock import RestockRecord, record_restock
-from shop.adapters.db.stock_rows import add_to_total, check_limit_arguments, check_units, db_stock
+from shop.adapters.db.stock_rows import add_to_total, db_stock
 from shop.adapters.redis import stock_counter_scripts as lua
 from shop.adapters.redis.stock_counter_home import RedisCounterHome
 from shop.adapters.redis.stock_counter_records import as_text, decode_record, encode_lines
@@ -60,6 +60,7 @@ from shop.adapters.redis.stock_keys import (
 )
 from shop.domain.errors import PurchaseLimitExceeded, ReservationLost, SoldOut
 from shop.domain.stock.model import Line, PerBuyerLimit, Reservation, limit_for, merge_lines
+from shop.domain.stock.preconditions import check_limit_arguments, check_units
 from shop.logs import get_logger
 
 _log = get_logger("shop.stock.counter")

@@ -55,6 +55,8 @@ from shop.adapters.redis.stock_keys import (
 from shop.domain.stock.model import HeldReservation, ReservationStatus
 
 _CHUNK = 500
+# The name of this home's figure in ``shop stock status`` (see ``StockHome.figures``).
+COUNTER_FIGURE = "redis counter"
 
 
 class RedisCounterHome:
@@ -74,7 +76,7 @@ class RedisCounterHome:
         """Before the state moves out: make sure Redis holds all of it, every counter too."""
         await self.recovery.restore()
         ids = sorted(int(member) for member in await smembers(self._redis, OPTIONS))
-        for option_id, left in (await self.counters(ids)).items():
+        for option_id, left in (await self._counters(ids)).items():
             if left is None:
                 await self.recovery.restore_counter(option_id)
 
@@ -206,9 +208,16 @@ class RedisCounterHome:
 
     async def remaining(self, option_ids: Sequence[int]) -> dict[int, int | None]:
         """What this home sells from: the counters (``None`` where there is none)."""
-        return await self.counters(option_ids)
+        return await self._counters(option_ids)
 
-    async def counters(self, option_ids: Sequence[int]) -> dict[int, int | None]:
+    async def figures(self, option_ids: Sequence[int]) -> dict[int, dict[str, int | None]]:
+        """The Redis counter of each option (``None`` where there is none)."""
+        return {
+            option_id: {COUNTER_FIGURE: left}
+            for option_id, left in (await self._counters(option_ids)).items()
+        }
+
+    async def _counters(self, option_ids: Sequence[int]) -> dict[int, int | None]:
         ids = list(option_ids)
         if not ids:
             return {}
@@ -234,7 +243,7 @@ class RedisCounterHome:
             if await read_setting(conn, STRATEGY_SETTING) != COUNTER:
                 return 0
             ids = sorted(int(member) for member in await smembers(self._redis, OPTIONS))
-            counters = await self.counters(ids)
+            counters = await self._counters(ids)
             return await set_db_stock(
                 conn, {option_id: left for option_id, left in counters.items() if left is not None}
             )

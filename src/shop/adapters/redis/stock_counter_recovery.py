@@ -62,6 +62,7 @@ from shop.adapters.redis.stock_keys import (
     left_key,
 )
 from shop.domain.errors import SoldOut, Unavailable
+from shop.domain.stock.ledger import expected_left
 from shop.domain.stock.model import RebuiltOption, StockRebuild
 from shop.logs import get_logger
 
@@ -250,7 +251,7 @@ class CounterRecovery:
             if entry is None:
                 raise SoldOut(option_id)
             outside = await sold_outside(view, option_id, sorted(held))
-        left = entry.stock_total - sum(held.values()) - outside
+        left = expected_left(entry.stock_total, sold=outside, held=sum(held.values()))
         if left < 0:
             _log.error("ledger shows more sold than put on sale", option_id=option_id, left=left)
             left = 0

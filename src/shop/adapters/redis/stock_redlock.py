@@ -47,7 +47,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shop.adapters.db.stock import PostgresStock
 from shop.adapters.db.stock_rows import (
-    check_limit_arguments,
     count_for_buyer,
     record_reservation,
     refuse_if_short,
@@ -56,6 +55,7 @@ from shop.adapters.db.stock_rows import (
 from shop.adapters.redis.stock_keys import lock_name
 from shop.domain.errors import Unavailable
 from shop.domain.stock.model import Line, PerBuyerLimit, Reservation, merge_lines
+from shop.domain.stock.preconditions import check_limit_arguments
 from shop.logs import get_logger
 
 _log = get_logger("shop.stock.redlock")

@@ -54,7 +54,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -76,9 +76,11 @@ from shop.adapters.db.stock_ledger import (
     order_states,
 )
 from shop.adapters.db.stock_rebuilds import last_rebuild, record_rebuild
-from shop.adapters.db.stock_state import StateLost, StockState
+from shop.adapters.db.stock_state import StateLost
 from shop.adapters.redis.stock_keys import ACTIVE, SWITCH_LOCK, SWITCHING
+from shop.adapters.stock_home import StockHome, StockStrategy
 from shop.domain.errors import Conflict, DomainError, InvalidInput, Unavailable
+from shop.domain.stock.ledger import expected_left
 from shop.domain.stock.model import (
     HeldReservation,
     Line,
@@ -88,7 +90,6 @@ from shop.domain.stock.model import (
     Reservation,
     StockRebuild,
 )
-from shop.domain.stock.ports import StockReservation
 from shop.logs import get_logger
 
 _log = get_logger("shop.stock.switch")
@@ -134,32 +135,6 @@ class _Lease:
 
     token: str
     lost: str | None = None
-
-
-class StockHome(Protocol):
-    """Where a strategy keeps its state; strategies whose homes share a name share it."""
-
-    @property
-    def name(self) -> str: ...
-
-    async def prepare(self) -> None: ...
-    async def export_state(self, conn: AsyncConnection) -> StockState: ...
-    async def import_state(self, conn: AsyncConnection, state: StockState) -> None: ...
-    async def vacate(self, conn: AsyncConnection) -> None: ...
-    async def after_vacate(self) -> None: ...
-    async def intact(self, conn: AsyncConnection) -> bool: ...
-    async def open_reservations(self) -> list[HeldReservation]: ...
-    async def retire(self, keys: Sequence[str]) -> None: ...
-    async def remaining(self, option_ids: Sequence[int]) -> Mapping[int, int | None]: ...
-    async def counters(self, option_ids: Sequence[int]) -> Mapping[int, int | None]: ...
-    async def sync(self) -> int: ...
-
-
-class StockStrategy(StockReservation, Protocol):
-    """A registered strategy: the port, plus where it keeps its state."""
-
-    @property
-    def home(self) -> StockHome: ...
 
 
 class SwitchableStock:
@@ -369,7 +344,7 @@ class SwitchableStock:
                 outside = held_outside_orders(state.held, states)
                 for option_id, entry in entries.items():
                     held = outside.get(option_id, 0)
-                    expected = max(entry.stock_total - entry.sold - held, 0)
+                    expected = max(expected_left(entry.stock_total, sold=entry.sold, held=held), 0)
                     before = state.remaining.get(option_id)
                     if before != expected:
                         repaired.append(
@@ -379,7 +354,6 @@ class SwitchableStock:
                                 sold=entry.sold,
                                 held=held,
                                 db_stock=entry.stock,
-                                counter=None,
                                 authoritative=before,
                             )
                         )
@@ -541,12 +515,11 @@ class SwitchableStock:
         outside = held_outside_orders(held, states)
         ids = list(entries)
         remaining = await home.remaining(ids)
-        counters: dict[int, int] = {}
+        figures: dict[int, dict[str, int | None]] = {option_id: {} for option_id in ids}
         homes = {strategy.home.name: strategy.home for strategy in self._strategies.values()}
         for other in homes.values():
-            for option_id, value in (await other.counters(ids)).items():
-                if value is not None:
-                    counters[option_id] = value
+            for option_id, named in (await other.figures(ids)).items():
+                figures.setdefault(option_id, {}).update(named)
         return [
             OptionStock(
                 option_id=option_id,
@@ -554,7 +527,7 @@ class SwitchableStock:
                 sold=entry.sold,
                 held=outside.get(option_id, 0),
                 db_stock=entry.stock,
-                counter=counters.get(option_id),
+                figures=figures.get(option_id, {}),
                 authoritative=remaining.get(option_id),
             )
             for option_id, entry in entries.items()

@@ -1,372 +1,80 @@
-"""The catalog: a category tree, products with options and images, and how they are listed.
+"""The catalog's values, re-exported on purpose: one import path for the whole module.
 
-Plain values; the rules that need the whole tree (no cycles, what a delete may take with it)
-live on ``CategoryTree`` so they can be checked against one consistent snapshot.
+Each concept has its own file: the category tree (``categories.py``), products and their
+options and images (``products.py``), listings and popularity (``listing.py``), and the input
+limits every value checks (``checks.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
-from enum import StrEnum
-
-from shop.domain.errors import Conflict, InvalidInput, NotFound
-
-MAX_NAME_LENGTH = 200
-MAX_PRODUCT_NAME_LENGTH = 300
-MAX_URL_LENGTH = 2048
-# A single restock or initial stock; keeps ``stock_total`` (a 32-bit column) far from overflow.
-MAX_UNITS_PER_CALL = 1_000_000
-MAX_OPTIONS_PER_PRODUCT = 100
-MAX_IMAGES_PER_PRODUCT = 50
-
-
-@dataclass(frozen=True, slots=True)
-class Category:
-    id: int
-    name: str
-    parent_id: int | None
-    position: int
-
-
-@dataclass(frozen=True, slots=True)
-class CategoryNode:
-    """A category with its children, siblings ordered by (position, id)."""
-
-    category: Category
-    children: tuple[CategoryNode, ...]
-
-
-class DeleteMode(StrEnum):
-    """What deleting a non-empty category does with what it holds.
-
-    ``REFUSE``: only an empty category (no children, no products) may go.
-    ``CASCADE``: the whole subtree goes; its products are unlinked from it, never deleted
-    (a product may sit in other categories and may have been ordered).
-    ``MOVE``: children and products move to another category, then the category goes.
-    """
-
-    REFUSE = "refuse"
-    CASCADE = "cascade"
-    MOVE = "move"
-
-
-class CategoryTree:
-    """A snapshot of every category, for rules that depend on the shape of the tree."""
-
-    def __init__(self, categories: Iterable[Category]) -> None:
-        self._by_id = {category.id: category for category in categories}
-        self._children: dict[int | None, list[Category]] = {}
-        for category in self._by_id.values():
-            self._children.setdefault(category.parent_id, []).append(category)
-        for siblings in self._children.values():
-            siblings.sort(key=lambda c: (c.position, c.id))
-
-    def __contains__(self, category_id: object) -> bool:
-        return category_id in self._by_id
-
-    def get(self, category_id: int) -> Category:
-        try:
-            return self._by_id[category_id]
-        except KeyError:
-            raise NotFound(f"category {category_id} does not exist") from None
-
-    def roots(self) -> tuple[CategoryNode, ...]:
-        return self._nodes(None)
-
-    def _nodes(self, parent_id: int | None) -> tuple[CategoryNode, ...]:
-        return tuple(
-            CategoryNode(category, self._nodes(category.id))
-            for category in self._children.get(parent_id, [])
-        )
-
-    def children_of(self, category_id: int) -> list[Category]:
-        return list(self._children.get(category_id, []))
-
-    def subtree(self, category_id: int) -> list[int]:
-        """The category and all its descendants, parents before children."""
-        self.get(category_id)
-        found, frontier = [category_id], [category_id]
-        while frontier:
-            frontier = [child.id for parent in frontier for child in self._children.get(parent, [])]
-            found.extend(frontier)
-        return found
-
-    def check_parent(self, parent_id: int | None) -> None:
-        """A parent named in a request must exist: 422, since the path names something else."""
-        if parent_id is not None and parent_id not in self._by_id:
-            raise InvalidInput(
-                f"parent category {parent_id} does not exist", extra={"parent_id": parent_id}
-            )
-
-    def check_move(self, category_id: int, new_parent_id: int | None) -> None:
-        """Moving a category under itself or one of its descendants would cut the subtree off
-        the tree and make it a cycle that recursive listings never leave."""
-        self.get(category_id)
-        self.check_parent(new_parent_id)
-        if new_parent_id is not None and new_parent_id in self.subtree(category_id):
-            raise Conflict(
-                "a category cannot move under itself or one of its descendants",
-                extra={"category_id": category_id, "parent_id": new_parent_id},
-            )
-
-    def check_delete(
-        self,
-        category_id: int,
-        *,
-        mode: DeleteMode,
-        product_count: int,
-        move_to: int | None = None,
-    ) -> None:
-        """Deleting never loses anything silently: a non-empty category needs a mode."""
-        children = self.children_of(category_id)
-        if mode is DeleteMode.REFUSE and (children or product_count):
-            raise Conflict(
-                "the category still has sub-categories or products; "
-                "delete with ?cascade=true or ?move_to=<category id>",
-                extra={"children": len(children), "products": product_count},
-            )
-        if mode is DeleteMode.MOVE:
-            if move_to is None:
-                raise InvalidInput("move_to names the category that receives the contents")
-            if move_to not in self._by_id:
-                raise InvalidInput(
-                    f"category {move_to} (move_to) does not exist", extra={"move_to": move_to}
-                )
-            if move_to in self.subtree(category_id):
-                raise Conflict(
-                    "move_to must be outside the category being deleted",
-                    extra={"move_to": move_to},
-                )
-
-
-@dataclass(frozen=True, slots=True)
-class NewCategory:
-    name: str
-    parent_id: int | None = None
-    position: int = 0
-
-    def __post_init__(self) -> None:
-        check_name(self.name, "category name", MAX_NAME_LENGTH)
-
-
-@dataclass(frozen=True, slots=True)
-class CategoryChange:
-    """A partial update: ``None`` keeps a value, except ``parent_id`` which is only applied
-    when ``move`` is set (so that ``parent_id=None`` can mean "make it a root")."""
-
-    name: str | None = None
-    position: int | None = None
-    move: bool = False
-    parent_id: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.name is not None:
-            check_name(self.name, "category name", MAX_NAME_LENGTH)
-
-    def applied_to(self, category: Category) -> Category:
-        return Category(
-            id=category.id,
-            name=category.name if self.name is None else self.name,
-            parent_id=self.parent_id if self.move else category.parent_id,
-            position=category.position if self.position is None else self.position,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Option:
-    """The unit that is bought. Its remaining stock belongs to the stock port, not to here."""
-
-    id: int
-    product_id: int
-    name: str
-    price: int
-    stock_total: int
-    position: int
-
-
-@dataclass(frozen=True, slots=True)
-class Image:
-    id: int
-    url: str
-    position: int
-
-
-@dataclass(frozen=True, slots=True)
-class Product:
-    id: int
-    name: str
-    description: str
-    price: int
-    popularity: int
-    created_at: datetime
-    updated_at: datetime
-    categories: tuple[Category, ...] = ()
-    options: tuple[Option, ...] = ()
-    images: tuple[Image, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class ProductDetail:
-    """A product as a customer sees it: with the units each option can still sell."""
-
-    product: Product
-    available: Mapping[int, int]
-
-
-@dataclass(frozen=True, slots=True)
-class OptionOnSale:
-    """An option with the units the stock port says can still be reserved."""
-
-    option: Option
-    available: int
-
-
-@dataclass(frozen=True, slots=True)
-class ProductSummary:
-    """One row of a listing: enough to draw a product card."""
-
-    id: int
-    name: str
-    price: int
-    popularity: int
-    created_at: datetime
-    image_url: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class NewOption:
-    name: str
-    stock: int
-    price: int | None = None  # None: the product's price
-
-    def __post_init__(self) -> None:
-        check_name(self.name, "option name", MAX_NAME_LENGTH)
-        if self.price is not None:
-            check_price(self.price)
-        if not 0 <= self.stock <= MAX_UNITS_PER_CALL:
-            raise InvalidInput(
-                f"an option's initial stock must be between 0 and {MAX_UNITS_PER_CALL}",
-                extra={"option": self.name, "stock": self.stock},
-            )
-
-
-@dataclass(frozen=True, slots=True)
-class NewProduct:
-    name: str
-    price: int
-    category_ids: tuple[int, ...]
-    options: tuple[NewOption, ...]
-    description: str = ""
-    images: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        check_name(self.name, "product name", MAX_PRODUCT_NAME_LENGTH)
-        check_price(self.price)
-        if not self.options:
-            raise InvalidInput("a product needs at least one option: options are what is sold")
-        if len(self.options) > MAX_OPTIONS_PER_PRODUCT:
-            raise InvalidInput(f"a product has at most {MAX_OPTIONS_PER_PRODUCT} options")
-        names = [option.name for option in self.options]
-        if len(set(names)) != len(names):
-            raise InvalidInput("option names must differ within a product")
-        if len(self.images) > MAX_IMAGES_PER_PRODUCT:
-            raise InvalidInput(f"a product has at most {MAX_IMAGES_PER_PRODUCT} images")
-        for url in self.images:
-            check_url(url)
-
-    def price_of(self, option: NewOption) -> int:
-        return self.price if option.price is None else option.price
-
-
-@dataclass(frozen=True, slots=True)
-class ProductChange:
-    """A partial update; ``None`` keeps the current value. ``category_ids`` replaces the set."""
-
-    name: str | None = None
-    description: str | None = None
-    price: int | None = None
-    category_ids: tuple[int, ...] | None = None
-
-    def __post_init__(self) -> None:
-        if self.name is not None:
-            check_name(self.name, "product name", MAX_PRODUCT_NAME_LENGTH)
-        if self.price is not None:
-            check_price(self.price)
-
-
-class Sort(StrEnum):
-    NEWEST = "newest"
-    POPULAR = "popular"
-
-
-@dataclass(frozen=True, slots=True)
-class NewestAfter:
-    """Keyset position in the newest-first order: (created_at, id), both descending."""
-
-    created_at: datetime
-    id: int
-
-
-@dataclass(frozen=True, slots=True)
-class PopularAfter:
-    """Keyset position in the most-popular-first order: (popularity, id), both descending."""
-
-    popularity: int
-    id: int
-
-
-Position = NewestAfter | PopularAfter
-
-
-@dataclass(frozen=True, slots=True)
-class ListingQuery:
-    sort: Sort
-    limit: int
-    category_id: int | None = None
-    after: Position | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class PopularityWeights:
-    """score = units × units ordered in live orders + wish × wishes made within the window."""
-
-    units: int = 2
-    wish: int = 1
-    wish_window_seconds: float = 7 * 24 * 3600
-
-
-@dataclass(frozen=True, slots=True)
-class CreatedProduct:
-    """What registration wrote, so that stock can be put on sale once it is committed."""
-
-    product_id: int
-    option_stock: Sequence[tuple[int, int]] = field(default_factory=tuple)
-
-
-def check_name(value: str, what: str, maximum: int) -> None:
-    if not value.strip():
-        raise InvalidInput(f"{what} must not be blank")
-    if len(value) > maximum:
-        raise InvalidInput(f"{what} is longer than {maximum} characters")
-
-
-def check_price(price: int) -> None:
-    if price < 0:
-        raise InvalidInput("a price cannot be negative (prices are integer minor units)")
-
-
-def check_url(url: str) -> None:
-    if not url.startswith(("https://", "http://")) or len(url) > MAX_URL_LENGTH or " " in url:
-        raise InvalidInput(
-            f"an image URL must be an http(s) URL of at most {MAX_URL_LENGTH} characters",
-            extra={"url": url[:100]},
-        )
-
-
-def check_units(units: int) -> None:
-    if not 1 <= units <= MAX_UNITS_PER_CALL:
-        raise InvalidInput(
-            f"units must be between 1 and {MAX_UNITS_PER_CALL}", extra={"units": units}
-        )
+from shop.domain.catalog.categories import (
+    Category,
+    CategoryChange,
+    CategoryNode,
+    CategoryTree,
+    DeleteMode,
+    NewCategory,
+)
+from shop.domain.catalog.checks import (
+    MAX_IMAGES_PER_PRODUCT,
+    MAX_NAME_LENGTH,
+    MAX_OPTIONS_PER_PRODUCT,
+    MAX_PRODUCT_NAME_LENGTH,
+    MAX_URL_LENGTH,
+    check_name,
+    check_price,
+    check_url,
+)
+from shop.domain.catalog.listing import (
+    ListingQuery,
+    NewestAfter,
+    PopularAfter,
+    PopularityWeights,
+    Position,
+    ProductSummary,
+    Sort,
+)
+from shop.domain.catalog.products import (
+    CreatedProduct,
+    Image,
+    NewOption,
+    NewProduct,
+    Option,
+    OptionOnSale,
+    Product,
+    ProductChange,
+    ProductDetail,
+)
+
+__all__ = [
+    "MAX_IMAGES_PER_PRODUCT",
+    "MAX_NAME_LENGTH",
+    "MAX_OPTIONS_PER_PRODUCT",
+    "MAX_PRODUCT_NAME_LENGTH",
+    "MAX_URL_LENGTH",
+    "Category",
+    "CategoryChange",
+    "CategoryNode",
+    "CategoryTree",
+    "CreatedProduct",
+    "DeleteMode",
+    "Image",
+    "ListingQuery",
+    "NewCategory",
+    "NewOption",
+    "NewProduct",
+    "NewestAfter",
+    "Option",
+    "OptionOnSale",
+    "PopularAfter",
+    "PopularityWeights",
+    "Position",
+    "Product",
+    "ProductChange",
+    "ProductDetail",
+    "ProductSummary",
+    "Sort",
+    "check_name",
+    "check_price",
+    "check_url",
+]

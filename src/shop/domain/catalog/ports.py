@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Protocol
 
+from shop.domain.catalog.bulk import LoadedCatalog, SampleCatalog
 from shop.domain.catalog.model import (
     Category,
     CategoryChange,
@@ -26,7 +27,6 @@ from shop.domain.catalog.model import (
     ProductChange,
     ProductSummary,
 )
-from shop.domain.catalog.sample import LoadedCatalog, SampleCatalog
 
 
 class Categories(Protocol):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
+from shop.domain.catalog.bulk import LoadedCatalog, SampleCatalog
 from shop.domain.catalog.model import (
     Category,
     CategoryChange,
@@ -29,7 +30,6 @@ from shop.domain.catalog.model import (
     ProductDetail,
     ProductSummary,
     Sort,
-    check_units,
     check_url,
 )
 from shop.domain.catalog.ports import (
@@ -39,7 +39,6 @@ from shop.domain.catalog.ports import (
     PopularityScores,
     PopularRanking,
 )
-from shop.domain.catalog.sample import LoadedCatalog, SampleCatalog
 from shop.domain.errors import InvalidInput, NotFound
 from shop.domain.idempotency import check_idempotency_key
 from shop.domain.paging import (
@@ -53,6 +52,7 @@ from shop.domain.paging import (
     page_of,
 )
 from shop.domain.stock.ports import StockReservation
+from shop.domain.stock.preconditions import check_units_per_call
 
 
 async def category_tree(reads: CatalogReads) -> tuple[CategoryNode, ...]:
@@ -184,7 +184,7 @@ async def restock(
     same key for another option or number of units is refused.
     """
     check_idempotency_key(key)
-    check_units(units)
+    check_units_per_call(units)
     if await reads.option(option_id) is None:
         raise NotFound(f"option {option_id} does not exist")
     await stock.put_on_sale(option_id, units, key=key)

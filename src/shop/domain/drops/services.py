@@ -7,13 +7,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 
+from shop.domain.clock import Clock
 from shop.domain.drops.model import Drop, DropChanges, DropFigures, DropRules, DropStatus
 from shop.domain.drops.ports import AdmissionTokens, Drops, WaitingRoom
 from shop.domain.drops.purchase import terms_of_purchase
 from shop.domain.drops.queue import Admission, QueueStatus, QueueTicket, RoomAnswer
 from shop.domain.errors import InvalidInput, NotFound
 from shop.domain.orders.model import PlaceOrder
-from shop.domain.orders.ports import Clock
 from shop.domain.orders.terms import SaleTerms
 from shop.domain.stock.ports import StockReservation
 

@@ -6,6 +6,7 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from shop.domain.clock import Clock
 from shop.domain.observation.model import DropFigures, OptionFigures, SaleSnapshot
 from shop.domain.observation.ports import (
     DropsOnSale,
@@ -14,7 +15,6 @@ from shop.domain.observation.ports import (
     SaleObserver,
     SaleSnapshots,
 )
-from shop.domain.orders.ports import Clock
 from shop.domain.stock.ports import StockOperations
 
 # Enough points for a one-minute sparkline at one snapshot a second.

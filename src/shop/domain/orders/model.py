@@ -32,6 +32,14 @@ from shop.domain.errors import InvalidInput, InvalidState
 from shop.domain.idempotency import check_idempotency_key
 from shop.domain.orders.status import OrderStatus as OrderStatus
 from shop.domain.orders.terms import SaleTerms
+from shop.domain.paging import (
+    decode_cursor,
+    encode_cursor,
+    micros_of,
+    moment_of,
+    uuid_key,
+    uuid_of,
+)
 from shop.domain.stock.model import Line, merge_lines
 
 
@@ -319,10 +327,25 @@ class Order:
 
 @dataclass(frozen=True, slots=True)
 class OrderCursor:
-    """Where a page of a customer's orders (newest first) ended: the last item's sort key."""
+    """Where a page of a customer's orders (newest first) ended: the last item's sort key.
+
+    Travels as the shared opaque cursor of ``domain/paging.py`` (kind ``orders``), so a
+    cursor this server did not issue is refused like every listing's (400).
+    """
 
     created_at: datetime
     order_id: uuid.UUID
+
+    def token(self) -> str:
+        return encode_cursor(ORDERS_CURSOR, (micros_of(self.created_at), *uuid_key(self.order_id)))
+
+    @classmethod
+    def parse(cls, token: str) -> OrderCursor:
+        micros, high, low = decode_cursor(token, kind=ORDERS_CURSOR, size=3)
+        return cls(created_at=moment_of(micros), order_id=uuid_of(high, low))
+
+
+ORDERS_CURSOR = "orders"
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,12 +11,6 @@ from typing import Protocol
 from shop.domain.orders.model import Order, OrderCursor, OrderPage, Quote
 
 
-class Clock(Protocol):
-    """Now, timezone-aware UTC. Deadlines and the refund window are measured against it."""
-
-    def now(self) -> datetime: ...
-
-
 class ExpiryScheduler(Protocol):
     """Runs ``expire_order`` for an order once its payment deadline has passed.
 

@@ -16,6 +16,7 @@ import contextlib
 import uuid
 from collections.abc import Awaitable
 
+from shop.domain.clock import Clock
 from shop.domain.drops.services import DropSales, purchase_terms
 from shop.domain.errors import InvalidInput, InvalidState, NotFound, ReservationLost
 from shop.domain.observation.model import PurchaseOutcome
@@ -29,7 +30,7 @@ from shop.domain.orders.model import (
     Placed,
     PlaceOrder,
 )
-from shop.domain.orders.ports import Clock, ExpiryScheduler, Orders
+from shop.domain.orders.ports import ExpiryScheduler, Orders
 from shop.domain.stock.ports import StockReservation
 
 MAX_PAGE_SIZE = 100

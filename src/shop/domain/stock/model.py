@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import ClassVar
 
 from shop.domain.errors import InvalidInput
+from shop.domain.stock.ledger import expected_left
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -123,7 +124,7 @@ class HeldReservation:
 class OptionStock:
     """One option as an operator sees it: what each store says against what the ledger says.
 
-    ``expected`` is the ledger's remaining: ``stock_total - sold - held``, where ``sold`` counts
+    ``expected`` is the ledger's remaining (``ledger.expected_left``), where ``sold`` counts
     the lines of live orders and ``held`` the units of reservations no live order accounts for
     yet. ``authoritative`` is the store the active strategy sells from (the Redis counter for
     ``counter``, ``option.stock`` otherwise); ``drift`` is how far it is from the ledger.
@@ -134,12 +135,14 @@ class OptionStock:
     sold: int
     held: int
     db_stock: int
-    counter: int | None
     authoritative: int | None
+    # What each store keeps besides ``option.stock``, by name (the Redis counter); empty
+    # for the strategies that keep nothing else. Names come from the stores, not from here.
+    figures: Mapping[str, int | None] = field(default_factory=dict)
 
     @property
     def expected(self) -> int:
-        return self.stock_total - self.sold - self.held
+        return expected_left(self.stock_total, sold=self.sold, held=self.held)
 
     @property
     def drift(self) -> int | None:

@@ -7,9 +7,9 @@ because the order table, not the stock store, says whether units were really sol
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Sequence
 
+from shop.domain.clock import Clock
 from shop.domain.errors import ReservationLost
 from shop.domain.orders.status import OrderStatus
 from shop.domain.stock.model import OptionStock, ReservationStatus, SweepOutcome
@@ -22,7 +22,7 @@ async def sweep_reservations(
     operations: StockOperations,
     orders: OrderStates,
     pending_timeout: float,
-    now: float | None = None,
+    clock: Clock,
 ) -> SweepOutcome:
     """Settle the reservations their buyers' requests left behind.
 
@@ -37,8 +37,10 @@ async def sweep_reservations(
       touches a live order's units.
     - confirmed, and its order has shipped (or later): it can no longer be released, so the
       store stops tracking it (retire); the units stay sold.
+
+    A reservation's age is ``clock`` against its ``created_at`` (seconds since the epoch).
     """
-    clock = time.time() if now is None else now
+    now = clock.now().timestamp()
     held = await operations.open_reservations()
     states = await orders.states_of([reservation.key for reservation in held])
     outcome = SweepOutcome(confirmed=[], released=[], retired=[])
@@ -48,7 +50,7 @@ async def sweep_reservations(
             await stock.release(reservation.key)
             outcome.released.append(reservation.key)
         elif reservation.status == ReservationStatus.PENDING:
-            if clock - reservation.created_at < pending_timeout:
+            if now - reservation.created_at < pending_timeout:
                 continue
             if state is None and await orders.abandon(reservation.key):
                 await stock.release(reservation.key)
@@ -70,6 +72,7 @@ async def reconcile_stock(
     operations: StockOperations,
     orders: OrderStates,
     pending_timeout: float,
+    clock: Clock,
     fix: bool,
 ) -> Sequence[OptionStock]:
     """Report every option whose store disagrees with the ledger; with ``fix``, repair them.
@@ -82,7 +85,11 @@ async def reconcile_stock(
     if not fix:
         return drifting
     await sweep_reservations(
-        stock=stock, operations=operations, orders=orders, pending_timeout=pending_timeout
+        stock=stock,
+        operations=operations,
+        orders=orders,
+        pending_timeout=pending_timeout,
+        clock=clock,
     )
     await operations.repair()
     return drifting

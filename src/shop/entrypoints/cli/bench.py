@@ -49,6 +49,13 @@ def _names(value: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
     show_default=True,
 )
 @click.option("--no-chart", is_flag=True, help="Skip the PNG chart.")
+@click.option(
+    "--generator",
+    type=click.Choice(["auto", "aiohttp"]),
+    default="auto",
+    show_default=True,
+    help="auto: wrk when installed, else the built-in aiohttp generator.",
+)
 def bench(
     quick: bool,
     strategies: str,
@@ -63,6 +70,7 @@ def bench(
     data_dir: str,
     out: Path,
     no_chart: bool,
+    generator: str,
 ) -> None:
     """Benchmark the stock strategies with real concurrent HTTP purchases."""
     try:
@@ -108,6 +116,7 @@ def bench(
     config.port = port
     config.data_dir = data_dir
     config.chart = not no_chart
+    config.generator = generator
     report = run(config)
     failed = failed_runs(report)
     if failed:

@@ -12,9 +12,10 @@ import click
 from shop.adapters.db import migrations
 from shop.bootstrap import Container, require_urls
 from shop.config import Settings
-from shop.domain.catalog.sample import LoadedCatalog, sample_catalog
+from shop.domain.catalog.bulk import LoadedCatalog
 from shop.domain.catalog.services import seed_catalog
 from shop.entrypoints.cli.context import resolved_settings
+from shop.entrypoints.cli.sample_data import sample_catalog
 
 
 async def run_seed(

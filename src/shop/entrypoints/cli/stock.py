@@ -17,7 +17,6 @@ from rich.table import Table
 from shop.bootstrap import STOCK_STRATEGIES, Container
 from shop.domain.errors import DomainError
 from shop.domain.stock.model import OptionStock, StockRebuild
-from shop.domain.stock.services import reconcile_stock
 from shop.entrypoints.cli.context import resolved_settings
 
 T = TypeVar("T")
@@ -42,19 +41,23 @@ def _run(work: Callable[[Container], Awaitable[T]]) -> T:
 
 
 def _table(title: str, options: Sequence[OptionStock]) -> Table:
+    """One row per option; besides ``db stock``, one column per figure a store reports
+    (``redis counter`` for the counter's home), so a new store's figures show unasked."""
+    # Every figure any store reported, in the order they first appear.
+    named = list(dict.fromkeys(name for option in options for name in option.figures))
     table = Table(title=title, title_justify="left")
-    for column in ("option", "total", "sold", "held", "db stock", "redis counter", "ledger"):
+    for column in ("option", "total", "sold", "held", "db stock", *named, "ledger", "drift"):
         table.add_column(column, justify="right")
-    table.add_column("drift", justify="right")
     for option in options:
         drift = option.drift
+        figures = [option.figures.get(name) for name in named]
         table.add_row(
             str(option.option_id),
             str(option.stock_total),
             str(option.sold),
             str(option.held),
             str(option.db_stock),
-            "-" if option.counter is None else str(option.counter),
+            *("-" if figure is None else str(figure) for figure in figures),
             str(option.expected),
             "-" if drift is None else (f"[red]{drift:+d}[/red]" if drift else "0"),
         )
@@ -95,7 +98,7 @@ def stock() -> None:
 @stock.command()
 @click.option("--option", "option_ids", type=int, multiple=True, help="Only these options.")
 def status(option_ids: tuple[int, ...]) -> None:
-    """Active strategy and, per option, DB stock vs Redis counter vs the ledger.
+    """Active strategy and, per option, DB stock vs each store's figures vs the ledger.
 
     ``ledger`` is stock_total - sold (lines of live orders) - held (reservations no live
     order accounts for yet); ``drift`` is how far the store the strategy sells from is off.
@@ -135,13 +138,7 @@ def reconcile(fix: bool) -> None:
     """Compare the stores with the ledger; exit 1 on drift unless --fix repaired it."""
 
     async def work(container: Container) -> Sequence[OptionStock]:
-        return await reconcile_stock(
-            stock=container.stock,
-            operations=container.stock_operations,
-            orders=container.order_states,
-            pending_timeout=container.settings.reservation_timeout,
-            fix=fix,
-        )
+        return await container.stock_cases.reconcile(fix=fix)
 
     drifting = _run(work)
     console = Console()

@@ -15,7 +15,6 @@ from msgspec import UNSET, Meta, UnsetType
 from shop.domain.catalog.model import (
     MAX_NAME_LENGTH,
     MAX_PRODUCT_NAME_LENGTH,
-    MAX_UNITS_PER_CALL,
     MAX_URL_LENGTH,
     Category,
     CategoryChange,
@@ -29,6 +28,7 @@ from shop.domain.catalog.model import (
     ProductDetail,
     ProductSummary,
 )
+from shop.domain.stock.preconditions import MAX_UNITS_PER_CALL
 
 Name = Annotated[str, Meta(min_length=1, max_length=MAX_NAME_LENGTH)]
 ProductName = Annotated[str, Meta(min_length=1, max_length=MAX_PRODUCT_NAME_LENGTH)]

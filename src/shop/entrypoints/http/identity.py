@@ -6,7 +6,6 @@ policy, refresh rotation and reuse detection) live in ``shop.domain.identity.ser
 
 from __future__ import annotations
 
-import datetime
 import uuid
 from typing import Annotated, Literal
 
@@ -89,10 +88,6 @@ class UserOut(msgspec.Struct, frozen=True):
         )
 
 
-def _refresh_ttl(container: Container) -> datetime.timedelta:
-    return datetime.timedelta(seconds=container.settings.refresh_token_ttl)
-
-
 class AuthController(Controller):
     """Public by nature: these are how a caller gets a token in the first place."""
 
@@ -125,7 +120,7 @@ class AuthController(Controller):
             uow=container.identity_uow(),
             hasher=container.password_hasher,
             access_tokens=container.access_tokens,
-            refresh_ttl=_refresh_ttl(container),
+            refresh_ttl=container.refresh_ttl,
         )
         return TokenOut.from_domain(pair)
 
@@ -137,7 +132,7 @@ class AuthController(Controller):
             data.refresh_token,
             uow=container.identity_uow(),
             access_tokens=container.access_tokens,
-            refresh_ttl=_refresh_ttl(container),
+            refresh_ttl=container.refresh_ttl,
         )
         return TokenOut.from_domain(pair)
 

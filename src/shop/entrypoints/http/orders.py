@@ -7,8 +7,6 @@ is a 404, like a missing one.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from datetime import datetime
 from typing import Annotated
@@ -20,7 +18,6 @@ from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from shop.bootstrap import Container
-from shop.domain.errors import InvalidInput
 from shop.domain.idempotency import MAX_IDEMPOTENCY_KEY_LENGTH
 from shop.domain.identity.model import Principal
 from shop.domain.orders import services
@@ -131,26 +128,8 @@ class OrderPageOut(msgspec.Struct):
     def from_domain(cls, page: OrderPage) -> OrderPageOut:
         return cls(
             items=[OrderOut.from_domain(order) for order in page.items],
-            next_cursor=None if page.next_cursor is None else encode_cursor(page.next_cursor),
+            next_cursor=None if page.next_cursor is None else page.next_cursor.token(),
         )
-
-
-def encode_cursor(cursor: OrderCursor) -> str:
-    raw = f"{cursor.created_at.isoformat()}|{cursor.order_id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_cursor(token: str) -> OrderCursor:
-    """Opaque to clients; anything we did not hand out is a 422, not a 500."""
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        created_at, order_id = raw.split("|")
-        when = datetime.fromisoformat(created_at)
-        if when.tzinfo is None:
-            raise ValueError("naive timestamp")
-        return OrderCursor(created_at=when, order_id=uuid.UUID(order_id))
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise InvalidInput("the cursor is not one this API handed out") from exc
 
 
 class OrderController(Controller):
@@ -179,15 +158,8 @@ class OrderController(Controller):
             ),
         ] = None,
     ) -> Response[OrderOut]:
-        placed = await services.place_order(
-            data.to_command(principal.user_id, idempotency_key, admission_token),
-            rules=container.order_rules,
-            stock=container.stock,
-            orders=container.orders,
-            clock=container.clock,
-            expiry=container.expiry,
-            sales=container.drop_sales,
-            observer=container.observer,
+        placed = await container.order_cases.place(
+            data.to_command(principal.user_id, idempotency_key, admission_token)
         )
         return Response(
             OrderOut.from_domain(placed.order),
@@ -205,11 +177,10 @@ class OrderController(Controller):
             str | None, QueryParameter(description="next_cursor of the previous page")
         ] = None,
     ) -> OrderPageOut:
-        page = await services.list_orders(
+        page = await container.order_cases.page(
             principal.user_id,
-            orders=container.orders,
             limit=limit,
-            after=None if cursor is None else decode_cursor(cursor),
+            after=None if cursor is None else OrderCursor.parse(cursor),
         )
         return OrderPageOut.from_domain(page)
 
@@ -220,9 +191,7 @@ class OrderController(Controller):
         principal: NamedDependency[Principal],
         container: NamedDependency[Container],
     ) -> OrderOut:
-        order = await services.get_order(
-            order_id, user_id=principal.user_id, orders=container.orders
-        )
+        order = await container.order_cases.get(order_id, user_id=principal.user_id)
         return OrderOut.from_domain(order)
 
     @post(
@@ -262,13 +231,7 @@ class OrderController(Controller):
         principal: NamedDependency[Principal],
         container: NamedDependency[Container],
     ) -> OrderOut:
-        order = await services.cancel_order(
-            order_id,
-            user_id=principal.user_id,
-            orders=container.orders,
-            stock=container.stock,
-            clock=container.clock,
-        )
+        order = await container.order_cases.cancel(order_id, user_id=principal.user_id)
         return OrderOut.from_domain(order)
 
     @post(
@@ -283,13 +246,7 @@ class OrderController(Controller):
         principal: NamedDependency[Principal],
         container: NamedDependency[Container],
     ) -> OrderOut:
-        order = await services.refund_order(
-            order_id,
-            user_id=principal.user_id,
-            orders=container.orders,
-            clock=container.clock,
-            rules=container.order_rules,
-        )
+        order = await container.order_cases.refund(order_id, user_id=principal.user_id)
         return OrderOut.from_domain(order)
 
 
@@ -307,7 +264,7 @@ class AdminOrderController(Controller):
     async def ship(
         self, order_id: FromPath[uuid.UUID], container: NamedDependency[Container]
     ) -> OrderOut:
-        order = await services.ship_order(order_id, orders=container.orders, clock=container.clock)
+        order = await container.order_cases.ship(order_id)
         return OrderOut.from_domain(order)
 
     @post(
@@ -319,7 +276,5 @@ class AdminOrderController(Controller):
     async def deliver(
         self, order_id: FromPath[uuid.UUID], container: NamedDependency[Container]
     ) -> OrderOut:
-        order = await services.deliver_order(
-            order_id, orders=container.orders, clock=container.clock
-        )
+        order = await container.order_cases.deliver(order_id)
         return OrderOut.from_domain(order)

@@ -87,7 +87,7 @@ class WishController(Controller):
             container.wishes,
             principal.user_id,
             product_id,
-            cap=container.settings.max_wishes_per_user,
+            cap=container.wish_cap,
         )
         return Response(WishOut.from_domain(wish), status_code=201 if created else 200)
 

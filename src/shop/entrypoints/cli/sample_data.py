@@ -5,6 +5,7 @@ same data. The shape imitates a general store: a few departments, sub-categories
 deep, products in one or two categories (some in a parent, most in a leaf), one to four
 options with sizes, colours or capacities, prices in the usual x.90 steps, creation times
 spread over a year (so "newest" is not just id order), and some options already sold out.
+Demo data, not a rule: it lives with the command that seeds it, outside the domain.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from __future__ import annotations
 import datetime
 import math
 import random
-from dataclasses import dataclass
+
+from shop.domain.catalog.bulk import SampleCatalog, SampleCategory, SampleOption, SampleProduct
 
 DEPARTMENTS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[str, ...], ...]]] = {
     # department: (sub-categories, product nouns, option sets)
@@ -66,51 +68,6 @@ MATERIALS = (
     "Merino", "Carbon", "Glass", "Canvas", "Suede", "Silk", "Denim",
 )  # fmt: skip
 DEPTH = 3  # department > sub-category > sub-sub-category
-
-
-@dataclass(frozen=True, slots=True)
-class SampleCategory:
-    key: int  # index in SampleCatalog.categories; parents come first
-    name: str
-    parent_key: int | None
-    position: int
-
-
-@dataclass(frozen=True, slots=True)
-class SampleOption:
-    name: str
-    price: int
-    stock: int
-
-
-@dataclass(frozen=True, slots=True)
-class SampleProduct:
-    name: str
-    description: str
-    price: int
-    created_at: datetime.datetime
-    category_keys: tuple[int, ...]
-    options: tuple[SampleOption, ...]
-    images: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class SampleCatalog:
-    categories: list[SampleCategory]
-    products: list[SampleProduct]
-
-    @property
-    def option_count(self) -> int:
-        return sum(len(product.options) for product in self.products)
-
-
-@dataclass(frozen=True, slots=True)
-class LoadedCatalog:
-    """What a bulk load wrote: ids, and each option's units for putting them on sale."""
-
-    category_ids: list[int]
-    product_ids: list[int]
-    option_units: list[tuple[int, int]]
 
 
 def sample_categories(count: int, rng: random.Random) -> list[SampleCategory]:
