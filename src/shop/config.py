@@ -68,8 +68,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     card_payment_ttl: Seconds = 900.0
     bank_transfer_ttl: Seconds = 259_200.0
     refund_window: Seconds = 259_200.0
-    max_line_quantity: PositiveInt = 100
-    max_order_lines: PositiveInt = 50
+    # At most the HTTP schema's caps (100 and 50), which the OpenAPI document declares.
+    max_line_quantity: Annotated[int, msgspec.Meta(ge=1, le=100)] = 100
+    max_order_lines: Annotated[int, msgspec.Meta(ge=1, le=50)] = 50
     # Units of one option one customer may hold across live orders (unset: no limit).
     purchase_limit_per_option: PositiveInt | None = None
     # How often the worker sweeps for overdue unpaid orders and unfinished stock releases.

@@ -51,13 +51,13 @@ async def test_the_tree_is_public_and_nested_in_position_order(
     ]
 
 
-async def test_a_new_category_under_an_unknown_parent_is_422(
+async def test_a_new_category_under_an_unknown_parent_is_404(
     client: httpx.AsyncClient, admin: dict[str, str]
 ) -> None:
     response = await client.post(
         "/api/admin/categories", json={"name": "Orphan", "parent_id": 999}, headers=admin
     )
-    assert response.status_code == 422
+    assert response.status_code == 404
     assert response.json()["extra"] == {"parent_id": 999}
 
 
@@ -199,7 +199,7 @@ async def test_move_to_inside_the_deleted_subtree_is_refused(
     both = await client.delete(
         f"/api/admin/categories/{old}?move_to={child}&cascade=true", headers=admin
     )
-    assert (inside.status_code, unknown.status_code, both.status_code) == (409, 422, 422)
+    assert (inside.status_code, unknown.status_code, both.status_code) == (409, 404, 409)
 
 
 @pytest.mark.parametrize(

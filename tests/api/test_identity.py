@@ -314,9 +314,10 @@ async def test_logout_revokes_the_family_and_is_idempotent(client: httpx.AsyncCl
     assert unknown.status_code == 204
 
 
-async def test_me_of_a_deleted_user_is_404(client: httpx.AsyncClient, clean: Container) -> None:
+async def test_me_of_a_deleted_user_is_401(client: httpx.AsyncClient, clean: Container) -> None:
     response = await client.get("/api/me", headers=bearer(clean, user_id=uuid.uuid4()))
-    assert response.status_code == 404
+    assert response.status_code == 401
+    assert "no longer exists" in response.json()["detail"]
 
 
 @get("/api/admin/identity-probe", operation_id="IdentityAdminProbe", guards=[requires_admin])

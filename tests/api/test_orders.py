@@ -309,8 +309,10 @@ async def test_bad_input_is_a_4xx_json_error_and_buys_nothing(
             line["option_id"] = option
     async with http_client(create_app(strict)) as client:
         response = await place(client, customer, body)
-    assert response.status_code == 422, (case, response.text)
-    assert response.json()["status_code"] == 422
+    # An option that does not exist is a 404, like any id a request names (issue 15).
+    expected = 404 if case == "unknown-option" else 422
+    assert response.status_code == expected, (case, response.text)
+    assert response.json()["status_code"] == expected
     assert response.json()["detail"]
     assert (await clean.stock.available([option]))[option] == 5
 

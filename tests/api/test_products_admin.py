@@ -99,12 +99,12 @@ async def test_registration_puts_each_options_stock_on_sale(
 @pytest.mark.parametrize(
     ("change", "status"),
     [
-        ({"category_ids": [999]}, 422),
+        ({"category_ids": [999]}, 404),
         ({"options": []}, 422),
         ({"price": -1}, 422),
         ({"name": ""}, 422),
         ({"images": ["ftp://nope"]}, 422),
-        ({"options": [{"name": "a", "stock": 1}, {"name": "a", "stock": 2}]}, 422),
+        ({"options": [{"name": "a", "stock": 1}, {"name": "a", "stock": 2}]}, 409),
         ({"options": [{"name": "a", "stock": -1}]}, 422),
         ({"colour": "red"}, 422),
     ],

@@ -92,6 +92,11 @@ class _RefreshTokens:
             if token.family == family:
                 self._state.tokens[digest] = replace(token, revoked=True)
 
+    async def revoke_all_of(self, user_id: uuid.UUID) -> None:
+        for digest, token in list(self._state.tokens.items()):
+            if token.user_id == user_id:
+                self._state.tokens[digest] = replace(token, revoked=True)
+
 
 class FakeIdentityUnitOfWork:
     """Works on a copy of the committed state; ``commit`` publishes it, leaving drops it."""

@@ -28,7 +28,8 @@ from shop.domain.catalog.model import (
     ProductSummary,
     Sort,
 )
-from shop.domain.errors import InvalidInput, MalformedRequest, NotFound
+from shop.domain.errors import Conflict, InvalidInput, MalformedRequest, NotFound
+from shop.domain.limits import MAX_INT32, MAX_PRICE
 from tests.unit.fakes import FakeStock
 
 NOW = datetime.datetime(2026, 11, 25, tzinfo=datetime.UTC)
@@ -188,6 +189,15 @@ async def test_a_restock_retried_with_its_key_puts_the_units_on_sale_once() -> N
     assert stock.units == {7: 5}
 
 
+async def test_a_restock_past_the_stock_column_puts_nothing_on_sale() -> None:
+    option = Option(id=7, product_id=1, name="o", price=1, stock_total=MAX_INT32 - 3, position=0)
+    stock = FakeStock()
+    with pytest.raises(InvalidInput, match="in total"):
+        await services.restock(FakeReads(options={7: option}), stock, 7, 4, key="k")
+    assert stock.calls == []
+    await services.restock(FakeReads(options={7: option}), stock, 7, 3, key="k")
+
+
 @pytest.mark.parametrize("key", ["", "   ", "k" * 201])
 async def test_a_restock_needs_a_usable_key(key: str) -> None:
     option = Option(id=7, product_id=1, name="o", price=1, stock_total=3, position=0)
@@ -197,6 +207,13 @@ async def test_a_restock_needs_a_usable_key(key: str) -> None:
     assert stock.calls == []
 
 
+def test_two_options_of_one_name_clash() -> None:
+    with pytest.raises(Conflict, match="differ"):
+        NewProduct(
+            name="x", price=1, category_ids=(), options=(NewOption("a", 1), NewOption("a", 2))
+        )
+
+
 @pytest.mark.parametrize(
     "build",
     [
@@ -204,13 +221,15 @@ async def test_a_restock_needs_a_usable_key(key: str) -> None:
         lambda: NewProduct(name="x", price=-1, category_ids=(), options=(NewOption("a", 1),)),
         lambda: NewProduct(name="x", price=1, category_ids=(), options=()),
         lambda: NewProduct(
-            name="x", price=1, category_ids=(), options=(NewOption("a", 1), NewOption("a", 2))
-        ),
-        lambda: NewProduct(
             name="x", price=1, category_ids=(), options=(NewOption("a", 1),), images=("x",)
         ),
         lambda: NewOption("a", stock=-1),
         lambda: NewOption("a", stock=1, price=-5),
+        lambda: NewOption("a", stock=1, price=MAX_PRICE + 1),
+        lambda: NewProduct(name="x", price=2**62, category_ids=(), options=(NewOption("a", 1),)),
+        lambda: NewProduct(
+            name="x", price=1, category_ids=tuple(range(1, 40_001)), options=(NewOption("a", 1),)
+        ),
     ],
 )
 def test_invalid_products_are_refused_before_any_write(build: Any) -> None:

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from shop.domain.errors import Conflict, InvalidInput, NotFound, Unauthorized
+from shop.domain.errors import Conflict, Forbidden, InvalidInput, Unauthorized
 from shop.domain.identity import services
 from shop.domain.identity.model import (
     RefreshToken,
@@ -251,7 +251,10 @@ async def test_refresh_carries_the_role_the_user_has_now(
 ) -> None:
     user_id = await _sign_up(uow, hasher)
     pair = await _log_in(uow, hasher)
-    await services.create_admin("ann@example.com", "new Passw0rd", name="", uow=uow, hasher=hasher)
+    # A role changed behind the use cases' back (an operator's SQL): the next access token
+    # says so. (``create_admin`` revokes the sessions instead, tested below.)
+    user = uow.committed.users[user_id]
+    uow.committed.users[user_id] = dataclasses.replace(user, role=Role.ADMIN)
     refreshed = await _refresh(uow, pair.refresh_token)
     assert refreshed.access_token.startswith(f"access:{user_id}:admin")
 
@@ -269,8 +272,8 @@ async def test_log_out_revokes_the_family_and_is_idempotent(
         await _refresh(uow, second.refresh_token)
 
 
-async def test_profile_of_a_missing_user_is_not_found(uow: FakeIdentityUnitOfWork) -> None:
-    with pytest.raises(NotFound):
+async def test_profile_of_a_missing_user_is_unauthorized(uow: FakeIdentityUnitOfWork) -> None:
+    with pytest.raises(Unauthorized):
         await services.profile(uuid.uuid4(), uow=uow)
 
 
@@ -329,3 +332,53 @@ async def test_profiles_that_do_not_fit_are_refused(
         await services.create_admin(
             "root@example.com", PASSWORD, name="x" * 201, uow=uow, hasher=hasher
         )
+
+
+async def test_a_password_change_revokes_every_session_of_the_account(
+    uow: FakeIdentityUnitOfWork, hasher: FakeHasher
+) -> None:
+    user_id = await _sign_up(uow, hasher)
+    phone, laptop = await _log_in(uow, hasher), await _log_in(uow, hasher)
+    other_id = await _sign_up(uow, hasher, "bob@example.com")
+    bob = await _log_in(uow, hasher, email="bob@example.com")
+
+    await services.change_password(user_id, PASSWORD, "new Passw0rd 9", uow=uow, hasher=hasher)
+
+    for session in (phone, laptop):
+        with pytest.raises(Unauthorized):
+            await _refresh(uow, session.refresh_token)
+    await _refresh(uow, bob.refresh_token)  # another account's sessions are untouched
+    assert other_id != user_id
+    with pytest.raises(Unauthorized):
+        await _log_in(uow, hasher)
+    await _log_in(uow, hasher, password="new Passw0rd 9")
+
+
+async def test_a_password_change_needs_the_current_password_and_the_policy(
+    uow: FakeIdentityUnitOfWork, hasher: FakeHasher
+) -> None:
+    user_id = await _sign_up(uow, hasher)
+    session = await _log_in(uow, hasher)
+    with pytest.raises(Forbidden):
+        await services.change_password(
+            user_id, "wrong one 1", "new Passw0rd 9", uow=uow, hasher=hasher
+        )
+    with pytest.raises(InvalidInput):
+        await services.change_password(user_id, PASSWORD, "short", uow=uow, hasher=hasher)
+    with pytest.raises(Unauthorized):
+        await services.change_password(
+            uuid.uuid4(), PASSWORD, "new Passw0rd 9", uow=uow, hasher=hasher
+        )
+    await _refresh(uow, session.refresh_token)  # nothing was changed or revoked
+
+
+async def test_promoting_or_resetting_an_account_revokes_its_sessions(
+    uow: FakeIdentityUnitOfWork, hasher: FakeHasher
+) -> None:
+    await _sign_up(uow, hasher)
+    stolen = await _log_in(uow, hasher)
+    await services.create_admin(
+        "ann@example.com", "admin Passw0rd", name="", uow=uow, hasher=hasher
+    )
+    with pytest.raises(Unauthorized):
+        await _refresh(uow, stolen.refresh_token)

@@ -8,7 +8,8 @@ from datetime import timedelta
 
 import pytest
 
-from shop.domain.errors import InvalidInput, InvalidState
+from shop.domain.errors import Conflict, InvalidInput, InvalidState
+from shop.domain.limits import MAX_ORDER_TOTAL, MAX_PRICE
 from shop.domain.orders.model import (
     OptionPrice,
     Order,
@@ -16,6 +17,7 @@ from shop.domain.orders.model import (
     OrderStatus,
     PaymentMethod,
     PlaceOrder,
+    check_total,
 )
 from shop.domain.stock.model import Line
 from tests.unit.fakes import T0
@@ -108,7 +110,9 @@ def test_prices_are_captured_from_the_catalog_and_the_total_adds_them_up() -> No
     ids=["too-many-lines", "quantity-over-cap", "merged-over-cap", "blank-address", "blank-key"],
 )
 def test_an_order_out_of_bounds_is_refused(cmd: PlaceOrder, message: str) -> None:
-    with pytest.raises(InvalidInput, match=message):
+    # Lines within the cap that add up past it clash with the limit (409, a Conflict); the
+    # rest are invalid values (422).
+    with pytest.raises((InvalidInput, Conflict), match=message):
         cmd.validated(RULES)
 
 
@@ -289,3 +293,11 @@ def test_each_action_is_allowed_repeated_harmlessly_or_refused_as_the_table_says
             ACTIONS[action](order)
         assert refused.value.extra["state"] == status.value
         assert order.status is status
+
+
+def test_an_order_total_above_the_money_cap_is_refused_and_one_at_it_passes() -> None:
+    prices = {n: OptionPrice(option_id=n, product_id=n, price=MAX_PRICE) for n in range(1, 12)}
+    at_cap = [Line(n, 100) for n in range(1, 11)]  # 10 x 100 x 10^12 = 10^15
+    assert check_total(at_cap, prices) == MAX_ORDER_TOTAL
+    with pytest.raises(InvalidInput, match="total"):
+        check_total([*at_cap, Line(11, 1)], prices)

@@ -107,7 +107,7 @@ async def test_sold_out_writes_nothing() -> None:
 
 async def test_an_unknown_option_is_refused_before_any_reservation() -> None:
     shop = Shop()
-    with pytest.raises(InvalidInput, match="option 99"):
+    with pytest.raises(NotFound, match="option 99"):
         await shop.place((99, 1))
     assert shop.stock.reserve_calls == 0
 

@@ -60,7 +60,7 @@ from shop.domain.catalog.model import (
     Option,
     ProductChange,
 )
-from shop.domain.errors import Conflict, InvalidInput, NotFound, Unavailable
+from shop.domain.errors import Conflict, NotFound, Unavailable
 
 # Transaction-scoped advisory locks (arbitrary constants, unique within the shop).
 CATEGORY_TREE_LOCK = 0x5_CA7_0001
@@ -175,7 +175,7 @@ class SqlProducts:
         )
         missing = sorted(set(wanted) - set(found))
         if missing:
-            raise InvalidInput(
+            raise NotFound(
                 f"unknown categories: {', '.join(map(str, missing))}",
                 extra={"category_ids": missing},
             )

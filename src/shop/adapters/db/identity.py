@@ -134,6 +134,13 @@ class SqlRefreshTokens:
             .values(revoked=True)
         )
 
+    async def revoke_all_of(self, user_id: uuid.UUID) -> None:
+        await self._session.execute(
+            update(RefreshTokenRow)
+            .where(RefreshTokenRow.user_id == user_id, RefreshTokenRow.revoked.is_(False))
+            .values(revoked=True)
+        )
+
 
 class SqlIdentityUnitOfWork(SessionUnitOfWork):
     """A session per ``async with``; leaving without ``commit`` rolls back."""

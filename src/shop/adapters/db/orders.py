@@ -38,7 +38,7 @@ from shop.adapters.db.reservation_claims import (
 )
 from shop.adapters.db.sqlstate import FOREIGN_KEY_VIOLATION, sqlstate_of
 from shop.adapters.db.tables import OrderLineRow, OrderRow, sql_list
-from shop.domain.errors import NotFound, OpenOrderLimitExceeded, OptionWithdrawn
+from shop.domain.errors import NotFound, OpenOrderLimitExceeded, OptionWithdrawn, Unauthorized
 from shop.domain.orders.model import (
     OptionPrice,
     Order,
@@ -246,8 +246,12 @@ class SqlOrders:
             if sqlstate_of(exc) != FOREIGN_KEY_VIOLATION:
                 raise
             withdrawn = await self._withdrawn(order)
-            if withdrawn is None:  # another reference vanished (the customer's account)
-                raise
+            if withdrawn is None:
+                # The other reference is the customer's account: a validly signed token
+                # outlived it. Who is asking can no longer be established: 401.
+                raise Unauthorized(
+                    "the account no longer exists; sign up or log in again"
+                ) from None
             raise withdrawn from None
         return bool(written)
 

@@ -121,6 +121,8 @@ class RedisWaitingRoom:
         if kind == "lost":
             if await self._redis.exists(EPOCH):
                 raise NotFound("drop not found")
+            # No room was ever published here, or Redis lost them all (the worker republishes
+            # and logs it): an unknown drop is 404, a lost one 503 until it is back.
             raise Unavailable(
                 "the waiting room lost its state and is being rebuilt; join again shortly",
                 retry_after=2.0,

@@ -15,6 +15,7 @@ from shop.domain.catalog.checks import (
     check_name,
 )
 from shop.domain.errors import Conflict, InvalidInput, NotFound
+from shop.domain.limits import MAX_CATEGORY_DEPTH
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,13 +69,52 @@ class CategoryTree:
             raise NotFound(f"category {category_id} does not exist") from None
 
     def roots(self) -> tuple[CategoryNode, ...]:
-        return self._nodes(None)
+        """The nested tree, built bottom-up without recursion, ``MAX_CATEGORY_DEPTH`` levels
+        deep. Writes cannot go deeper; a deeper chain written before the cap (or by hand) is
+        cut from the nested listing rather than making it fail for everyone: its categories
+        still exist and list their products by id."""
+        levels: list[list[Category]] = []
+        frontier = list(self._children.get(None, []))
+        while frontier and len(levels) < MAX_CATEGORY_DEPTH:
+            levels.append(frontier)
+            frontier = [child for c in frontier for child in self._children.get(c.id, [])]
+        built: dict[int, CategoryNode] = {}
+        for level in reversed(levels):
+            for category in level:
+                children = tuple(
+                    built.pop(c.id) for c in self._children.get(category.id, []) if c.id in built
+                )
+                built[category.id] = CategoryNode(category, children)
+        return tuple(built[c.id] for c in self._children.get(None, []))
 
-    def _nodes(self, parent_id: int | None) -> tuple[CategoryNode, ...]:
-        return tuple(
-            CategoryNode(category, self._nodes(category.id))
-            for category in self._children.get(parent_id, [])
-        )
+    def depth_of(self, category_id: int) -> int:
+        """1 for a top-level category, 2 for its children, and so on."""
+        depth, seen = 0, set()
+        current: int | None = category_id
+        while current is not None and current in self._by_id and current not in seen:
+            seen.add(current)
+            depth += 1
+            current = self._by_id[current].parent_id
+        return depth
+
+    def height_of(self, category_id: int) -> int:
+        """Levels in the subtree under (and including) the category."""
+        height, frontier = 0, [category_id]
+        while frontier:
+            height += 1
+            frontier = [child.id for parent in frontier for child in self._children.get(parent, [])]
+        return height
+
+    def check_depth(self, parent_id: int | None, *, height: int = 1) -> None:
+        """A subtree of ``height`` levels placed under ``parent_id`` must stay within
+        ``MAX_CATEGORY_DEPTH``: the tree is served as nested JSON, and a deeper chain is no
+        navigation anyone can use."""
+        depth = (0 if parent_id is None else self.depth_of(parent_id)) + height
+        if depth > MAX_CATEGORY_DEPTH:
+            raise InvalidInput(
+                f"categories nest at most {MAX_CATEGORY_DEPTH} levels deep",
+                extra={"parent_id": parent_id, "depth": depth, "max_depth": MAX_CATEGORY_DEPTH},
+            )
 
     def children_of(self, category_id: int) -> list[Category]:
         return list(self._children.get(category_id, []))
@@ -89,11 +129,12 @@ class CategoryTree:
         return found
 
     def check_parent(self, parent_id: int | None) -> None:
-        """A parent named in a request must exist: 422, since the path names something else."""
+        """A parent named in a request must exist: 404, like any id the request names."""
         if parent_id is not None and parent_id not in self._by_id:
-            raise InvalidInput(
+            raise NotFound(
                 f"parent category {parent_id} does not exist", extra={"parent_id": parent_id}
             )
+        self.check_depth(parent_id)
 
     def check_move(self, category_id: int, new_parent_id: int | None) -> None:
         """Moving a category under itself or one of its descendants would cut the subtree off
@@ -105,6 +146,7 @@ class CategoryTree:
                 "a category cannot move under itself or one of its descendants",
                 extra={"category_id": category_id, "parent_id": new_parent_id},
             )
+        self.check_depth(new_parent_id, height=self.height_of(category_id))
 
     def check_delete(
         self,
@@ -126,7 +168,7 @@ class CategoryTree:
             if move_to is None:
                 raise InvalidInput("move_to names the category that receives the contents")
             if move_to not in self._by_id:
-                raise InvalidInput(
+                raise NotFound(
                     f"category {move_to} (move_to) does not exist", extra={"move_to": move_to}
                 )
             if move_to in self.subtree(category_id):

@@ -16,6 +16,7 @@ from shop.domain.catalog.categories import (
     NewCategory,
 )
 from shop.domain.catalog.checks import (
+    MAX_DESCRIPTION_LENGTH,
     MAX_IMAGES_PER_PRODUCT,
     MAX_NAME_LENGTH,
     MAX_OPTIONS_PER_PRODUCT,
@@ -23,6 +24,7 @@ from shop.domain.catalog.checks import (
     MAX_URL_LENGTH,
     check_name,
     check_price,
+    check_stock_total,
     check_url,
 )
 from shop.domain.catalog.listing import (
@@ -47,6 +49,7 @@ from shop.domain.catalog.products import (
 )
 
 __all__ = [
+    "MAX_DESCRIPTION_LENGTH",
     "MAX_IMAGES_PER_PRODUCT",
     "MAX_NAME_LENGTH",
     "MAX_OPTIONS_PER_PRODUCT",
@@ -76,5 +79,6 @@ __all__ = [
     "Sort",
     "check_name",
     "check_price",
+    "check_stock_total",
     "check_url",
 ]

@@ -12,11 +12,13 @@ from shop.domain.catalog.checks import (
     MAX_NAME_LENGTH,
     MAX_OPTIONS_PER_PRODUCT,
     MAX_PRODUCT_NAME_LENGTH,
+    check_category_links,
+    check_description,
     check_name,
     check_price,
     check_url,
 )
-from shop.domain.errors import InvalidInput
+from shop.domain.errors import Conflict, InvalidInput
 from shop.domain.stock.preconditions import MAX_UNITS_PER_CALL
 
 
@@ -98,13 +100,16 @@ class NewProduct:
     def __post_init__(self) -> None:
         check_name(self.name, "product name", MAX_PRODUCT_NAME_LENGTH)
         check_price(self.price)
+        check_description(self.description)
+        check_category_links(self.category_ids)
         if not self.options:
             raise InvalidInput("a product needs at least one option: options are what is sold")
         if len(self.options) > MAX_OPTIONS_PER_PRODUCT:
             raise InvalidInput(f"a product has at most {MAX_OPTIONS_PER_PRODUCT} options")
         names = [option.name for option in self.options]
         if len(set(names)) != len(names):
-            raise InvalidInput("option names must differ within a product")
+            # The same clash as adding an option under a name the product has: 409.
+            raise Conflict("option names must differ within a product")
         if len(self.images) > MAX_IMAGES_PER_PRODUCT:
             raise InvalidInput(f"a product has at most {MAX_IMAGES_PER_PRODUCT} images")
         for url in self.images:
@@ -128,6 +133,10 @@ class ProductChange:
             check_name(self.name, "product name", MAX_PRODUCT_NAME_LENGTH)
         if self.price is not None:
             check_price(self.price)
+        if self.description is not None:
+            check_description(self.description)
+        if self.category_ids is not None:
+            check_category_links(self.category_ids)
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ from shop.domain.catalog.model import (
     ProductDetail,
     ProductSummary,
     Sort,
+    check_stock_total,
     check_url,
 )
 from shop.domain.catalog.ports import (
@@ -39,7 +40,7 @@ from shop.domain.catalog.ports import (
     PopularityScores,
     PopularRanking,
 )
-from shop.domain.errors import InvalidInput, NotFound
+from shop.domain.errors import NotFound
 from shop.domain.idempotency import check_idempotency_key
 from shop.domain.paging import (
     Page,
@@ -83,11 +84,11 @@ async def change_category(
 
 
 def delete_mode(*, cascade: bool, move_to: int | None) -> DeleteMode:
-    if cascade and move_to is not None:
-        raise InvalidInput("choose one of cascade=true and move_to, not both")
-    if cascade:
-        return DeleteMode.CASCADE
-    return DeleteMode.REFUSE if move_to is None else DeleteMode.MOVE
+    """``move_to`` wins over ``cascade``: once the contents have moved, the category is empty
+    and there is nothing left to cascade, so the two together mean what ``move_to`` means."""
+    if move_to is not None:
+        return DeleteMode.MOVE
+    return DeleteMode.CASCADE if cascade else DeleteMode.REFUSE
 
 
 async def delete_category(
@@ -185,8 +186,10 @@ async def restock(
     """
     check_idempotency_key(key)
     check_units_per_call(units)
-    if await reads.option(option_id) is None:
+    option = await reads.option(option_id)
+    if option is None:
         raise NotFound(f"option {option_id} does not exist")
+    check_stock_total(option.stock_total, units)
     await stock.put_on_sale(option_id, units, key=key)
     return await option_on_sale(reads, stock, option_id)
 

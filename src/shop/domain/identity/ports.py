@@ -70,6 +70,11 @@ class RefreshTokens(Protocol):
 
     async def revoke_family(self, family: uuid.UUID) -> None: ...
 
+    async def revoke_all_of(self, user_id: uuid.UUID) -> None:
+        """Revoke every family of the account: its password or role changed, so no session
+        that began before may continue."""
+        ...
+
 
 class IdentityUnitOfWork(Protocol):
     """One transaction over users and refresh tokens. Leaving the block without ``commit``

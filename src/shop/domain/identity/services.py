@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import replace
 
-from shop.domain.errors import Conflict, InvalidInput, NotFound, Unauthorized
+from shop.domain.errors import Conflict, Forbidden, InvalidInput, Unauthorized
 from shop.domain.identity.model import (
     RefreshToken,
     RefreshTokenReused,
@@ -29,6 +29,7 @@ from shop.domain.identity.ports import AccessTokens, IdentityUnitOfWork, Passwor
 
 Clock = Callable[[], datetime.datetime]
 
+ACCOUNT_GONE = "the account no longer exists; sign up or log in again"
 # One message for "no such email" and "wrong password": which one it was is nobody's business.
 BAD_CREDENTIALS = "wrong email or password"
 
@@ -139,7 +140,7 @@ async def refresh(
             raise
         user = await uow.users.get(stored.user_id)
         if user is None:
-            raise Unauthorized("the account no longer exists")
+            raise Unauthorized(ACCOUNT_GONE)
         await uow.refresh_tokens.mark_used(stored.digest, now)
         successor, new_secret = stored.successor(now=now, ttl=refresh_ttl)
         return await _issue(user, successor, new_secret, uow=uow, access_tokens=access_tokens)
@@ -163,8 +164,37 @@ async def profile(user_id: uuid.UUID, *, uow: IdentityUnitOfWork) -> User:
     async with uow:
         user = await uow.users.get(user_id)
     if user is None:
-        raise NotFound("no such user")
+        raise Unauthorized(ACCOUNT_GONE)
     return user
+
+
+async def change_password(
+    user_id: uuid.UUID,
+    current_password: str,
+    new_password: str,
+    *,
+    uow: IdentityUnitOfWork,
+    hasher: PasswordHasher,
+) -> None:
+    """Replace the password of a signed-in account, proving the current one first (a token
+    left on a shared screen must not be enough to lock the owner out).
+
+    Every refresh-token family of the account is revoked in the same transaction: whoever
+    holds an old session, perhaps the reason for the change, cannot refresh it. Access tokens
+    already issued stay valid until they expire (``SHOP_ACCESS_TOKEN_TTL``).
+    """
+    check_password_policy(new_password)
+    async with uow:
+        user = await uow.users.get(user_id)
+    if user is None:
+        raise Unauthorized(ACCOUNT_GONE)
+    if not await hasher.verify(user.password_hash, current_password):
+        raise Forbidden("the current password is wrong")
+    new_hash = await hasher.hash(new_password)
+    async with uow:
+        await uow.users.save(replace(user, password_hash=new_hash))
+        await uow.refresh_tokens.revoke_all_of(user.id)
+        await uow.commit()
 
 
 async def create_admin(
@@ -180,6 +210,9 @@ async def create_admin(
     Idempotent, for an operator bootstrapping the first admin: run twice, one admin remains;
     an existing customer with that email is promoted (and given this password, so that the
     operator knows how to log in afterwards). Concurrent runs are settled by the unique email.
+
+    Promoting or resetting an existing account revokes all its refresh-token families: an
+    old (possibly stolen) session must not refresh straight into admin tokens.
     """
     normalised = normalise_email(email)
     check_password_policy(password)
@@ -190,6 +223,7 @@ async def create_admin(
         if existing is not None:
             admin = replace(existing, role=Role.ADMIN, password_hash=password_hash)
             await uow.users.save(admin)
+            await uow.refresh_tokens.revoke_all_of(admin.id)
             await uow.commit()
             return admin, False
         admin = User(

@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from shop.domain.errors import InvalidInput, InvalidState
+from shop.domain.errors import Conflict, InvalidInput, InvalidState
 from shop.domain.idempotency import check_idempotency_key
+from shop.domain.limits import MAX_ORDER_TOTAL
 from shop.domain.orders.status import OrderStatus as OrderStatus
 from shop.domain.orders.terms import SaleTerms
 from shop.domain.paging import (
@@ -48,6 +49,11 @@ class PaymentMethod(StrEnum):
     BANK_TRANSFER = "bank_transfer"
 
 
+# The defaults of ``OrderRules``, which the HTTP schema also declares.
+MAX_LINE_QUANTITY = 100
+MAX_ORDER_LINES = 50
+
+
 @dataclass(frozen=True, slots=True)
 class OrderRules:
     """The tunable part of the rules; the composition root fills it from settings."""
@@ -55,8 +61,8 @@ class OrderRules:
     card_payment_ttl: timedelta = timedelta(minutes=15)
     bank_transfer_ttl: timedelta = timedelta(days=3)
     refund_window: timedelta = timedelta(days=3)
-    max_line_quantity: int = 100
-    max_order_lines: int = 50
+    max_line_quantity: int = MAX_LINE_QUANTITY
+    max_order_lines: int = MAX_ORDER_LINES
     # Units of one option one customer may hold across live orders; None = no limit.
     purchase_limit_per_option: int | None = None
 
@@ -77,6 +83,18 @@ class OptionPrice:
     option_id: int
     product_id: int
     price: int
+
+
+def check_total(lines: Sequence[Line], prices: Mapping[int, OptionPrice]) -> int:
+    """An order's total must stay under ``MAX_ORDER_TOTAL`` (well inside the ``bigint``
+    column): refused before any stock is reserved, so nothing has to be given back."""
+    total = sum(line.quantity * prices[line.option_id].price for line in lines)
+    if total > MAX_ORDER_TOTAL:
+        raise InvalidInput(
+            f"an order's total is at most {MAX_ORDER_TOTAL} minor units",
+            extra={"total": total, "max_total": MAX_ORDER_TOTAL},
+        )
+    return total
 
 
 def reservation_key(user_id: uuid.UUID, idempotency_key: str) -> str:
@@ -114,11 +132,20 @@ class PlaceOrder:
                 f"an order may have at most {rules.max_order_lines} lines",
                 extra={"lines": len(self.lines), "max_order_lines": rules.max_order_lines},
             )
-        merged = merge_lines(self.lines)
-        for line in merged:
+        for line in self.lines:
             if line.quantity > rules.max_line_quantity:
                 raise InvalidInput(
                     f"at most {rules.max_line_quantity} units of option {line.option_id} per order",
+                    extra={"option_id": line.option_id, "quantity": line.quantity},
+                )
+        merged = merge_lines(self.lines)
+        for line in merged:
+            if line.quantity > rules.max_line_quantity:
+                # Each line is within the cap, but lines of one option add up past it: the
+                # request clashes with the per-order limit (like the per-customer one, 409).
+                raise Conflict(
+                    f"at most {rules.max_line_quantity} units of option {line.option_id} per "
+                    "order; its lines add up to more",
                     extra={"option_id": line.option_id, "quantity": line.quantity},
                 )
         return merged

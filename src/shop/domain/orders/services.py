@@ -29,6 +29,7 @@ from shop.domain.orders.model import (
     OrderStatus,
     Placed,
     PlaceOrder,
+    check_total,
 )
 from shop.domain.orders.ports import ExpiryScheduler, Orders
 from shop.domain.stock.ports import StockReservation
@@ -104,7 +105,8 @@ async def _place(
         raise ReservationLost(cmd.reservation_key)
     unknown = [line.option_id for line in lines if line.option_id not in quote.prices]
     if unknown:
-        raise InvalidInput(f"option {unknown[0]} does not exist", extra={"option_ids": unknown})
+        raise NotFound(f"option {unknown[0]} does not exist", extra={"option_ids": unknown})
+    check_total(lines, quote.prices)
 
     option_ids = [line.option_id for line in lines]
     terms = None

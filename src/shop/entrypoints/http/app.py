@@ -29,6 +29,7 @@ from shop.bootstrap import (
 from shop.config import Settings, load_settings
 from shop.domain.observation.ports import SaleObserver
 from shop.entrypoints.http.auth import auth_middleware, provide_principal
+from shop.entrypoints.http.body_guard import body_guard
 from shop.entrypoints.http.catalog import (
     AdminCategoryController,
     AdminProductController,
@@ -40,10 +41,13 @@ from shop.entrypoints.http.docs import SWAGGER_UI, docs, docs_assets
 from shop.entrypoints.http.drops import AdminDropController, DropController
 from shop.entrypoints.http.errors import EXCEPTION_HANDLERS
 from shop.entrypoints.http.health import HealthController
-from shop.entrypoints.http.identity import AuthController, get_me
+from shop.entrypoints.http.identity import AuthController, change_password, get_me
 from shop.entrypoints.http.metrics import metrics, metrics_middleware
+from shop.entrypoints.http.openapi import COMPONENTS, TruthfulOpenAPIJson, document_operations
 from shop.entrypoints.http.orders import AdminOrderController, OrderController
+from shop.entrypoints.http.query_guard import query_guard
 from shop.entrypoints.http.request_log import request_log_middleware
+from shop.entrypoints.http.security_headers import security_headers_middleware
 from shop.entrypoints.http.throttle import ThrottleMiddleware
 from shop.entrypoints.http.whoami import whoami
 from shop.entrypoints.http.wishes import WishController
@@ -64,6 +68,7 @@ def route_handlers() -> list[ControllerRouterHandler]:
         docs_assets(),
         AuthController,
         get_me,
+        change_password,
         whoami,
         CategoryController,
         AdminCategoryController,
@@ -130,7 +135,12 @@ def create_app(
             "container": Provide(provide_container, sync_to_thread=False),
             "principal": Provide(provide_principal, sync_to_thread=False),
         },
-        middleware=[*throttle, auth_middleware(tokens)],
+        middleware=[
+            *throttle,
+            auth_middleware(tokens),
+            query_guard,
+            body_guard(own_settings.max_body_bytes),
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         plugins=[
             OpenTelemetryPlugin(
@@ -145,17 +155,19 @@ def create_app(
             version=__version__,
             description="First-come-first-served store backend.",
             path="/schema",
-            render_plugins=[SWAGGER_UI],
+            render_plugins=[SWAGGER_UI, TruthfulOpenAPIJson()],
+            components=COMPONENTS,
         ),
         debug=False,
     )
     # Wrapped around the whole ASGI handler (not as route middleware) so that unmatched routes
     # (404, 405) get a request id and an access-log line too.
+    document_operations(app)
     app.asgi_handler = request_log_middleware(app.asgi_handler)
 
     def observer() -> SaleObserver | None:
         built: Container | None = getattr(app.state, "container", None)
         return None if built is None else built.observer
 
-    app.asgi_handler = metrics_middleware(app.asgi_handler, observer)
+    app.asgi_handler = security_headers_middleware(metrics_middleware(app.asgi_handler, observer))
     return app

@@ -10,14 +10,16 @@ from typing import Annotated
 
 from litestar import Controller, delete, get, patch, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
+from litestar.params import FromQuery, HeaderParameter, JSONBody, QueryParameter
 
 from shop.bootstrap import CatalogPorts, Container
 from shop.domain.catalog import services
 from shop.domain.catalog.model import Sort
 from shop.domain.idempotency import MAX_IDEMPOTENCY_KEY_LENGTH
-from shop.domain.paging import DEFAULT_LIMIT, MAX_LIMIT
+from shop.domain.limits import MAX_ID
+from shop.domain.paging import DEFAULT_LIMIT, MAX_CURSOR_LENGTH, MAX_LIMIT
 from shop.entrypoints.http.auth import requires_admin
+from shop.entrypoints.http.bounds import NOT_BLANK, PathId
 from shop.entrypoints.http.catalog_schemas import (
     CategoryIn,
     CategoryNodeOut,
@@ -35,6 +37,7 @@ from shop.entrypoints.http.catalog_schemas import (
     ProductSummaryOut,
     RestockIn,
 )
+from shop.entrypoints.http.openapi import raises
 
 Limit = Annotated[
     int, QueryParameter(ge=1, le=MAX_LIMIT, description=f"page size, 1 to {MAX_LIMIT}")
@@ -45,12 +48,16 @@ RestockKey = Annotated[
         name="Idempotency-Key",
         min_length=1,
         max_length=MAX_IDEMPOTENCY_KEY_LENGTH,
+        pattern=NOT_BLANK,
         description="Client-chosen key; repeating the restock with it adds the units once.",
     ),
 ]
 Cursor = Annotated[
     str | None,
-    QueryParameter(description="next_cursor of the previous page; omit for the first page"),
+    QueryParameter(
+        description="next_cursor of the previous page; omit for the first page",
+        max_length=MAX_CURSOR_LENGTH,
+    ),
 ]
 
 
@@ -88,10 +95,10 @@ class AdminCategoryController(Controller):
         category = await services.create_category(catalog.unit_of_work, data.to_domain())
         return CategoryOut.from_domain(category)
 
-    @patch("/{category_id:int}", operation_id="UpdateCategory")
+    @patch("/{category_id:int}", operation_id="UpdateCategory", responses=raises(409))
     async def update(
         self,
-        category_id: FromPath[int],
+        category_id: PathId,
         data: JSONBody[CategoryPatch],
         catalog: NamedDependency[CatalogPorts],
     ) -> CategoryOut:
@@ -102,10 +109,10 @@ class AdminCategoryController(Controller):
         )
         return CategoryOut.from_domain(category)
 
-    @delete("/{category_id:int}", operation_id="DeleteCategory")
+    @delete("/{category_id:int}", operation_id="DeleteCategory", responses=raises(409))
     async def remove(
         self,
-        category_id: FromPath[int],
+        category_id: PathId,
         catalog: NamedDependency[CatalogPorts],
         cascade: Annotated[
             bool,
@@ -115,7 +122,9 @@ class AdminCategoryController(Controller):
         ] = False,
         move_to: Annotated[
             int | None,
-            QueryParameter(description="move sub-categories and products here, then delete"),
+            QueryParameter(
+                ge=1, le=MAX_ID, description="move sub-categories and products here, then delete"
+            ),
         ] = None,
     ) -> None:
         """An empty category goes; a non-empty one is a 409 unless ``cascade`` or ``move_to``
@@ -131,7 +140,7 @@ class ProductController(Controller):
     tags = ["catalog"]
     dependencies = CATALOG_DEPENDENCIES
 
-    @get(operation_id="ListProducts", exclude_from_auth=True)
+    @get(operation_id="ListProducts", exclude_from_auth=True, responses=raises(404))
     async def listing(
         self,
         catalog: NamedDependency[CatalogPorts],
@@ -139,7 +148,8 @@ class ProductController(Controller):
         limit: Limit = DEFAULT_LIMIT,
         cursor: Cursor = None,
         category_id: Annotated[
-            int | None, QueryParameter(description="this category and all its descendants")
+            int | None,
+            QueryParameter(ge=1, le=MAX_ID, description="this category and all its descendants"),
         ] = None,
     ) -> ProductPage:
         """Keyset pages, newest or most popular first, ties broken by id."""
@@ -162,7 +172,7 @@ class ProductController(Controller):
     @get("/{product_id:int}", operation_id="GetProduct", exclude_from_auth=True)
     async def detail(
         self,
-        product_id: FromPath[int],
+        product_id: PathId,
         catalog: NamedDependency[CatalogPorts],
     ) -> ProductOut:
         """With each option's units still available, its images and categories."""
@@ -176,7 +186,7 @@ class AdminProductController(Controller):
     guards = [requires_admin]
     dependencies = CATALOG_DEPENDENCIES
 
-    @post("/products", operation_id="RegisterProduct")
+    @post("/products", operation_id="RegisterProduct", responses=raises(409))
     async def register(
         self,
         data: JSONBody[ProductIn],
@@ -188,10 +198,10 @@ class AdminProductController(Controller):
         )
         return ProductOut.from_domain(detail)
 
-    @patch("/products/{product_id:int}", operation_id="UpdateProduct")
+    @patch("/products/{product_id:int}", operation_id="UpdateProduct", responses=raises(409))
     async def update(
         self,
-        product_id: FromPath[int],
+        product_id: PathId,
         data: JSONBody[ProductPatch],
         catalog: NamedDependency[CatalogPorts],
     ) -> ProductOut:
@@ -200,19 +210,17 @@ class AdminProductController(Controller):
         )
         return ProductOut.from_domain(detail)
 
-    @delete("/products/{product_id:int}", operation_id="DeleteProduct")
-    async def remove(
-        self, product_id: FromPath[int], catalog: NamedDependency[CatalogPorts]
-    ) -> None:
+    @delete("/products/{product_id:int}", operation_id="DeleteProduct", responses=raises(409))
+    async def remove(self, product_id: PathId, catalog: NamedDependency[CatalogPorts]) -> None:
         """Gone with its options, images and wishes; a 409 once it has been ordered. Buyers
         whose purchase of it was in flight get a 409 naming the option; a 503 (Retry-After)
         if purchases kept its rows busy for the whole wait."""
         await services.delete_product(catalog.unit_of_work, catalog.ranking, product_id)
 
-    @post("/products/{product_id:int}/options", operation_id="AddOption")
+    @post("/products/{product_id:int}/options", operation_id="AddOption", responses=raises(409))
     async def add_option(
         self,
-        product_id: FromPath[int],
+        product_id: PathId,
         data: JSONBody[OptionIn],
         catalog: NamedDependency[CatalogPorts],
     ) -> OptionOut:
@@ -224,7 +232,7 @@ class AdminProductController(Controller):
     @post("/options/{option_id:int}/restock", operation_id="RestockOption", status_code=200)
     async def restock(
         self,
-        option_id: FromPath[int],
+        option_id: PathId,
         data: JSONBody[RestockIn],
         idempotency_key: RestockKey,
         catalog: NamedDependency[CatalogPorts],
@@ -240,7 +248,7 @@ class AdminProductController(Controller):
     @post("/products/{product_id:int}/images", operation_id="AddImage")
     async def add_image(
         self,
-        product_id: FromPath[int],
+        product_id: PathId,
         data: JSONBody[ImageIn],
         catalog: NamedDependency[CatalogPorts],
     ) -> ImageOut:

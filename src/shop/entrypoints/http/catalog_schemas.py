@@ -13,7 +13,10 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
 from shop.domain.catalog.model import (
+    MAX_DESCRIPTION_LENGTH,
+    MAX_IMAGES_PER_PRODUCT,
     MAX_NAME_LENGTH,
+    MAX_OPTIONS_PER_PRODUCT,
     MAX_PRODUCT_NAME_LENGTH,
     MAX_URL_LENGTH,
     Category,
@@ -28,20 +31,24 @@ from shop.domain.catalog.model import (
     ProductDetail,
     ProductSummary,
 )
+from shop.domain.limits import MAX_CATEGORIES_PER_PRODUCT
 from shop.domain.stock.preconditions import MAX_UNITS_PER_CALL
+from shop.entrypoints.http.bounds import NOT_BLANK, SPACE, Id, Position, Price
 
-Name = Annotated[str, Meta(min_length=1, max_length=MAX_NAME_LENGTH)]
-ProductName = Annotated[str, Meta(min_length=1, max_length=MAX_PRODUCT_NAME_LENGTH)]
-Price = Annotated[int, Meta(ge=0, description="integer minor units (cents)")]
-Id = Annotated[int, Meta(ge=1)]
-Url = Annotated[str, Meta(pattern=r"^https?://\S+$", max_length=MAX_URL_LENGTH)]
+Name = Annotated[str, Meta(min_length=1, max_length=MAX_NAME_LENGTH, pattern=NOT_BLANK)]
+ProductName = Annotated[
+    str, Meta(min_length=1, max_length=MAX_PRODUCT_NAME_LENGTH, pattern=NOT_BLANK)
+]
+Url = Annotated[str, Meta(pattern=rf"^https?://[^\x00{SPACE}]+$", max_length=MAX_URL_LENGTH)]
 Units = Annotated[int, Meta(ge=1, le=MAX_UNITS_PER_CALL)]
+CategoryIds = Annotated[list[Id], Meta(max_length=MAX_CATEGORIES_PER_PRODUCT)]
+Description = Annotated[str, Meta(max_length=MAX_DESCRIPTION_LENGTH)]
 
 
 class CategoryIn(msgspec.Struct, forbid_unknown_fields=True):
     name: Name
     parent_id: Id | None = None
-    position: int = 0
+    position: Position = 0
 
     def to_domain(self) -> NewCategory:
         return NewCategory(name=self.name, parent_id=self.parent_id, position=self.position)
@@ -52,7 +59,7 @@ class CategoryPatch(msgspec.Struct, forbid_unknown_fields=True):
 
     name: Name | UnsetType = UNSET
     parent_id: Id | UnsetType | None = UNSET
-    position: int | UnsetType = UNSET
+    position: Position | UnsetType = UNSET
 
     def to_domain(self) -> CategoryChange:
         return CategoryChange(
@@ -87,12 +94,27 @@ class CategoryNodeOut(msgspec.Struct):
 
     @classmethod
     def from_domain(cls, node: CategoryNode) -> CategoryNodeOut:
-        return cls(
+        """Built without recursion, like the domain's tree: depth is capped on write, but a
+        chain already in the table must not exhaust the stack of whoever lists it."""
+        out = cls(
             id=node.category.id,
             name=node.category.name,
             position=node.category.position,
-            children=[cls.from_domain(child) for child in node.children],
+            children=[],
         )
+        stack = [(node, out)]
+        while stack:
+            current, rendered = stack.pop()
+            for child in current.children:
+                child_out = cls(
+                    id=child.category.id,
+                    name=child.category.name,
+                    position=child.category.position,
+                    children=[],
+                )
+                rendered.children.append(child_out)
+                stack.append((child, child_out))
+        return out
 
 
 class CategoryRef(msgspec.Struct):
@@ -112,10 +134,12 @@ class OptionIn(msgspec.Struct, forbid_unknown_fields=True):
 class ProductIn(msgspec.Struct, forbid_unknown_fields=True):
     name: ProductName
     price: Price
-    category_ids: list[Id]
-    options: Annotated[list[OptionIn], Meta(min_length=1)]
-    description: str = ""
-    images: list[Url] = msgspec.field(default_factory=list)
+    category_ids: CategoryIds
+    options: Annotated[list[OptionIn], Meta(min_length=1, max_length=MAX_OPTIONS_PER_PRODUCT)]
+    description: Description = ""
+    images: Annotated[list[Url], Meta(max_length=MAX_IMAGES_PER_PRODUCT)] = msgspec.field(
+        default_factory=list
+    )
 
     def to_domain(self) -> NewProduct:
         return NewProduct(
@@ -132,9 +156,9 @@ class ProductPatch(msgspec.Struct, forbid_unknown_fields=True):
     """Absent fields stay; ``category_ids`` replaces the whole set."""
 
     name: ProductName | None = None
-    description: str | None = None
+    description: Description | None = None
     price: Price | None = None
-    category_ids: list[Id] | None = None
+    category_ids: CategoryIds | None = None
 
     def to_domain(self) -> ProductChange:
         return ProductChange(
@@ -151,7 +175,7 @@ class RestockIn(msgspec.Struct, forbid_unknown_fields=True):
 
 class ImageIn(msgspec.Struct, forbid_unknown_fields=True):
     url: Url
-    position: int | None = None
+    position: Position | None = None
 
 
 class OptionOut(msgspec.Struct):

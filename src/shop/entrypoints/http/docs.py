@@ -17,6 +17,8 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.router import Router
 from litestar.static_files import create_static_files_router
 
+from shop.entrypoints.http.openapi import openapi_document
+
 ASSETS_PATH = "/docs/assets"
 
 SWAGGER_UI = SwaggerRenderPlugin(
@@ -50,5 +52,5 @@ def docs_assets() -> Router:
 )
 async def docs(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Interactive API docs (Swagger UI) rendered from the live OpenAPI schema."""
-    schema = request.app.openapi_schema.to_schema()
+    schema = openapi_document(request.app)
     return Response(SWAGGER_UI.render(request, schema), media_type=MediaType.HTML)

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Response, get, patch, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody
+from litestar.params import JSONBody
 from litestar.response import ServerSentEvent
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
@@ -32,6 +32,7 @@ from shop.domain.errors import DomainError, InvalidInput
 from shop.domain.identity.model import Principal
 from shop.domain.orders.model import PaymentMethod
 from shop.entrypoints.http.auth import requires_admin
+from shop.entrypoints.http.bounds import PathId
 
 # Upper bounds only: a value PostgreSQL or timedelta could not hold is a 422 here, not a 500
 # later; values too small are the domain's to refuse (naming the field).
@@ -239,7 +240,7 @@ class AdminDropController(Controller):
     @patch("/{drop_id:int}", operation_id="ChangeDrop", summary="Change a drop's rules")
     async def change(
         self,
-        drop_id: FromPath[int],
+        drop_id: PathId,
         data: JSONBody[DropPatchIn],
         container: NamedDependency[Container],
     ) -> DropOut:
@@ -254,9 +255,7 @@ class AdminDropController(Controller):
         return await _render(drop, container)
 
     @get("/{drop_id:int}", operation_id="AdminGetDrop", summary="A drop with live figures")
-    async def show(
-        self, drop_id: FromPath[int], container: NamedDependency[Container]
-    ) -> AdminDropOut:
+    async def show(self, drop_id: PathId, container: NamedDependency[Container]) -> AdminDropOut:
         drop = await services.get_drop(drop_id, drops=container.drops)
         figures = await services.drop_figures(
             drop, drops=container.drops, room=container.room, stock=container.stock
@@ -280,14 +279,14 @@ class DropController(Controller):
         return DropListOut(items=[DropOut.of(drop, status) for drop, status in listed])
 
     @get("/{drop_id:int}", operation_id="GetDrop", exclude_from_auth=True)
-    async def show(self, drop_id: FromPath[int], container: NamedDependency[Container]) -> DropOut:
+    async def show(self, drop_id: PathId, container: NamedDependency[Container]) -> DropOut:
         drop = await services.get_drop(drop_id, drops=container.drops)
         return await _render(drop, container)
 
     @post("/{drop_id:int}/queue", operation_id="JoinQueue", summary="Join the drop's queue")
     async def join(
         self,
-        drop_id: FromPath[int],
+        drop_id: PathId,
         principal: NamedDependency[Principal],
         container: NamedDependency[Container],
     ) -> Response[TicketOut]:
@@ -303,7 +302,7 @@ class DropController(Controller):
     @get("/{drop_id:int}/queue", operation_id="PollQueue", summary="Where I stand in the queue")
     async def poll(
         self,
-        drop_id: FromPath[int],
+        drop_id: PathId,
         principal: NamedDependency[Principal],
         container: NamedDependency[Container],
     ) -> TicketOut:
@@ -316,7 +315,7 @@ class DropController(Controller):
     )
     async def events(
         self,
-        drop_id: FromPath[int],
+        drop_id: PathId,
         principal: NamedDependency[Principal],
         container: NamedDependency[Container],
     ) -> ServerSentEvent:
@@ -324,7 +323,7 @@ class DropController(Controller):
         return ServerSentEvent(_stream(drop_id, principal.user_id, container, first))
 
 
-async def _poll(drop_id: FromPath[int], user_id: uuid.UUID, container: Container) -> QueueTicket:
+async def _poll(drop_id: PathId, user_id: uuid.UUID, container: Container) -> QueueTicket:
     return await services.poll_queue(
         drop_id, user_id, room=container.room, tokens=container.admissions, clock=container.clock
     )
@@ -335,7 +334,7 @@ STREAM_LIMIT = 3600  # polls per stream (an hour); the client reconnects after
 
 
 async def _stream(
-    drop_id: FromPath[int], user_id: uuid.UUID, container: Container, first: QueueTicket
+    drop_id: PathId, user_id: uuid.UUID, container: Container, first: QueueTicket
 ) -> AsyncIterator[str]:
     """One event per change of the answer, until admitted or ended (or the room is lost)."""
     ticket, last = first, None

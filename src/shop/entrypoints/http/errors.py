@@ -11,15 +11,18 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
+from asyncpg.exceptions import ConnectionDoesNotExistError as ConnectionDoesNotExist
+from asyncpg.exceptions import PostgresConnectionError
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy.exc import DBAPIError, InterfaceError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from shop.adapters.db.sqlstate import sqlstate_of
 from shop.domain.errors import (
     Conflict,
     DomainError,
@@ -32,6 +35,7 @@ from shop.domain.errors import (
     Unavailable,
 )
 from shop.domain.observation.ports import Dependency
+from shop.domain.paging import invalid_cursor
 
 _log = structlog.get_logger("shop.http.errors")
 
@@ -79,8 +83,21 @@ def validation_error_to_response(
 ) -> Response[Any]:
     """Malformed bodies (not JSON at all) are 400; well-formed but invalid data is 422."""
     detail = str(exc.detail)
+    if any(isinstance(item, dict) and item.get("key") == "cursor" for item in exc.extra or ()):
+        # One cursor rule everywhere (``shop.domain.paging``): a cursor the server did not
+        # issue, too long ones included, is a 400 naming the parameter.
+        return error_response(
+            400, invalid_cursor("it is too long").message, {"parameter": "cursor"}
+        )
     if "decode" in detail.lower() or "malformed" in detail.lower():
         return error_response(400, f"Malformed request body: {detail}", exc.extra)
+    problems = [
+        f"{item['key']}: {item['message']}"
+        for item in (exc.extra if isinstance(exc.extra, list) else ())
+        if isinstance(item, dict) and item.get("key") and item.get("message")
+    ]
+    if problems:
+        detail = "; ".join(problems)
     return error_response(422, f"Invalid request: {detail}", exc.extra)
 
 
@@ -106,6 +123,37 @@ def outage_to_response(request: Request[Any, Any, Any], exc: Exception) -> Respo
     )
 
 
+def is_connection_failure(exc: BaseException) -> bool:
+    """A lost or refused connection, as opposed to a driver refusing one statement.
+
+    asyncpg raises ``InterfaceError`` for both (a closed connection, but also a query with
+    more than 32,767 arguments): only the first is an outage worth a 503 and a retry.
+    """
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    seen: BaseException | None = exc
+    while seen is not None:
+        for candidate in (seen, getattr(seen, "orig", None)):
+            if isinstance(candidate, OSError | PostgresConnectionError | ConnectionDoesNotExist):
+                return True
+            if isinstance(candidate, PoolTimeoutError):
+                return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def database_error_to_response(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """Outages are 503; a value PostgreSQL refused (SQLSTATE class 22: out of range, bad
+    text) is the client's input slipping past a bound, so 422, never a 500."""
+    if is_connection_failure(exc):
+        return outage_to_response(request, exc)
+    code = sqlstate_of(exc) or ""
+    if code.startswith("22"):
+        _log.warning("database refused a value", sqlstate=code, path=request.url.path)
+        return error_response(422, "Invalid request: a value is outside what the shop stores")
+    return unexpected_error_to_response(request, exc)
+
+
 def unexpected_error_to_response(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return outage_to_response(request, exc)
@@ -119,7 +167,7 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     HTTPException: http_error_to_response,
     RedisConnectionError: outage_to_response,
     RedisTimeoutError: outage_to_response,
-    InterfaceError: outage_to_response,
+    DBAPIError: database_error_to_response,
     PoolTimeoutError: outage_to_response,
     ConnectionError: outage_to_response,
     OSError: outage_to_response,

@@ -11,26 +11,59 @@ from typing import Annotated, Literal
 
 import msgspec
 from litestar import Controller, get, post
+from litestar.datastructures import CacheControlHeader
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from shop.bootstrap import Container
 from shop.domain.identity import services
-from shop.domain.identity.model import MAX_EMAIL_LENGTH, Principal, SignUp, TokenPair, User
+from shop.domain.identity.model import (
+    MAX_EMAIL_LENGTH,
+    MAX_PASSWORD_LENGTH,
+    MIN_PASSWORD_LENGTH,
+    Principal,
+    SignUp,
+    TokenPair,
+    User,
+)
+from shop.entrypoints.http.bounds import NOT_BLANK
+from shop.entrypoints.http.openapi import raises
 from shop.entrypoints.http.throttle import SIGN_IN
 
 # Generous caps that keep absurd payloads out before any rule or hash runs; the domain
 # applies the real policy with messages a customer can act on.
 Email = Annotated[str, msgspec.Meta(max_length=MAX_EMAIL_LENGTH, examples=["ann@example.com"])]
+# A new account's email: plain ASCII addresses, so that what the document allows is exactly
+# what the domain's normalisation accepts (logging in takes any string: a miss is a 401).
+NewEmail = Annotated[
+    str,
+    msgspec.Meta(
+        max_length=MAX_EMAIL_LENGTH,
+        pattern=r"^ *[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@"
+        r"[A-Za-z0-9.-]*[A-Za-z0-9-]\.+[A-Za-z0-9-][A-Za-z0-9.-]* *$",
+        examples=["ann@example.com"],
+    ),
+]
+
 Password = Annotated[str, msgspec.Meta(max_length=1024)]
+NewPassword = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=MIN_PASSWORD_LENGTH,
+        max_length=MAX_PASSWORD_LENGTH,
+        description="at least 8 characters of at least two kinds (lower, upper, digit, symbol)",
+    ),
+]
+# RFC 6749 §5.1: responses carrying tokens or account data must not be cached.
+NO_STORE = CacheControlHeader(no_store=True)
 RefreshSecret = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 
 
-class SignUpIn(msgspec.Struct, frozen=True):
-    email: Email
-    password: Password
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+class SignUpIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    email: NewEmail
+    password: NewPassword
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NOT_BLANK)]
     phone: Annotated[str, msgspec.Meta(max_length=40)] | None = None
     address: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
 
@@ -44,13 +77,18 @@ class SignUpIn(msgspec.Struct, frozen=True):
         )
 
 
-class LogInIn(msgspec.Struct, frozen=True):
+class LogInIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     email: Email
     password: Password
 
 
-class RefreshIn(msgspec.Struct, frozen=True):
+class RefreshIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     refresh_token: RefreshSecret
+
+
+class PasswordChangeIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    current_password: Password
+    new_password: NewPassword
 
 
 class TokenOut(msgspec.Struct, frozen=True):
@@ -97,6 +135,8 @@ class AuthController(Controller):
     @post(
         "/signup",
         operation_id="SignUp",
+        responses=raises(409),
+        cache_control=NO_STORE,
         exclude_from_auth=True,
         opt=SIGN_IN,
         status_code=HTTP_201_CREATED,
@@ -110,7 +150,15 @@ class AuthController(Controller):
         )
         return UserOut.from_domain(user)
 
-    @post("/login", operation_id="LogIn", exclude_from_auth=True, opt=SIGN_IN, status_code=200)
+    @post(
+        "/login",
+        operation_id="LogIn",
+        responses=raises(401),
+        cache_control=NO_STORE,
+        exclude_from_auth=True,
+        opt=SIGN_IN,
+        status_code=200,
+    )
     async def log_in(
         self, data: JSONBody[LogInIn], container: NamedDependency[Container]
     ) -> TokenOut:
@@ -124,7 +172,14 @@ class AuthController(Controller):
         )
         return TokenOut.from_domain(pair)
 
-    @post("/refresh", operation_id="RefreshTokens", exclude_from_auth=True, status_code=200)
+    @post(
+        "/refresh",
+        operation_id="RefreshTokens",
+        responses=raises(401),
+        cache_control=NO_STORE,
+        exclude_from_auth=True,
+        status_code=200,
+    )
     async def refresh(
         self, data: JSONBody[RefreshIn], container: NamedDependency[Container]
     ) -> TokenOut:
@@ -149,9 +204,35 @@ class AuthController(Controller):
         await services.log_out(data.refresh_token, uow=container.identity_uow())
 
 
-@get("/api/me", operation_id="GetMe", tags=["auth"])
+@get("/api/me", operation_id="GetMe", tags=["auth"], cache_control=NO_STORE)
 async def get_me(
     principal: NamedDependency[Principal], container: NamedDependency[Container]
 ) -> UserOut:
     user = await services.profile(principal.user_id, uow=container.identity_uow())
     return UserOut.from_domain(user)
+
+
+@post(
+    "/api/me/password",
+    operation_id="ChangePassword",
+    responses=raises(403),
+    tags=["auth"],
+    status_code=HTTP_204_NO_CONTENT,
+    opt=SIGN_IN,
+    cache_control=NO_STORE,
+    summary="Change my password; every refresh token of the account is revoked",
+    description="403 when current_password is wrong. Access tokens already issued stay "
+    "valid until they expire (SHOP_ACCESS_TOKEN_TTL).",
+)
+async def change_password(
+    data: JSONBody[PasswordChangeIn],
+    principal: NamedDependency[Principal],
+    container: NamedDependency[Container],
+) -> None:
+    await services.change_password(
+        principal.user_id,
+        data.current_password,
+        data.new_password,
+        uow=container.identity_uow(),
+        hasher=container.password_hasher,
+    )

@@ -21,9 +21,20 @@ from shop.bootstrap import Container
 from shop.domain.idempotency import MAX_IDEMPOTENCY_KEY_LENGTH
 from shop.domain.identity.model import Principal
 from shop.domain.orders import services
-from shop.domain.orders.model import Order, OrderCursor, OrderPage, PaymentMethod, PlaceOrder
+from shop.domain.orders.model import (
+    MAX_LINE_QUANTITY,
+    MAX_ORDER_LINES,
+    Order,
+    OrderCursor,
+    OrderPage,
+    PaymentMethod,
+    PlaceOrder,
+)
+from shop.domain.paging import MAX_CURSOR_LENGTH
 from shop.domain.stock.model import Line
 from shop.entrypoints.http.auth import requires_admin
+from shop.entrypoints.http.bounds import NOT_BLANK, Amount, Id
+from shop.entrypoints.http.openapi import raises
 
 IdempotencyKey = Annotated[
     str,
@@ -31,22 +42,23 @@ IdempotencyKey = Annotated[
         name="Idempotency-Key",
         min_length=1,
         max_length=MAX_IDEMPOTENCY_KEY_LENGTH,
+        pattern=NOT_BLANK,
         description="Client-chosen key; repeating a request with it returns the same order.",
     ),
 ]
 
 
-class OrderLineIn(msgspec.Struct):
-    option_id: Annotated[int, msgspec.Meta(ge=1)]
-    quantity: Annotated[int, msgspec.Meta(ge=1)]
+class OrderLineIn(msgspec.Struct, forbid_unknown_fields=True):
+    option_id: Id
+    quantity: Annotated[int, msgspec.Meta(ge=1, le=MAX_LINE_QUANTITY)]
 
 
-class OrderIn(msgspec.Struct):
+class OrderIn(msgspec.Struct, forbid_unknown_fields=True):
     """Prices are not part of the request: the server reads them from the catalog."""
 
-    lines: Annotated[list[OrderLineIn], msgspec.Meta(min_length=1)]
+    lines: Annotated[list[OrderLineIn], msgspec.Meta(min_length=1, max_length=MAX_ORDER_LINES)]
     payment_method: PaymentMethod
-    shipping_address: Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
+    shipping_address: Annotated[str, msgspec.Meta(min_length=1, max_length=2000, pattern=NOT_BLANK)]
 
     def to_command(
         self, user_id: uuid.UUID, idempotency_key: str, admission_token: str | None = None
@@ -61,10 +73,10 @@ class OrderIn(msgspec.Struct):
         )
 
 
-class PaymentIn(msgspec.Struct):
+class PaymentIn(msgspec.Struct, forbid_unknown_fields=True):
     """What the payment provider's callback reports: the amount captured, in minor units."""
 
-    amount: Annotated[int, msgspec.Meta(ge=0)]
+    amount: Amount
 
 
 class OrderLineOut(msgspec.Struct):
@@ -138,6 +150,7 @@ class OrderController(Controller):
 
     @post(
         operation_id="PlaceOrder",
+        responses=raises(409, also=(200, OrderOut)),
         summary="Buy: reserve the stock and place an order awaiting payment",
         description="201 with the new order; 200 with the same order when the request is "
         "repeated with the same Idempotency-Key; 409 when an option is sold out.",
@@ -174,7 +187,10 @@ class OrderController(Controller):
         container: NamedDependency[Container],
         limit: Annotated[int, QueryParameter(ge=1, le=services.MAX_PAGE_SIZE)] = 20,
         cursor: Annotated[
-            str | None, QueryParameter(description="next_cursor of the previous page")
+            str | None,
+            QueryParameter(
+                description="next_cursor of the previous page", max_length=MAX_CURSOR_LENGTH
+            ),
         ] = None,
     ) -> OrderPageOut:
         page = await container.order_cases.page(
@@ -197,6 +213,7 @@ class OrderController(Controller):
     @post(
         "/{order_id:uuid}/pay",
         operation_id="PayOrder",
+        responses=raises(409),
         status_code=HTTP_200_OK,
         summary="Payment confirmation (stands in for the payment provider's callback)",
         description="The amount must equal the order total. Idempotent: a repeated "
@@ -222,6 +239,7 @@ class OrderController(Controller):
     @post(
         "/{order_id:uuid}/cancel",
         operation_id="CancelOrder",
+        responses=raises(409),
         status_code=HTTP_200_OK,
         summary="Cancel before shipping; the units go back on sale",
     )
@@ -237,6 +255,7 @@ class OrderController(Controller):
     @post(
         "/{order_id:uuid}/refund",
         operation_id="RefundOrder",
+        responses=raises(409),
         status_code=HTTP_200_OK,
         summary="Refund a delivered order within the refund window after delivery",
     )
@@ -258,6 +277,7 @@ class AdminOrderController(Controller):
     @post(
         "/{order_id:uuid}/ship",
         operation_id="ShipOrder",
+        responses=raises(409),
         status_code=HTTP_200_OK,
         summary="Hand a paid order to the carrier (it can no longer be cancelled)",
     )
@@ -270,6 +290,7 @@ class AdminOrderController(Controller):
     @post(
         "/{order_id:uuid}/deliver",
         operation_id="DeliverOrder",
+        responses=raises(409),
         status_code=HTTP_200_OK,
         summary="Record delivery (the refund window starts now)",
     )

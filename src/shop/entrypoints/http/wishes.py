@@ -9,13 +9,15 @@ from typing import Annotated
 import msgspec
 from litestar import Controller, Response, delete, get, put
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery, QueryParameter
+from litestar.params import QueryParameter
 
 from shop.bootstrap import Container
 from shop.domain.identity.model import Principal
-from shop.domain.paging import DEFAULT_LIMIT, MAX_LIMIT
+from shop.domain.paging import DEFAULT_LIMIT, MAX_CURSOR_LENGTH, MAX_LIMIT
 from shop.domain.wishes import services
 from shop.domain.wishes.model import Wish, WishEntry
+from shop.entrypoints.http.bounds import PathId
+from shop.entrypoints.http.openapi import raises
 
 
 class WishOut(msgspec.Struct):
@@ -64,7 +66,12 @@ class WishController(Controller):
         principal: NamedDependency[Principal],
         container: NamedDependency[Container],
         limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-        cursor: FromQuery[str | None] = None,
+        cursor: Annotated[
+            str | None,
+            QueryParameter(
+                description="next_cursor of the previous page", max_length=MAX_CURSOR_LENGTH
+            ),
+        ] = None,
     ) -> WishPage:
         """Newest wish first; pass ``next_cursor`` back as ``cursor`` for the next page."""
         page = await services.list_wishes(
@@ -75,10 +82,15 @@ class WishController(Controller):
             next_cursor=page.next_cursor,
         )
 
-    @put("/{product_id:int}", operation_id="AddWish")
+    @put(
+        "/{product_id:int}",
+        operation_id="AddWish",
+        status_code=201,
+        responses=raises(409, also=(200, WishOut)),
+    )
     async def add(
         self,
-        product_id: FromPath[int],
+        product_id: PathId,
         principal: NamedDependency[Principal],
         container: NamedDependency[Container],
     ) -> Response[WishOut]:
@@ -94,7 +106,7 @@ class WishController(Controller):
     @delete("/{product_id:int}", operation_id="RemoveWish")
     async def remove(
         self,
-        product_id: FromPath[int],
+        product_id: PathId,
         principal: NamedDependency[Principal],
         container: NamedDependency[Container],
     ) -> None:
