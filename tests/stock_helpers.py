@@ -16,7 +16,7 @@ from sqlalchemy import insert, select, update
 from shop.adapters.db.stock_ledger import ledger
 from shop.adapters.db.tables import OptionRow, OrderLineRow, OrderRow
 from shop.bootstrap import Container
-from shop.domain.stock.model import Line
+from shop.domain.stock.model import Line, PerBuyerLimit
 from shop.domain.stock.ports import StockReservation
 
 
@@ -84,7 +84,7 @@ async def buy(
     key: str,
     user_id: uuid.UUID,
     stock: StockReservation | None = None,
-    per_buyer_limit: int | None = None,
+    per_buyer_limit: PerBuyerLimit = None,
 ) -> str:
     """place_order's dance: reserve, write the order, confirm. Returns "ok" or raises."""
     port = stock or container.stock

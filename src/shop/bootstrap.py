@@ -21,11 +21,13 @@ from redis.asyncio import Redis
 from saq import Queue
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from shop.adapters.admission_tokens import HmacAdmissionTokens
 from shop.adapters.clock import SystemClock
 from shop.adapters.db.catalog import SqlCatalogUnitOfWork
 from shop.adapters.db.catalog_bulk import PostgresCatalogBulkLoad
 from shop.adapters.db.catalog_listing import SqlCatalogReads
 from shop.adapters.db.catalog_popularity import SqlPopularityScores
+from shop.adapters.db.drops import SqlDrops
 from shop.adapters.db.engine import make_engine, make_sessionmaker
 from shop.adapters.db.identity import SqlIdentityUnitOfWork
 from shop.adapters.db.options_on_sale import RecentlySoldOptions
@@ -35,13 +37,13 @@ from shop.adapters.db.purchase_tally import OrderLineTally
 from shop.adapters.db.stock import PostgresStock
 from shop.adapters.db.stock_ledger import SqlOrderStates
 from shop.adapters.db.wishes import SqlWishes
+from shop.adapters.drops_on_sale import RoomDropsOnSale
 from shop.adapters.embedded import EmbeddedPostgres, EmbeddedRedis
 from shop.adapters.metrics.prometheus import PrometheusExposition, PrometheusObserver
 from shop.adapters.metrics.prometheus import (
     prepare_multiprocess_dir as prepare_multiprocess_dir,  # for shop up
 )
 from shop.adapters.metrics.prometheus import serve_worker_metrics as serve_worker_metrics
-from shop.adapters.no_drops import NoDrops
 from shop.adapters.payments.sandbox import SANDBOX_WEBHOOK_JOB as SANDBOX_WEBHOOK_JOB
 from shop.adapters.payments.sandbox import SandboxGateway as SandboxGateway
 from shop.adapters.payments.webhook_delivery import HttpWebhookDelivery
@@ -55,6 +57,8 @@ from shop.adapters.redis.sale_snapshots import RedisSaleSnapshots
 from shop.adapters.redis.stock_counter import RedisCounterStock
 from shop.adapters.redis.stock_redlock import RedlockStock, redlock_masters
 from shop.adapters.redis.strategy import SwitchableStock
+from shop.adapters.redis.waiting_room import RedisWaitingRoom
+from shop.adapters.redis.waiting_room_stock import RoomStock
 from shop.adapters.security import Argon2PasswordHasher, JwtAccessTokens
 from shop.adapters.stock_home import StockStrategy
 from shop.adapters.tracing import UNTRACED_PATHS as UNTRACED_PATHS
@@ -75,6 +79,8 @@ from shop.domain.catalog.ports import (
     PopularRanking,
 )
 from shop.domain.clock import Clock
+from shop.domain.drops.ports import AdmissionTokens, Drops
+from shop.domain.drops.services import DropSales
 from shop.domain.identity.ports import (
     AccessTokens,
     IdentityUnitOfWork,
@@ -348,6 +354,8 @@ class OrderCases:
     expiry: ExpiryScheduler
     rules: OrderRules
     observer: SaleObserver
+    # The drops a purchase may fall in (their terms, admissions, waiting rooms).
+    sales: DropSales | None = None
 
     async def place(self, cmd: PlaceOrder) -> Placed:
         return await order_services.place_order(
@@ -357,6 +365,7 @@ class OrderCases:
             orders=self.orders,
             clock=self.clock,
             expiry=self.expiry,
+            sales=self.sales,
             observer=self.observer,
         )
 
@@ -465,6 +474,21 @@ class Container:
     gateway: PaymentGateway
     # How the sandbox's jobs POST their signed events to this shop's webhook.
     webhook_delivery: HttpWebhookDelivery
+    # Drops: the repository, the Redis waiting room, the admission signer. ``stock`` above is
+    # the stock port wrapped in ``RoomStock`` so every change tells the rooms what is left.
+    drops: Drops
+    room: RedisWaitingRoom
+    admissions: AdmissionTokens
+
+    @cached_property
+    def drop_sales(self) -> DropSales:
+        return DropSales(drops=self.drops, admissions=self.admissions, room=self.room)
+
+    @property
+    def room_stock(self) -> RoomStock:
+        stock = self.stock
+        assert isinstance(stock, RoomStock)
+        return stock
 
     @cached_property
     def order_rules(self) -> OrderRules:
@@ -488,14 +512,19 @@ class Container:
         sessionmaker = make_sessionmaker(engine)
         stock = build_switchable_stock(StockDeps(settings, engine, redis))
         payments = SqlPayments(engine)
+        room = RedisWaitingRoom(redis)
         traced = tracing_requested() if tracing is None else tracing
+        port: StockReservation = TracedStock(stock, lambda: stock.name) if traced else stock
         return cls(
             settings=settings,
             engine=engine,
             sessionmaker=sessionmaker,
             redis=redis,
-            stock=TracedStock(stock, lambda: stock.name) if traced else stock,
+            stock=RoomStock(port, room),
             stock_operations=stock,
+            drops=SqlDrops(engine),
+            room=room,
+            admissions=HmacAdmissionTokens(jwt_secret_of(settings)),
             order_states=SqlOrderStates(engine),
             queue=queue,
             orders=SqlOrders(engine),
@@ -542,6 +571,7 @@ class Container:
             expiry=self.expiry,
             rules=self.order_rules,
             observer=self.observer,
+            sales=self.drop_sales,
         )
 
     @cached_property
@@ -609,7 +639,7 @@ class Container:
             observer=self.observer,
             snapshots=RedisSaleSnapshots(self.redis),
             options=RecentlySoldOptions(self.engine, limit=self.settings.observed_options),
-            drops=NoDrops(),
+            drops=RoomDropsOnSale(self.drops, self.room, self.clock),
             tally=OrderLineTally(self.engine),
             exposition=PrometheusExposition(),
         )

@@ -87,6 +87,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     public_url: str = "http://127.0.0.1:8000"
     # A refund still pending this long after it was asked for is asked again (order sweep).
     refund_resend_after: Seconds = 900.0
+    # Drops: how often the worker republishes waiting rooms Redis lost and refreshes the
+    # units each drop has left (the backstop; reserves and releases update it at once).
+    drop_room_refresh_interval: Seconds = 2.0
     # Catalog: popularity = units weight × units ordered (live orders) + wish weight × wishes
     # made within the window; recomputed every refresh interval; the top list keeps list size.
     popularity_units_weight: Annotated[int, msgspec.Meta(ge=0)] = 2

@@ -253,7 +253,7 @@ async def test_one_per_customer_holds_under_concurrent_requests_and_frees_up_on_
         )
         assert sorted(r.status_code for r in responses) == [201] + [409] * 7
         refused = next(r for r in responses if r.status_code == 409).json()
-        assert refused["extra"] == {"option_id": option, "limit": 1}
+        assert refused["extra"] == {"option_id": option, "limit": 1, "rule": "per_buyer_limit"}
         (bought,) = (r.json() for r in responses if r.status_code == 201)
         assert (await clean.stock.available([option]))[option] == 9
         _, someone_else = await make_user(clean)

@@ -243,6 +243,46 @@ async def test_units_bought_without_a_limit_still_count_against_one_later(
         await stock.reserve([Line(option_id, 1)], key="a2", buyer="alice", per_buyer_limit=2)
 
 
+async def test_a_limit_per_option_applies_to_the_options_it_names_only(
+    stock: StockReservation, clean: Container
+) -> None:
+    """A drop's option carries the drop's limit; the other line of the order has none."""
+    in_drop = await make_option(clean, stock=10)
+    outside = await make_option(clean, stock=10)
+    limits = {in_drop: 1}
+    await stock.reserve(
+        [Line(in_drop, 1), Line(outside, 5)], key="a1", buyer="alice", per_buyer_limit=limits
+    )
+    with pytest.raises(PurchaseLimitExceeded) as caught:
+        await stock.reserve(
+            [Line(outside, 1), Line(in_drop, 1)], key="a2", buyer="alice", per_buyer_limit=limits
+        )
+    assert (caught.value.option_id, caught.value.limit) == (in_drop, 1)
+    assert await _left(stock, in_drop) == 9
+    assert await _left(stock, outside) == 5  # the refused reservation took nothing
+    await stock.reserve([Line(outside, 5)], key="a3", buyer="alice", per_buyer_limit=limits)
+
+
+async def test_concurrent_requests_of_one_buyer_respect_a_limit_per_option(
+    stock: StockReservation, clean: Container
+) -> None:
+    option_id = await make_option(clean, stock=50)
+    outcomes = await asyncio.gather(
+        *(
+            stock.reserve(
+                [Line(option_id, 1)], key=f"c{n}", buyer="carol", per_buyer_limit={option_id: 2}
+            )
+            for n in range(12)
+        ),
+        return_exceptions=True,
+    )
+    assert sum(not isinstance(o, BaseException) for o in outcomes) == 2
+    assert all(
+        isinstance(o, PurchaseLimitExceeded) for o in outcomes if isinstance(o, BaseException)
+    )
+    assert await _left(stock, option_id) == 48
+
+
 async def test_a_limit_needs_a_buyer(stock: StockReservation, clean: Container) -> None:
     option_id = await make_option(clean, stock=10)
     with pytest.raises(InvalidInput):

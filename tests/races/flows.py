@@ -25,7 +25,7 @@ from shop.adapters.db.orders import SqlOrders
 from shop.bootstrap import Container
 from shop.domain.orders.model import Order, PaymentMethod, Placed, PlaceOrder
 from shop.domain.orders.services import place_order
-from shop.domain.stock.model import Line, Reservation, SweepOutcome
+from shop.domain.stock.model import Line, PerBuyerLimit, Reservation, SweepOutcome
 from shop.domain.stock.ports import OrderStates, StockReservation
 from shop.domain.stock.services import sweep_reservations
 from tests.unit.fakes import clock_ahead
@@ -119,7 +119,7 @@ class GatedStock:
         *,
         key: str,
         buyer: str | None = None,
-        per_buyer_limit: int | None = None,
+        per_buyer_limit: PerBuyerLimit = None,
     ) -> Reservation:
         reservation = await self._inner.reserve(
             lines, key=key, buyer=buyer, per_buyer_limit=per_buyer_limit
@@ -148,10 +148,18 @@ class GatedOrders(SqlOrders):
         super().__init__(engine)
         self._flow = flow
 
-    async def add(self, order: Order, *, stock_generation: str | None = None) -> bool:
+    async def add(
+        self,
+        order: Order,
+        *,
+        stock_generation: str | None = None,
+        open_order_cap: int | None = None,
+    ) -> bool:
         if self._flow.write_fault == "before":
             raise InjectedWriteError("the order write failed before reaching the database")
-        written = await super().add(order, stock_generation=stock_generation)
+        written = await super().add(
+            order, stock_generation=stock_generation, open_order_cap=open_order_cap
+        )
         if self._flow.write_fault == "after":
             raise InjectedWriteError("the order was committed but the answer was lost")
         await self._flow.stop_here("written")

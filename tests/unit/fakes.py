@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from shop.domain.errors import (
     InvalidInput,
     NotFound,
+    OpenOrderLimitExceeded,
     PurchaseLimitExceeded,
     ReservationLost,
     SoldOut,
@@ -36,10 +37,12 @@ from shop.domain.stock.model import (
     HeldReservation,
     Line,
     OptionStock,
+    PerBuyerLimit,
     Reservation,
     ReservationStatus,
     StockRebuild,
     SweepOutcome,
+    limit_for,
     merge_lines,
 )
 
@@ -100,7 +103,7 @@ class FakeStock:
         *,
         key: str,
         buyer: str | None = None,
-        per_buyer_limit: int | None = None,
+        per_buyer_limit: PerBuyerLimit = None,
     ) -> Reservation:
         self.reserve_calls += 1
         merged = merge_lines(lines)
@@ -111,6 +114,9 @@ class FakeStock:
                 raise SoldOut(line.option_id, requested=line.quantity)
         if buyer is not None and per_buyer_limit is not None:
             for line in merged:
+                limit = limit_for(per_buyer_limit, line.option_id)
+                if limit is None:
+                    continue
                 held = sum(
                     held_line.quantity
                     for r in self.reservations.values()
@@ -118,8 +124,8 @@ class FakeStock:
                     for held_line in r.lines
                     if held_line.option_id == line.option_id
                 )
-                if held + line.quantity > per_buyer_limit:
-                    raise PurchaseLimitExceeded(line.option_id, limit=per_buyer_limit)
+                if held + line.quantity > limit:
+                    raise PurchaseLimitExceeded(line.option_id, limit=limit)
         for line in merged:
             self.units[line.option_id] -= line.quantity
         self.reservations[key] = _Held(merged, buyer)
@@ -240,6 +246,8 @@ class FakeOrders:
         self.before_add: list[Order] = []
         # reservation key -> "order" | "void": who may use the reservation, decided once.
         self.claims: dict[str, str] = {}
+        # option id -> the drop it sells in (what ``option.drop_id`` says).
+        self.drop_of_option: dict[int, int] = {}
 
     def next_id(self) -> uuid.UUID:
         return uuid.uuid4()
@@ -252,9 +260,26 @@ class FakeOrders:
             prices={i: self.prices[i] for i in option_ids if i in self.prices},
             existing_order_id=None if existing is None else existing.id,
             abandoned=self.claims.get(reservation_key(user_id, idempotency_key)) == "void",
+            drop_of_option={i: d for i, d in self.drop_of_option.items() if i in option_ids},
         )
 
-    async def add(self, order: Order, *, stock_generation: str | None = None) -> bool:
+    async def add(
+        self,
+        order: Order,
+        *,
+        stock_generation: str | None = None,
+        open_order_cap: int | None = None,
+    ) -> bool:
+        if open_order_cap is not None and order.drop_id is not None:
+            unpaid = [
+                o
+                for o in self.rows.values()
+                if o.user_id == order.user_id
+                and o.drop_id == order.drop_id
+                and o.status in OrderStatus.UNPAID
+            ]
+            if len(unpaid) >= open_order_cap:
+                raise OpenOrderLimitExceeded(order.drop_id, open_order_cap)
         for twin in self.before_add:  # a racing request that wrote first
             self.rows[twin.id] = twin
             self.claims[twin.reservation_key] = "order"

@@ -24,7 +24,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 
 from shop.domain.errors import PurchaseLimitExceeded, SoldOut, Unavailable
-from shop.domain.stock.model import Line, Reservation
+from shop.domain.stock.model import Line, PerBuyerLimit, Reservation
 from shop.domain.stock.ports import StockReservation
 
 TRACER_NAME = "shop"
@@ -139,7 +139,7 @@ class TracedStock:
         *,
         key: str,
         buyer: str | None = None,
-        per_buyer_limit: int | None = None,
+        per_buyer_limit: PerBuyerLimit = None,
     ) -> Reservation:
         return await self._traced(
             "reserve",

@@ -67,9 +67,22 @@ class PurchaseLimitExceeded(Conflict):
     def __init__(self, option_id: int, limit: int) -> None:
         super().__init__(
             f"at most {limit} unit(s) of option {option_id} per customer",
-            extra={"option_id": option_id, "limit": limit},
+            extra={"option_id": option_id, "limit": limit, "rule": "per_buyer_limit"},
         )
         self.option_id = option_id
+        self.limit = limit
+
+
+class OpenOrderLimitExceeded(Conflict):
+    """One customer may have at most ``limit`` unpaid orders in a drop: pay (or cancel) one
+    before placing another, so nobody holds a drop's stock with orders they never pay."""
+
+    def __init__(self, drop_id: int, limit: int) -> None:
+        super().__init__(
+            f"at most {limit} unpaid order(s) per customer in this drop",
+            extra={"drop_id": drop_id, "limit": limit, "rule": "max_open_orders_per_buyer"},
+        )
+        self.drop_id = drop_id
         self.limit = limit
 
 

@@ -31,10 +31,12 @@ from shop.bootstrap import (
     untraced_job,
 )
 from shop.config import Settings, load_settings
+from shop.domain.drops import services as drop_services
 from shop.domain.observation import services as observation
 from shop.logs import configure_logging, get_logger
 
 _log = get_logger("shop.worker")
+_drops_log = get_logger("shop.drops.room")
 
 JobFunction = Callable[..., Any]
 
@@ -141,6 +143,17 @@ async def deliver_sandbox_webhook(ctx: Context, *, body: str) -> int:
     return await container_of(ctx).webhook_delivery.deliver(body)
 
 
+async def refresh_waiting_rooms(ctx: Context) -> int:
+    """Republish rooms Redis lost (reported as errors) and refresh what each drop has left."""
+    container = container_of(ctx)
+    lost = await drop_services.refresh_waiting_rooms(
+        drops=container.drops, room=container.room, stock=container.stock, clock=container.clock
+    )
+    for drop_id in lost:
+        _drops_log.error("waiting room lost with Redis: its queue was emptied", drop_id=drop_id)
+    return len(lost)
+
+
 def job_functions() -> list[JobFunction]:
     """Jobs enqueued by the app (an order's expiry at its ``pay_by``, the sandbox's webhook
     deliveries)."""
@@ -170,6 +183,7 @@ def cron_jobs(settings: Settings) -> list[CronJob[Context]]:
         CronJob(refresh_popularity_job, cron=every(settings.popularity_refresh_interval)),
         CronJob(sync_stock, cron=every(settings.stock_sync_interval), timeout=60),
         CronJob(sweep_reservations, cron=every(settings.stock_sweep_interval), timeout=300),
+        CronJob(refresh_waiting_rooms, cron=every(settings.drop_room_refresh_interval), timeout=60),
         CronJob(observe_sale, cron=every(settings.sale_snapshot_interval), timeout=30),
     ]
 

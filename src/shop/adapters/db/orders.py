@@ -37,8 +37,8 @@ from shop.adapters.db.reservation_claims import (
     claim_void,
 )
 from shop.adapters.db.sqlstate import FOREIGN_KEY_VIOLATION, sqlstate_of
-from shop.adapters.db.tables import OrderLineRow, OrderRow
-from shop.domain.errors import NotFound, OptionWithdrawn, Unauthorized
+from shop.adapters.db.tables import OrderLineRow, OrderRow, sql_list
+from shop.domain.errors import NotFound, OpenOrderLimitExceeded, OptionWithdrawn, Unauthorized
 from shop.domain.orders.model import (
     OptionPrice,
     Order,
@@ -94,6 +94,7 @@ def _to_order(row: Row[Any], lines: Sequence[OrderLine]) -> Order:
         expired_at=row.expired_at,
         refunded_at=row.refunded_at,
         stock_released_at=row.stock_released_at,
+        drop_id=row.drop_id,
     )
 
 
@@ -139,7 +140,7 @@ _QUOTE = """
     SELECT (SELECT id FROM purchase_order
              WHERE user_id = $1 AND idempotency_key = $2) AS existing,
            (SELECT outcome FROM reservation_claim WHERE key = $4) AS claim,
-           option.id, option.product_id, option.price
+           option.id, option.product_id, option.price, option.drop_id
       FROM (SELECT 1) AS anchor
       LEFT JOIN option ON option.id = ANY($3::bigint[])
 """
@@ -158,9 +159,9 @@ _ADD = f"""
     new_order AS (
         INSERT INTO purchase_order (id, user_id, status, payment_method, pay_by, total,
                                     shipping_address, idempotency_key, reservation_key,
-                                    request_fingerprint, created_at)
+                                    request_fingerprint, created_at, drop_id)
         SELECT $1::uuid, $2::uuid, $3::varchar, $4::varchar, $5::timestamptz, $6::bigint,
-               $7::text, $8::varchar, claim.key, $10::varchar, $11::timestamptz
+               $7::text, $8::varchar, claim.key, $10::varchar, $11::timestamptz, $17::bigint
           FROM claim
         ON CONFLICT DO NOTHING
         RETURNING id
@@ -173,6 +174,15 @@ _ADD = f"""
     RETURNING order_id
 """
 _STILL_LISTED = "SELECT id FROM option WHERE id = ANY($1::bigint[])"
+# The open-order cap of a drop: one customer's orders in one drop queue on this lock, and
+# each counts the unpaid orders the previous one committed (READ COMMITTED takes a fresh
+# snapshot per statement, after the lock is granted), so two cannot both pass the cap.
+_DROP_BUYER_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
+_OPEN_IN_DROP = f"""
+    SELECT count(*) FROM purchase_order
+     WHERE user_id = $1 AND drop_id = $2
+       AND status IN ({sql_list(OrderStatus.values(OrderStatus.UNPAID))})
+"""
 
 
 @asynccontextmanager
@@ -225,17 +235,31 @@ class SqlOrders:
             prices=prices,
             existing_order_id=rows[0]["existing"] if rows else None,
             abandoned=bool(rows) and rows[0]["claim"] == VOID,
+            drop_of_option={
+                int(row["id"]): int(row["drop_id"])
+                for row in rows
+                if row["id"] is not None and row["drop_id"] is not None
+            },
         )
 
     async def abandon(self, reservation_key: str) -> bool:
         async with self._autocommit.connect() as conn:
             return await claim_void(conn, reservation_key)
 
-    async def add(self, order: Order, *, stock_generation: str | None = None) -> bool:
+    async def add(
+        self,
+        order: Order,
+        *,
+        stock_generation: str | None = None,
+        open_order_cap: int | None = None,
+    ) -> bool:
         """Write the order and its lines, or nothing; ``OptionWithdrawn`` if an option was
         deleted (with its product) since the quote."""
         try:
-            written = await self._add(order, stock_generation)
+            if open_order_cap is not None and order.drop_id is not None:
+                written = await self._add_capped(order, stock_generation, open_order_cap)
+            else:
+                written = await self._add(order, stock_generation)
         except Exception as exc:
             if sqlstate_of(exc) != FOREIGN_KEY_VIOLATION:
                 raise
@@ -249,9 +273,24 @@ class SqlOrders:
             raise withdrawn from None
         return bool(written)
 
+    async def _add_capped(self, order: Order, stock_generation: str | None, cap: int) -> list[Any]:
+        """The insert behind the customer's per-drop lock, if the cap leaves room."""
+        async with self._autocommit.connect() as conn:
+            raw = (await conn.get_raw_connection()).driver_connection
+            assert raw is not None
+            async with raw.transaction():
+                await raw.execute(_DROP_BUYER_LOCK, f"drop-buyer:{order.drop_id}:{order.user_id}")
+                if await raw.fetchval(_OPEN_IN_DROP, order.user_id, order.drop_id) >= cap:
+                    raise OpenOrderLimitExceeded(cast("int", order.drop_id), cap)
+                rows: list[Any] = await raw.fetch(_ADD, *self._add_args(order, stock_generation))
+        return rows
+
     async def _add(self, order: Order, stock_generation: str | None) -> list[Any]:
-        return await self._fetch(
-            _ADD,
+        return await self._fetch(_ADD, *self._add_args(order, stock_generation))
+
+    @staticmethod
+    def _add_args(order: Order, stock_generation: str | None) -> tuple[Any, ...]:
+        return (
             order.id,
             order.user_id,
             order.status.value,
@@ -268,6 +307,7 @@ class SqlOrders:
             [line.quantity for line in order.lines],
             [line.unit_price for line in order.lines],
             stock_generation,
+            order.drop_id,
         )
 
     async def _withdrawn(self, order: Order) -> OptionWithdrawn | None:

@@ -32,7 +32,7 @@ from shop.adapters.db.stock_rows import (
     take_units,
 )
 from shop.adapters.db.stock_state import PostgresHome
-from shop.domain.stock.model import Line, Reservation, merge_lines
+from shop.domain.stock.model import Line, PerBuyerLimit, Reservation, merge_lines
 from shop.domain.stock.preconditions import check_limit_arguments, check_units
 
 
@@ -51,7 +51,7 @@ class PostgresStock:
         *,
         key: str,
         buyer: str | None = None,
-        per_buyer_limit: int | None = None,
+        per_buyer_limit: PerBuyerLimit = None,
     ) -> Reservation:
         check_limit_arguments(buyer, per_buyer_limit)
         merged = merge_lines(lines)

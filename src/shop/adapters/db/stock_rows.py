@@ -27,8 +27,10 @@ from shop.domain.errors import (
 from shop.domain.stock.model import (
     HeldReservation,
     Line,
+    PerBuyerLimit,
     Reservation,
     ReservationStatus,
+    limit_for,
     merge_lines,
 )
 
@@ -190,7 +192,7 @@ async def settle_release(
 
 
 async def count_for_buyer(
-    conn: AsyncConnection, buyer: str, lines: Sequence[Line], limit: int | None
+    conn: AsyncConnection, buyer: str, lines: Sequence[Line], per_buyer_limit: PerBuyerLimit
 ) -> None:
     """Add the lines to the buyer's tallies, or raise ``PurchaseLimitExceeded``.
 
@@ -200,6 +202,7 @@ async def count_for_buyer(
     foreign key: ``OptionWithdrawn``, and the caller's transaction rolls back.
     """
     for line in lines:
+        limit = limit_for(per_buyer_limit, line.option_id)
         params: dict[str, Any] = {
             "option_id": line.option_id,
             "buyer": buyer,

@@ -18,6 +18,10 @@ Choices a reader might not expect, all on purpose:
   whose unique ``provider_event_id`` makes a replayed webhook change nothing.
 - ``stock_restock`` records each restock made under an ``Idempotency-Key``, in the
   transaction that raises ``stock_total``, so a retried restock adds nothing more.
+- ``drop`` is a reserved word too: drops live in ``sale_drop``. ``option.drop_id`` is the drop
+  an option sells in now (at most one), read by the purchase's quote in the same round trip;
+  ``purchase_order.drop_id`` records the drop an order was placed in, which the open-order
+  cap counts by.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from sqlalchemy import (
     Uuid,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 from uuid_utils.compat import uuid7
 
@@ -126,6 +130,36 @@ class OptionRow(IdentityBase):
     stock_total: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     stock: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     position: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    drop_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("sale_drop.id", ondelete="SET NULL"), index=True
+    )
+
+
+class DropRow(IdentityBase):
+    """A scheduled sale of a set of options under one set of rules (``domain/drops``)."""
+
+    __tablename__ = "sale_drop"
+    __table_args__ = (
+        Index("sale_drop_starts_idx", "starts_at"),
+        CheckConstraint("ends_at IS NULL OR ends_at > starts_at", name="ends_after_start"),
+        CheckConstraint("per_buyer_limit >= 1", name="per_buyer_limit_positive"),
+        CheckConstraint("max_open_orders_per_buyer >= 1", name="open_orders_positive"),
+        CheckConstraint("admit_per_second >= 1", name="admit_rate_positive"),
+    )
+
+    name: Mapped[str] = mapped_column(String(200))
+    option_ids: Mapped[list[int]] = mapped_column(ARRAY(BigInteger))
+    starts_at: Mapped[datetime.datetime] = mapped_column(DateTimeUTC(timezone=True))
+    ends_at: Mapped[datetime.datetime | None] = mapped_column(DateTimeUTC(timezone=True))
+    per_buyer_limit: Mapped[int] = mapped_column(Integer)
+    max_open_orders_per_buyer: Mapped[int] = mapped_column(Integer)
+    payment_methods: Mapped[list[str]] = mapped_column(ARRAY(String(30)))
+    payment_window_seconds: Mapped[int] = mapped_column(Integer)
+    queue_enabled: Mapped[bool] = mapped_column(Boolean)
+    admit_per_second: Mapped[int] = mapped_column(Integer)
+    admission_ttl_seconds: Mapped[int] = mapped_column(Integer)
+    pre_queue_seconds: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime.datetime] = _now_column()
 
 
 class ProductImageRow(IdentityBase):
@@ -182,6 +216,16 @@ class OrderRow(DefaultBase):
             "pay_by",
             postgresql_where=text(f"status = '{OrderStatus.PENDING_PAYMENT.value}'"),
         ),
+        # A drop's open-order cap counts a customer's unpaid orders in the drop.
+        Index(
+            "purchase_order_drop_unpaid_idx",
+            "drop_id",
+            "user_id",
+            postgresql_where=text(
+                f"drop_id IS NOT NULL AND status IN "
+                f"({sql_list(OrderStatus.values(OrderStatus.UNPAID))})"
+            ),
+        ),
         # The sweep's backlog: closed orders whose units the stock port has not taken back.
         Index(
             "purchase_order_release_due_idx",
@@ -217,6 +261,9 @@ class OrderRow(DefaultBase):
     # Set once the stock port released a cancelled/expired order's units; unset while that
     # release is outstanding (it failed after the status commit), so the sweep retries it.
     stock_released_at: Mapped[datetime.datetime | None] = _now_column(nullable=True)
+    drop_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("sale_drop.id", ondelete="RESTRICT")
+    )
 
 
 class PaymentRow(DefaultBase):

@@ -59,7 +59,7 @@ from shop.adapters.redis.stock_keys import (
     restocks_key,
 )
 from shop.domain.errors import PurchaseLimitExceeded, ReservationLost, SoldOut
-from shop.domain.stock.model import Line, Reservation, merge_lines
+from shop.domain.stock.model import Line, PerBuyerLimit, Reservation, limit_for, merge_lines
 from shop.domain.stock.preconditions import check_limit_arguments, check_units
 from shop.logs import get_logger
 
@@ -95,15 +95,17 @@ class RedisCounterStock:
         *,
         key: str,
         buyer: str | None = None,
-        per_buyer_limit: int | None = None,
+        per_buyer_limit: PerBuyerLimit = None,
     ) -> Reservation:
         check_limit_arguments(buyer, per_buyer_limit)
         merged = merge_lines(lines)
         keys = [ACTIVE, GENERATION, RECORDS, PENDING]
-        args: list[Any] = [key, buyer or "", per_buyer_limit or 0, encode_lines(merged)]
+        args: list[Any] = [key, buyer or "", encode_lines(merged)]
         for line in merged:
             keys.extend(option_keys(line.option_id))
-            args.extend((line.option_id, line.quantity))
+            args.extend(
+                (line.option_id, line.quantity, limit_for(per_buyer_limit, line.option_id) or 0)
+            )
         deadline = time.monotonic() + self._wait
         while True:
             outcome = await self._reserve(keys=keys, args=args)
@@ -120,7 +122,7 @@ class RedisCounterStock:
                 option_id = int(outcome[1])
                 raise SoldOut(option_id, requested=_quantity(merged, option_id))
             if kind == "limit":
-                raise PurchaseLimitExceeded(int(outcome[1]), per_buyer_limit or 0)
+                raise PurchaseLimitExceeded(int(outcome[1]), int(outcome[2]))
             await self._recovery.recover(kind, outcome, deadline)
 
     async def confirm(self, key: str) -> None:

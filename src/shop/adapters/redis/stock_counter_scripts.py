@@ -20,7 +20,8 @@ if redis.call('EXISTS', KEYS[2]) == 0 then return {'nogen'} end
 """
 
 # KEYS: active, generation, records, pending, then (left, held, buyers) per line
-# ARGV: key, buyer ('' for none), limit (0 for none), lines, then (option_id, quantity) per line
+# ARGV: key, buyer ('' for none), lines, then (option_id, quantity, limit) per line, limit 0
+# for none (a drop's options carry the drop's limit, the others the shop's).
 # Answers the generation with the reservation: the order insert's fencing token.
 RESERVE = (
     _CONTROL
@@ -28,28 +29,28 @@ RESERVE = (
 local key = ARGV[1]
 local existing = redis.call('HGET', KEYS[3], key)
 if existing then return {'exists', existing, redis.call('GET', KEYS[2])} end
-local buyer, limit = ARGV[2], tonumber(ARGV[3])
+local buyer = ARGV[2]
 local n = (#KEYS - 4) / 3
 for i = 0, n - 1 do
-  local k, a = 5 + 3 * i, 5 + 2 * i
-  local quantity = tonumber(ARGV[a + 1])
+  local k, a = 5 + 3 * i, 4 + 3 * i
+  local quantity, limit = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
   local left = redis.call('GET', KEYS[k])
   if not left then return {'missing', ARGV[a]} end
   if tonumber(left) < quantity then return {'soldout', ARGV[a]} end
   if limit > 0 and tonumber(redis.call('HGET', KEYS[k + 2], buyer) or '0') + quantity > limit then
-    return {'limit', ARGV[a]}
+    return {'limit', ARGV[a], limit}
   end
 end
 for i = 0, n - 1 do
   local k = 5 + 3 * i
-  local quantity = tonumber(ARGV[6 + 2 * i])
+  local quantity = tonumber(ARGV[5 + 3 * i])
   redis.call('DECRBY', KEYS[k], quantity)
   redis.call('HSET', KEYS[k + 1], key, quantity)
   if buyer ~= '' then redis.call('HINCRBY', KEYS[k + 2], buyer, quantity) end
 end
 local now = redis.call('TIME')
 local ms = string.format('%.0f', now[1] * 1000 + math.floor(now[2] / 1000))
-redis.call('HSET', KEYS[3], key, 'p|' .. ms .. '|' .. ARGV[4] .. '|' .. buyer)
+redis.call('HSET', KEYS[3], key, 'p|' .. ms .. '|' .. ARGV[3] .. '|' .. buyer)
 redis.call('ZADD', KEYS[4], ms, key)
 return {'ok', redis.call('GET', KEYS[2])}
 """

@@ -54,7 +54,7 @@ from shop.adapters.db.stock_rows import (
 )
 from shop.adapters.redis.stock_keys import lock_name
 from shop.domain.errors import Unavailable
-from shop.domain.stock.model import Line, Reservation, merge_lines
+from shop.domain.stock.model import Line, PerBuyerLimit, Reservation, merge_lines
 from shop.domain.stock.preconditions import check_limit_arguments
 from shop.logs import get_logger
 
@@ -130,7 +130,7 @@ class RedlockStock(PostgresStock):
         *,
         key: str,
         buyer: str | None = None,
-        per_buyer_limit: int | None = None,
+        per_buyer_limit: PerBuyerLimit = None,
     ) -> Reservation:
         check_limit_arguments(buyer, per_buyer_limit)
         merged = merge_lines(lines)

@@ -85,6 +85,7 @@ from shop.domain.stock.model import (
     HeldReservation,
     Line,
     OptionStock,
+    PerBuyerLimit,
     RebuiltOption,
     Reservation,
     StockRebuild,
@@ -177,7 +178,7 @@ class SwitchableStock:
         *,
         key: str,
         buyer: str | None = None,
-        per_buyer_limit: int | None = None,
+        per_buyer_limit: PerBuyerLimit = None,
     ) -> Reservation:
         return await self._call(
             lambda s: s.reserve(lines, key=key, buyer=buyer, per_buyer_limit=per_buyer_limit)

@@ -30,7 +30,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -38,6 +38,7 @@ from shop.domain.errors import Conflict, InvalidInput, InvalidState
 from shop.domain.idempotency import check_idempotency_key
 from shop.domain.limits import MAX_ORDER_TOTAL
 from shop.domain.orders.status import OrderStatus as OrderStatus
+from shop.domain.orders.terms import SaleTerms
 from shop.domain.paging import (
     decode_cursor,
     encode_cursor,
@@ -73,6 +74,12 @@ class OrderRules:
 
     def payment_ttl(self, method: PaymentMethod) -> timedelta:
         return self.card_payment_ttl if method is PaymentMethod.CARD else self.bank_transfer_ttl
+
+
+def _payment_window(method: PaymentMethod, rules: OrderRules, terms: SaleTerms | None) -> timedelta:
+    if terms is not None and terms.payment_window is not None:
+        return terms.payment_window
+    return rules.payment_ttl(method)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +118,9 @@ class PlaceOrder:
     lines: tuple[Line, ...]
     payment_method: PaymentMethod
     shipping_address: str
+    # The waiting room's signed admission (``Admission-Token``), for a queued drop. Not part
+    # of the fingerprint: a retry with a fresh token is the same purchase.
+    admission_token: str | None = None
 
     @property
     def reservation_key(self) -> str:
@@ -197,6 +207,8 @@ class Order:
     # while the release is outstanding; the sweep retries those (a crash between the status
     # commit and the release must not keep units off sale for ever).
     stock_released_at: datetime | None = None
+    # The drop this order was placed in (its terms set ``pay_by``); None outside drops.
+    drop_id: int | None = None
 
     @classmethod
     def place(
@@ -208,9 +220,11 @@ class Order:
         order_id: uuid.UUID,
         now: datetime,
         rules: OrderRules,
+        terms: SaleTerms | None = None,
     ) -> Order:
         """A new order awaiting payment: prices captured from the catalog now, never from the
-        client; the payment deadline follows from the payment method."""
+        client; the payment deadline follows from the payment method, or from the drop's
+        payment window when the order is placed in a drop (``terms``)."""
         priced = tuple(
             OrderLine(
                 option_id=line.option_id,
@@ -225,7 +239,7 @@ class Order:
             user_id=cmd.user_id,
             status=OrderStatus.PENDING_PAYMENT,
             payment_method=cmd.payment_method,
-            pay_by=now + rules.payment_ttl(cmd.payment_method),
+            pay_by=now + _payment_window(cmd.payment_method, rules, terms),
             total=sum(line.subtotal for line in priced),
             shipping_address=cmd.shipping_address.strip(),
             idempotency_key=cmd.idempotency_key,
@@ -233,6 +247,7 @@ class Order:
             request_fingerprint=cmd.fingerprint(),
             lines=priced,
             created_at=now,
+            drop_id=None if terms is None else terms.drop_id,
         )
 
     @property
@@ -407,3 +422,5 @@ class Quote:
     existing_order_id: uuid.UUID | None
     # The reservation of this key was abandoned (claimed void): no order can hold it any more.
     abandoned: bool = False
+    # The drop each requested option belongs to (options outside drops are absent).
+    drop_of_option: Mapping[int, int] = field(default_factory=dict)

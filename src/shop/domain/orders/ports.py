@@ -36,8 +36,17 @@ class Orders(Protocol):
         under this key, if any — in one round trip, as this sits on the purchase hot path."""
         ...
 
-    async def add(self, order: Order, *, stock_generation: str | None = None) -> bool:
+    async def add(
+        self,
+        order: Order,
+        *,
+        stock_generation: str | None = None,
+        open_order_cap: int | None = None,
+    ) -> bool:
         """Write the order and its lines atomically, claiming its reservation key for it.
+        With ``open_order_cap`` (an order in a drop), ``OpenOrderLimitExceeded`` (and nothing
+        written) when the customer already has that many unpaid orders in ``order.drop_id``,
+        decided atomically with the write: concurrent orders of one customer cannot both pass.
         ``False`` (and nothing written) when the key is already claimed: the customer already
         has an order under this Idempotency-Key, or the reservation was abandoned (claimed
         void), or ``stock_generation`` (``Reservation.generation``) names a store state that

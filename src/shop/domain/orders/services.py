@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Awaitable
 
 from shop.domain.clock import Clock
+from shop.domain.drops.services import DropSales, purchase_terms
 from shop.domain.errors import InvalidInput, NotFound, ReservationLost
 from shop.domain.observation.model import PurchaseOutcome
 from shop.domain.observation.ports import SaleObserver
@@ -52,12 +53,13 @@ async def place_order(
     orders: Orders,
     clock: Clock,
     expiry: ExpiryScheduler,
+    sales: DropSales | None = None,
     observer: SaleObserver | None = None,
 ) -> Placed:
     """Buy (see ``_place``), telling ``observer`` how the purchase ended, whichever way."""
     try:
         placed = await _place(
-            cmd, rules=rules, stock=stock, orders=orders, clock=clock, expiry=expiry
+            cmd, rules=rules, stock=stock, orders=orders, clock=clock, expiry=expiry, sales=sales
         )
     except BaseException as exc:
         if observer is not None and isinstance(exc, Exception):
@@ -76,8 +78,14 @@ async def _place(
     orders: Orders,
     clock: Clock,
     expiry: ExpiryScheduler,
+    sales: DropSales | None = None,
 ) -> Placed:
     """Buy: validate, price from the catalog, reserve, write, confirm, schedule the expiry.
+
+    An order of a drop's options follows the drop's terms (``sales``): its start and end,
+    payment methods and admission are checked first; its per-buyer limit goes to the stock
+    port with the lines, its open-order cap to the order insert, its payment window to
+    ``pay_by``.
 
     Idempotent per (customer, Idempotency-Key): a repeat of the same request returns the
     order the first one placed; the same key with another body is refused. Two identical
@@ -100,11 +108,22 @@ async def _place(
         raise NotFound(f"option {unknown[0]} does not exist", extra={"option_ids": unknown})
     check_total(lines, quote.prices)
 
+    option_ids = [line.option_id for line in lines]
+    terms = None
+    if sales is not None:
+        terms = await purchase_terms(
+            cmd,
+            quote.drop_of_option,
+            option_ids=option_ids,
+            sales=sales,
+            shop_limit=rules.purchase_limit_per_option,
+            clock=clock,
+        )
     reservation = await stock.reserve(
         lines,
         key=cmd.reservation_key,
         buyer=str(cmd.user_id),
-        per_buyer_limit=rules.purchase_limit_per_option,
+        per_buyer_limit=rules.purchase_limit_per_option if terms is None else terms.limits,
     )
     if tuple(reservation.lines) != lines:
         # An earlier request with this key (whose order was never written) reserved other
@@ -112,10 +131,20 @@ async def _place(
         raise _key_reused()
 
     order = Order.place(
-        cmd, lines, quote.prices, order_id=orders.next_id(), now=clock.now(), rules=rules
+        cmd,
+        lines,
+        quote.prices,
+        order_id=orders.next_id(),
+        now=clock.now(),
+        rules=rules,
+        terms=terms,
     )
     try:
-        written = await orders.add(order, stock_generation=reservation.generation)
+        written = await orders.add(
+            order,
+            stock_generation=reservation.generation,
+            open_order_cap=None if terms is None else terms.max_open_orders,
+        )
     except Exception:
         await _release_unless_written(cmd, stock=stock, orders=orders)
         raise
@@ -128,6 +157,11 @@ async def _place(
             raise ReservationLost(cmd.reservation_key)
         return await _replay(cmd, None, stock=stock, orders=orders, clock=clock, expiry=expiry)
     await _settle_new_order(order, stock=stock, orders=orders, clock=clock, expiry=expiry)
+    if sales is not None and order.drop_id is not None:
+        # The admission became a reserved unit: its slot in the waiting room is free. Best
+        # effort: an admission left counted expires on its own.
+        with contextlib.suppress(Exception):
+            await sales.room.used(order.drop_id, cmd.user_id)
     return Placed(order, created=True)
 
 

@@ -39,6 +39,8 @@ class OrderStatus(StrEnum):
     PAID_FOR: ClassVar[frozenset[OrderStatus]]
     # Real purchase attempts, counted as demand by the popularity score.
     COUNTS_FOR_POPULARITY: ClassVar[frozenset[OrderStatus]]
+    # Holding units without payment: what a drop's open-order cap counts.
+    UNPAID: ClassVar[frozenset[OrderStatus]]
 
     @property
     def releases_stock(self) -> bool:
@@ -66,3 +68,4 @@ OrderStatus.PAID_FOR = frozenset(
     }
 )
 OrderStatus.COUNTS_FOR_POPULARITY = OrderStatus.LIVE
+OrderStatus.UNPAID = frozenset({OrderStatus.PENDING_PAYMENT})

@@ -42,6 +42,23 @@ def merge_lines(lines: Iterable[Line]) -> tuple[Line, ...]:
     return tuple(Line(option_id, qty) for option_id, qty in sorted(totals.items()))
 
 
+# How many units of an option one buyer may hold: one limit for every line, a limit per
+# option (options it does not name are unlimited), or none. A drop limits its own options
+# while the rest of an order follows the shop-wide limit, so the port takes it per line.
+PerBuyerLimit = int | Mapping[int, int] | None
+
+
+def limit_for(limit: PerBuyerLimit, option_id: int) -> int | None:
+    """The per-buyer limit that applies to ``option_id`` (``None``: unlimited)."""
+    if limit is None or isinstance(limit, int):
+        return limit
+    return limit.get(option_id)
+
+
+def limits_of(limit: PerBuyerLimit, lines: Iterable[Line]) -> list[int | None]:
+    return [limit_for(limit, line.option_id) for line in lines]
+
+
 @dataclass(frozen=True, slots=True)
 class Reservation:
     """Units set aside under an idempotency key, until confirmed (sold) or released.

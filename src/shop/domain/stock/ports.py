@@ -16,6 +16,7 @@ from shop.domain.stock.model import (
     HeldReservation,
     Line,
     OptionStock,
+    PerBuyerLimit,
     Reservation,
     StockRebuild,
 )
@@ -35,7 +36,7 @@ class StockReservation(Protocol):
         *,
         key: str,
         buyer: str | None = None,
-        per_buyer_limit: int | None = None,
+        per_buyer_limit: PerBuyerLimit = None,
     ) -> Reservation:
         """Set aside all lines or none. Raises ``SoldOut(option_id)`` for the first short option
         (``Unavailable`` when it cannot decide in time). Idempotent per key: a retry with the
@@ -46,7 +47,9 @@ class StockReservation(Protocol):
         owner, the identity the ledger recovers from ``purchase_order.user_id`` after a loss.
         With ``per_buyer_limit``, the buyer's units of an option held by unreleased
         reservations may not exceed it: ``PurchaseLimitExceeded`` otherwise, decided
-        atomically with the reservation. A release gives the allowance back."""
+        atomically with the reservation. A release gives the allowance back. The limit may be
+        given per option (a mapping; options it does not name are unlimited): a drop's
+        options carry the drop's limit while the rest of the order keeps the shop's."""
         ...
 
     async def confirm(self, key: str) -> None:

@@ -7,15 +7,22 @@ same input with the same message; an adapter calls them first thing.
 from __future__ import annotations
 
 from shop.domain.errors import InvalidInput
+from shop.domain.stock.model import PerBuyerLimit
 
 # A single restock or initial stock; keeps ``stock_total`` (a 32-bit column) far from overflow.
 MAX_UNITS_PER_CALL = 1_000_000
 
 
-def check_limit_arguments(buyer: str | None, per_buyer_limit: int | None) -> None:
+def check_limit_arguments(buyer: str | None, per_buyer_limit: PerBuyerLimit) -> None:
     """A per-buyer limit counts units against someone: it needs a buyer, and a limit of at
-    least one unit (a limit of zero would be a sold-out that no restock can lift)."""
-    if per_buyer_limit is not None and (buyer is None or per_buyer_limit < 1):
+    least one unit (a limit of zero would be a sold-out that no restock can lift). Given per
+    option (a drop's options), every limit named must be at least one."""
+    if per_buyer_limit is None:
+        return
+    limits = (
+        [per_buyer_limit] if isinstance(per_buyer_limit, int) else list(per_buyer_limit.values())
+    )
+    if limits and (buyer is None or min(limits) < 1):
         raise InvalidInput("a per-buyer limit needs a buyer and a limit of at least 1")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from shop.entrypoints.cli.bench import bench
+from shop.entrypoints.cli.drops import drops
 from shop.entrypoints.cli.payments import payments
 from shop.entrypoints.cli.seed import seed
 from shop.entrypoints.cli.server import migrate, up
@@ -24,5 +25,6 @@ main.add_command(users)
 main.add_command(seed)
 main.add_command(stock)
 main.add_command(payments)
+main.add_command(drops)
 
 __all__ = ["main"]

@@ -28,7 +28,12 @@ def _names(value: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
 @click.command()
 @click.option("--quick", is_flag=True, help="Every strategy and scenario in about two minutes.")
 @click.option("--strategies", default="counter,redlock,db", show_default=True)
-@click.option("--scenarios", default="hot,spread,sellout", show_default=True)
+@click.option(
+    "--scenarios",
+    default="hot,spread,sellout",
+    show_default=True,
+    help="hot, spread, sellout and/or drop (a queued drop, benchmarks/drop.py).",
+)
 @click.option("--workers", default="2", show_default=True, help="App worker counts, e.g. 1,2.")
 @click.option("--concurrency", default=64, show_default=True, type=click.IntRange(1, 4096))
 @click.option("--duration", default=10.0, show_default=True, type=click.FloatRange(1, 600))
@@ -91,7 +96,21 @@ def bench(
         )
     )
     config.strategies = _names(strategies, STRATEGIES)
-    config.scenarios = _names(scenarios, SCENARIOS)
+    chosen = _names(scenarios, (*SCENARIOS, "drop"))
+    if "drop" in chosen:
+        _run_drop(
+            workers=_ints(workers),
+            concurrency=concurrency,
+            duration=duration,
+            port=port,
+            data_dir=data_dir,
+            stock=sellout_stock,
+            quick=quick,
+        )
+        chosen = tuple(name for name in chosen if name != "drop")
+        if not chosen:
+            return
+    config.scenarios = chosen
     config.workers = _ints(workers)
     config.concurrency = concurrency
     config.port = port
@@ -110,3 +129,36 @@ def bench(
         )
         kind = "OVERSOLD" if any(r["oversold"] for r in failed) else "AUDIT FAILED"
         raise click.ClickException(f"{kind} ({names}); details above and in {config.out}")
+
+
+def _run_drop(
+    *,
+    workers: tuple[int, ...],
+    concurrency: int,
+    duration: float,
+    port: int,
+    data_dir: str,
+    stock: int,
+    quick: bool,
+) -> None:
+    """The ``drop`` scenario (benchmarks/drop.py): thousands of clients polling a queued drop."""
+    from benchmarks.drop import DropBenchConfig, failed, run_drop
+
+    bad = []
+    for count in workers:
+        result = run_drop(
+            DropBenchConfig(
+                clients=500 if quick else 2000,
+                stock=min(stock, 100) if quick else stock,
+                concurrency=concurrency,
+                duration=5.0 if quick else duration,
+                workers=count,
+                port=port,
+                data_dir=data_dir,
+                out=Path(f"benchmarks/results/drop-{count}.json"),
+            )
+        )
+        if failed(result):
+            bad.append(count)
+    if bad:
+        raise click.ClickException(f"drop scenario failed (workers {bad}): sold != stock or audit")

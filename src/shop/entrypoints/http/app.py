@@ -38,6 +38,7 @@ from shop.entrypoints.http.catalog import (
 )
 from shop.entrypoints.http.dashboard import AdminPageController, DashboardController
 from shop.entrypoints.http.docs import SWAGGER_UI, docs, docs_assets
+from shop.entrypoints.http.drops import AdminDropController, DropController
 from shop.entrypoints.http.errors import EXCEPTION_HANDLERS
 from shop.entrypoints.http.health import HealthController
 from shop.entrypoints.http.identity import AuthController, change_password, get_me
@@ -86,6 +87,8 @@ def route_handlers(settings: Settings) -> list[ControllerRouterHandler]:
         WishController,
         OrderController,
         AdminOrderController,
+        DropController,
+        AdminDropController,
         DashboardController,
         AdminPageController,
         PaymentController,

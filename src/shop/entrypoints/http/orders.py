@@ -63,13 +63,16 @@ class OrderIn(msgspec.Struct, forbid_unknown_fields=True):
     payment_method: PaymentMethod
     shipping_address: Annotated[str, msgspec.Meta(min_length=1, max_length=2000, pattern=NOT_BLANK)]
 
-    def to_command(self, user_id: uuid.UUID, idempotency_key: str) -> PlaceOrder:
+    def to_command(
+        self, user_id: uuid.UUID, idempotency_key: str, admission_token: str | None = None
+    ) -> PlaceOrder:
         return PlaceOrder(
             user_id=user_id,
             idempotency_key=idempotency_key,
             lines=tuple(Line(line.option_id, line.quantity) for line in self.lines),
             payment_method=self.payment_method,
             shipping_address=self.shipping_address,
+            admission_token=admission_token,
         )
 
 
@@ -155,9 +158,18 @@ class OrderController(Controller):
         idempotency_key: IdempotencyKey,
         principal: NamedDependency[Principal],
         container: NamedDependency[Container],
+        admission_token: Annotated[
+            str | None,
+            HeaderParameter(
+                name="Admission-Token",
+                required=False,
+                max_length=200,
+                description="The waiting room's admission, for a drop with a queue.",
+            ),
+        ] = None,
     ) -> Response[OrderOut]:
         placed = await container.order_cases.place(
-            data.to_command(principal.user_id, idempotency_key)
+            data.to_command(principal.user_id, idempotency_key, admission_token)
         )
         return Response(
             OrderOut.from_domain(placed.order),

@@ -1,0 +1,199 @@
+"""``RedisWaitingRoom``: a drop's queue in Redis, shared by every app process.
+
+Every decision is one Lua script (``waiting_room_scripts``): joining, polling and admitting
+never touch PostgreSQL. The drop's rules are published here when the drop is created or
+changed, and ``left`` (what the stock port says is left of the drop's options) is kept
+current by ``RoomStock`` on every reserve and release, and by the worker's refresh.
+
+If Redis loses the room (a restart without persistence, a flush), the queue is empty and the
+scripts answer ``lost``: buyers get ``503`` until the worker republishes the rules from
+PostgreSQL (logged as an error), then join again. Nothing can oversell: admission tokens
+only open the door, the stock port still decides every unit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from redis.asyncio import Redis
+
+from shop.adapters.redis import waiting_room_scripts as lua
+from shop.domain.drops.model import Drop
+from shop.domain.drops.queue import QueueStatus, RoomAnswer
+from shop.domain.errors import NotFound, Unavailable
+
+ROOMS = "rooms"  # set of published drop ids
+ROOM_OF_OPTION = "rooms:options"  # hash option id -> drop id
+# Set by the first publish: its absence means Redis lost every room (not "no such drop").
+EPOCH = "rooms:epoch"
+REFRESH_LOCK_MS = 2_000
+REFRESH_WAIT_STEPS = 500  # × 2 ms: a loaded holder takes a while to re-read
+_PARTS = ("rules", "queue", "seq", "admitted", "used", "bucket", "left", "total")
+
+
+def room_key(drop_id: int, part: str) -> str:
+    return f"{{room:{drop_id}}}:{part}"
+
+
+def _ms(when: datetime) -> int:
+    return round(when.timestamp() * 1000)
+
+
+def _when(ms: Any) -> datetime:
+    return datetime.fromtimestamp(float(ms) / 1000, tz=UTC)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RedisWaitingRoom:
+    """The ``WaitingRoom`` port."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._decide = redis.register_script(lua.DECIDE)
+        self._used = redis.register_script(lua.USED)
+        self._refresh_try = redis.register_script(lua.REFRESH_TRY)
+        self._refresh_done = redis.register_script(lua.REFRESH_DONE)
+        # Bumped by every publish from this process, so a cache of the published options
+        # here (``RoomStock``) reloads at once; other processes' caches within a second.
+        self.publications = 0
+
+    def _keys(self, drop_id: int) -> list[str]:
+        return [room_key(drop_id, part) for part in _PARTS]
+
+    async def publish(self, drop: Drop) -> None:
+        rules = drop.rules
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hset(
+            room_key(drop.id, "rules"),
+            mapping={
+                "starts": _ms(rules.starts_at),
+                "ends": 0 if rules.ends_at is None else _ms(rules.ends_at),
+                "pre": round(rules.queue.pre_queue.total_seconds() * 1000),
+                "rate": rules.queue.admit_per_second,
+                "ttl": round(rules.queue.admission_ttl.total_seconds() * 1000),
+                "options": ",".join(str(o) for o in rules.option_ids),
+                "queued": int(rules.queue.enabled),
+            },
+        )
+        pipe.sadd(ROOMS, drop.id)
+        pipe.set(EPOCH, _ms(datetime.now(UTC)), nx=True)
+        pipe.hset(ROOM_OF_OPTION, mapping={str(o): drop.id for o in rules.option_ids})
+        await pipe.execute()
+        self.publications += 1
+
+    async def is_published(self, drop_id: int) -> bool:
+        return bool(await self._redis.exists(room_key(drop_id, "rules")))
+
+    async def options_of(self, drop_id: int) -> list[int]:
+        raw = await cast(
+            "Awaitable[bytes | None]", self._redis.hget(room_key(drop_id, "rules"), "options")
+        )
+        return [int(o) for o in _text(raw).split(",") if o] if raw else []
+
+    async def room_of_option(self) -> dict[int, int]:
+        """Every published option → its drop (``RoomStock`` caches this)."""
+        raw = await cast("Awaitable[dict[bytes, bytes]]", self._redis.hgetall(ROOM_OF_OPTION))
+        return {int(option): int(drop) for option, drop in raw.items()}
+
+    async def drops_of_options(self, option_ids: Sequence[int]) -> set[int]:
+        if not option_ids:
+            return set()
+        found = await cast(
+            "Awaitable[list[bytes | None]]",
+            self._redis.hmget(ROOM_OF_OPTION, [str(o) for o in option_ids]),
+        )
+        return {int(d) for d in found if d is not None}
+
+    async def _run(self, drop_id: int, user_id: uuid.UUID, *, join: bool) -> RoomAnswer:
+        draw = f"{secrets.randbelow(2**52) / 2**52:.17f}"
+        outcome = await self._decide(
+            keys=self._keys(drop_id), args=[str(user_id), "1" if join else "0", draw]
+        )
+        kind = _text(outcome[0])
+        if kind == "lost":
+            if await self._redis.exists(EPOCH):
+                raise NotFound("drop not found")
+            # No room was ever published here, or Redis lost them all (the worker republishes
+            # and logs it): an unknown drop is 404, a lost one 503 until it is back.
+            raise Unavailable(
+                "the waiting room lost its state and is being rebuilt; join again shortly",
+                retry_after=2.0,
+            )
+        if kind == "unknown":
+            raise NotFound(
+                "you are not in this queue (never joined, your admission expired, or the "
+                "queue was reset): join it with POST"
+            )
+        if kind == "ended":
+            return RoomAnswer(QueueStatus.ENDED)
+        if kind == "not_open":
+            return RoomAnswer(QueueStatus.NOT_OPEN, starts_at=_when(outcome[1]))
+        if kind == "admitted":
+            return RoomAnswer(QueueStatus.ADMITTED, admission_expires_at=_when(outcome[1]))
+        position = int(outcome[1]) or None
+        return RoomAnswer(
+            QueueStatus(kind),
+            position=position,
+            starts_at=_when(outcome[2]),
+            admit_per_second=int(outcome[3]),
+        )
+
+    async def join(self, drop_id: int, user_id: uuid.UUID) -> RoomAnswer:
+        return await self._run(drop_id, user_id, join=True)
+
+    async def poll(self, drop_id: int, user_id: uuid.UUID) -> RoomAnswer:
+        return await self._run(drop_id, user_id, join=False)
+
+    async def used(self, drop_id: int, user_id: uuid.UUID) -> None:
+        await self._used(
+            keys=[room_key(drop_id, "admitted"), room_key(drop_id, "used")], args=[str(user_id)]
+        )
+
+    async def refresh_left(
+        self, drop_id: int, read: Callable[[], Awaitable[int]], *, attempts: int = 5
+    ) -> None:
+        """Store ``read()`` as what is left, with the newest reading winning (see
+        ``REFRESH_TRY``). A refresher that finds another at work leaves it the re-read."""
+        lock, dirty = room_key(drop_id, "refresh"), room_key(drop_id, "dirty")
+        token = secrets.token_hex(8)
+        if not await self._refresh_try(keys=[lock, dirty], args=[token, REFRESH_LOCK_MS]):
+            # The holder reads again before it lets go: once the lock is gone, ``left``
+            # includes whatever this caller changed. Waiting for that keeps a purchase from
+            # freeing its admission's slot (``used``) while ``left`` still counts its unit,
+            # which would admit one buyer too many for a moment.
+            for _ in range(REFRESH_WAIT_STEPS):
+                await asyncio.sleep(0.002)
+                if not await self._redis.exists(lock):
+                    return
+            return
+        for _ in range(attempts):
+            units = max(await read(), 0)
+            again = await self._refresh_done(
+                keys=[lock, dirty, room_key(drop_id, "left")], args=[token, units]
+            )
+            if not again:
+                return
+            if not await self._refresh_try(keys=[lock, dirty], args=[token, REFRESH_LOCK_MS]):
+                return
+
+    async def counts(self, drop_id: int) -> tuple[int, int]:
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.zcard(room_key(drop_id, "queue"))
+        pipe.zcard(room_key(drop_id, "admitted"))
+        waiting, admitted = await pipe.execute()
+        return int(waiting), int(admitted)
+
+    async def admitted_total(self, drop_id: int) -> int:
+        return int(await self._redis.get(room_key(drop_id, "total")) or 0)
+
+    async def live_drops(self) -> Sequence[int]:
+        members = await cast("Awaitable[set[bytes]]", self._redis.smembers(ROOMS))
+        return sorted(int(d) for d in members)
