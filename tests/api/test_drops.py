@@ -12,7 +12,8 @@ from shop.bootstrap import Container
 from shop.domain.identity.model import Role
 from tests.drops_helpers import announce, drop_body, start_now
 from tests.factories import make_option, make_user
-from tests.orders_client import act, order_body, place
+from tests.orders_client import order_body, place
+from tests.payments_client import pay
 
 
 @pytest.fixture
@@ -173,7 +174,8 @@ async def test_hoarding_is_impossible_inside_a_drop(
     assert (await client.get(f"/api/admin/drops/{drop['id']}", headers=admin_headers)).json()[
         "figures"
     ]["left"] == 599  # the refused order gave its unit back
-    await act(client, customer, first.json()["id"], "pay", amount=first.json()["total"])
+    paid = await pay(client, clean, customer, first.json()["id"])
+    assert paid.json()["status"] == "paid", paid.text
     assert (await place(client, customer, order_body((options[1], 1)))).status_code == 201
 
 
