@@ -472,7 +472,7 @@ async def test_a_switch_moves_every_unit_reservation_and_allowance(
 async def test_a_switch_refuses_to_export_counters_redis_lost_meanwhile(clean: Container) -> None:
     await clean.stock_operations.use("counter")
     await make_option(clean, stock=3)
-    counter = cast("SwitchableStock", clean.stock).strategy("counter").home
+    counter = cast("SwitchableStock", clean.stock_operations).strategy("counter").home
     await clean.redis.flushdb()
     async with clean.engine.connect() as conn:
         with pytest.raises(StateLost, match="Redis lost"):

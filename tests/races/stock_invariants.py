@@ -32,7 +32,7 @@ async def settle(container: Container) -> None:
     rebuilt, and the sweep runs past the reservation timeout (twice: it settles in passes)."""
     operations = container.stock_operations
     if await operations.active_strategy() == "counter":
-        await cast("SwitchableStock", container.stock).strategy("counter").home.prepare()
+        await cast("SwitchableStock", container.stock_operations).strategy("counter").home.prepare()
     for _ in range(2):
         await sweep_reservations(
             stock=container.stock,

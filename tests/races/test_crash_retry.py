@@ -149,7 +149,7 @@ async def test_an_order_reserved_before_redis_lost_its_data_is_never_sold_twice(
     assert slow.point == "reserved"
     await shop.redis.flushdb()
     if shop.stock.name == "counter":
-        await cast("SwitchableStock", shop.stock).strategy("counter").home.prepare()
+        await cast("SwitchableStock", shop.stock_operations).strategy("counter").home.prepare()
     for n in range(2):
         buyer, _ = await make_user(shop)
         await finish(await start_purchase(shop, purchase(buyer, f"b{n}", [Line(option_id, 1)])))

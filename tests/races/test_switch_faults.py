@@ -38,7 +38,7 @@ pytestmark = pytest.mark.slow
 
 
 def _switchable(shop: Container) -> SwitchableStock:
-    return cast("SwitchableStock", shop.stock)
+    return cast("SwitchableStock", shop.stock_operations)
 
 
 async def _patiently(attempt: Any) -> Any:
