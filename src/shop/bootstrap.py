@@ -484,12 +484,6 @@ class Container:
     def drop_sales(self) -> DropSales:
         return DropSales(drops=self.drops, admissions=self.admissions, room=self.room)
 
-    @property
-    def room_stock(self) -> RoomStock:
-        stock = self.stock
-        assert isinstance(stock, RoomStock)
-        return stock
-
     @cached_property
     def order_rules(self) -> OrderRules:
         """Built once per container (it is on every purchase's path), not per request."""

@@ -88,6 +88,3 @@ class FakeRoom:
 
     async def counts(self, drop_id: int) -> tuple[int, int]:
         return (0, 0)
-
-    async def live_drops(self) -> Sequence[int]:
-        return sorted(self.published)

@@ -9,8 +9,6 @@ that can be reached by arithmetic (an order total, a cumulative restock).
 
 from __future__ import annotations
 
-from shop.domain.errors import InvalidInput
-
 # Ids are ``bigint`` identities, accepted from 1 to 2^53 - 1: every integer up to there is
 # exact as a double, so JSON tools that read numbers as floats (JavaScript, most fuzzers and
 # validators) read the documented bound, and any id, as the server does. Sequences starting
@@ -32,10 +30,3 @@ MAX_ORDER_TOTAL = 10**15
 MAX_CATEGORY_DEPTH = 32
 # Category links of one product.
 MAX_CATEGORIES_PER_PRODUCT = 100
-
-
-def check_no_nul(value: str, what: str) -> str:
-    """PostgreSQL ``text`` cannot hold U+0000; refuse it as bad input, not as a driver error."""
-    if "\x00" in value:
-        raise InvalidInput(f"{what} must not contain NUL (\\u0000) characters")
-    return value

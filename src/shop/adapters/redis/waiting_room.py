@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -103,15 +103,6 @@ class RedisWaitingRoom:
         raw = await cast("Awaitable[dict[bytes, bytes]]", self._redis.hgetall(ROOM_OF_OPTION))
         return {int(option): int(drop) for option, drop in raw.items()}
 
-    async def drops_of_options(self, option_ids: Sequence[int]) -> set[int]:
-        if not option_ids:
-            return set()
-        found = await cast(
-            "Awaitable[list[bytes | None]]",
-            self._redis.hmget(ROOM_OF_OPTION, [str(o) for o in option_ids]),
-        )
-        return {int(d) for d in found if d is not None}
-
     async def _run(self, drop_id: int, user_id: uuid.UUID, *, join: bool) -> RoomAnswer:
         draw = f"{secrets.randbelow(2**52) / 2**52:.17f}"
         outcome = await self._decide(
@@ -193,7 +184,3 @@ class RedisWaitingRoom:
 
     async def admitted_total(self, drop_id: int) -> int:
         return int(await self._redis.get(room_key(drop_id, "total")) or 0)
-
-    async def live_drops(self) -> Sequence[int]:
-        members = await cast("Awaitable[set[bytes]]", self._redis.smembers(ROOMS))
-        return sorted(int(d) for d in members)

@@ -10,7 +10,6 @@ refreshes every room periodically as the backstop.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
@@ -46,9 +45,9 @@ class RoomStock:
     def name(self) -> str:
         return self._inner.name
 
-    async def refresh(self, drop_ids: Iterable[int] | None = None) -> None:
-        """Store what is left of each drop (all published drops by default)."""
-        for drop_id in await self._room.live_drops() if drop_ids is None else drop_ids:
+    async def _refresh(self, drop_ids: Iterable[int]) -> None:
+        """Store what is left of each of ``drop_ids``."""
+        for drop_id in drop_ids:
             options = await self._room.options_of(drop_id)
             if options:
                 await self._room.refresh_left(drop_id, partial(self._left, options))
@@ -75,7 +74,7 @@ class RoomStock:
                 else {rooms[o] for o in option_ids if o in rooms}
             )
             if drops:
-                await self.refresh(drops)
+                await self._refresh(drops)
         except Exception as exc:  # the sale stands; the worker's refresh catches up
             _log.warning("could not update the waiting room's stock", error=str(exc))
 
@@ -92,8 +91,7 @@ class RoomStock:
                 lines, key=key, buyer=buyer, per_buyer_limit=per_buyer_limit
             )
         finally:
-            with contextlib.suppress(Exception):
-                await self._tell([line.option_id for line in lines])
+            await self._tell([line.option_id for line in lines])
 
     async def confirm(self, key: str) -> None:
         await self._inner.confirm(key)

@@ -76,7 +76,3 @@ class WaitingRoom(Protocol):
     async def counts(self, drop_id: int) -> tuple[int, int]:
         """(waiting, admitted and not used yet)."""
         ...
-
-    async def live_drops(self) -> Sequence[int]:
-        """Drops published here whose queue may still admit."""
-        ...

@@ -55,10 +55,6 @@ def limit_for(limit: PerBuyerLimit, option_id: int) -> int | None:
     return limit.get(option_id)
 
 
-def limits_of(limit: PerBuyerLimit, lines: Iterable[Line]) -> list[int | None]:
-    return [limit_for(limit, line.option_id) for line in lines]
-
-
 @dataclass(frozen=True, slots=True)
 class Reservation:
     """Units set aside under an idempotency key, until confirmed (sold) or released.
