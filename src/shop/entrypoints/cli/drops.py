@@ -5,10 +5,6 @@ Reads the same PostgreSQL and Redis as the running app (the figures are the admi
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
-
 import click
 from rich.console import Console
 from rich.table import Table
@@ -16,28 +12,7 @@ from rich.table import Table
 from shop.bootstrap import Container
 from shop.domain.drops import services
 from shop.domain.drops.model import Drop, DropFigures, DropStatus
-from shop.domain.errors import DomainError
-from shop.entrypoints.cli.context import resolved_settings
-
-T = TypeVar("T")
-
-
-def _run(work: Callable[[Container], Awaitable[T]]) -> T:
-    settings, servers = resolved_settings()
-
-    async def main() -> T:
-        container = Container.build(settings)
-        try:
-            return await work(container)
-        finally:
-            await container.close()
-
-    try:
-        return asyncio.run(main())
-    except DomainError as exc:
-        raise click.ClickException(exc.message) from None
-    finally:
-        servers.stop()
+from shop.entrypoints.cli.context import run_with_container
 
 
 def _when(drop: Drop) -> tuple[str, str]:
@@ -65,7 +40,7 @@ def list_drops() -> None:
     table = Table(title="drops (not ended)", title_justify="left")
     for column in ("id", "name", "status", "starts", "ends", "options", "limit", "queue"):
         table.add_column(column)
-    for drop, status in _run(work):
+    for drop, status in run_with_container(work):
         starts, ends = _when(drop)
         queue = drop.rules.queue
         table.add_row(
@@ -94,7 +69,7 @@ def show(drop_id: int) -> None:
         )
         return drop, status, figures
 
-    drop, status, figures = _run(work)
+    drop, status, figures = run_with_container(work)
     rules = drop.rules
     starts, ends = _when(drop)
     table = Table(title=f"drop {drop.id}: {rules.name} ({status.value})", title_justify="left")

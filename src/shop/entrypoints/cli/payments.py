@@ -12,8 +12,7 @@ import uuid
 import click
 
 from shop.bootstrap import Container
-from shop.entrypoints.cli.context import settings_or_exit
-from shop.entrypoints.cli.stock import _run
+from shop.entrypoints.cli.context import run_with_container, settings_or_exit
 
 
 @click.group()
@@ -33,6 +32,6 @@ def simulate(payment_id: uuid.UUID, succeed: bool) -> None:
             raise click.ClickException("the sandbox gateway is not the configured gateway")
         return await sandbox.simulate(payment_id, succeed=succeed)
 
-    key = _run(work)
+    key = run_with_container(work)
     url = settings_or_exit().public_url.rstrip("/") + "/api/payments/webhook"
     click.echo(f"queued {key}: the worker delivers it to {url}")

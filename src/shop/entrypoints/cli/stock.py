@@ -6,38 +6,15 @@ app processes, and ``use`` switches all of them live (see ``adapters/redis/strat
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from collections.abc import Sequence
 
 import click
 from rich.console import Console
 from rich.table import Table
 
 from shop.bootstrap import STOCK_STRATEGIES, Container
-from shop.domain.errors import DomainError
 from shop.domain.stock.model import OptionStock, StockRebuild
-from shop.entrypoints.cli.context import resolved_settings
-
-T = TypeVar("T")
-
-
-def _run(work: Callable[[Container], Awaitable[T]]) -> T:
-    settings, servers = resolved_settings()
-
-    async def main() -> T:
-        container = Container.build(settings)
-        try:
-            return await work(container)
-        finally:
-            await container.close()
-
-    try:
-        return asyncio.run(main())
-    except DomainError as exc:
-        raise click.ClickException(exc.message) from None
-    finally:
-        servers.stop()
+from shop.entrypoints.cli.context import run_with_container
 
 
 def _table(title: str, options: Sequence[OptionStock]) -> Table:
@@ -114,7 +91,7 @@ def status(option_ids: tuple[int, ...]) -> None:
         options = await operations.status(list(option_ids) or None)
         return active, options, await operations.last_rebuild()
 
-    active, options, rebuild = _run(work)
+    active, options, rebuild = run_with_container(work)
     console = Console()
     console.print(f"active stock strategy: [bold]{active}[/bold]")
     console.print(_table("stock per option", options))
@@ -125,7 +102,7 @@ def status(option_ids: tuple[int, ...]) -> None:
 @click.argument("name", type=click.Choice(sorted(STOCK_STRATEGIES)))
 def use(name: str) -> None:
     """Switch every running process to strategy NAME, moving the stock state over."""
-    previous = _run(lambda container: container.stock_operations.use(name))
+    previous = run_with_container(lambda container: container.stock_operations.use(name))
     if previous == name:
         click.echo(f"stock strategy is already {name}")
     else:
@@ -140,7 +117,7 @@ def reconcile(fix: bool) -> None:
     async def work(container: Container) -> Sequence[OptionStock]:
         return await container.stock_cases.reconcile(fix=fix)
 
-    drifting = _run(work)
+    drifting = run_with_container(work)
     console = Console()
     if not drifting:
         console.print("no drift: every store agrees with the ledger")
