@@ -20,6 +20,8 @@ import msgspec
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, HTTPRequestEvent, Receive, ReceiveMessage, Scope, Send
 
+from shop.entrypoints.http.raw_response import send_json_error
+
 MAX_JSON_DEPTH = 32
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKET = re.compile(rb"[\[\]{}]")
@@ -107,7 +109,7 @@ def body_guard(max_bytes: int) -> Callable[[ASGIApp], ASGIApp]:
             body = b"".join(chunks)
             problem = body_problem(body) if body and not pending and other is None else None
             if problem is not None:
-                await _answer(send, problem)
+                await send_json_error(send, problem.status_code, problem)
                 return
             replayed = False
 
@@ -128,18 +130,3 @@ def body_guard(max_bytes: int) -> Callable[[ASGIApp], ASGIApp]:
         return guarded
 
     return wrap
-
-
-async def _answer(send: Send, problem: BodyProblem) -> None:
-    payload = msgspec.json.encode(problem)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": problem.status_code,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload, "more_body": False})

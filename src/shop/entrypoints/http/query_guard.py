@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl
 
-import msgspec
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send
+
+from shop.entrypoints.http.raw_response import send_json_error
 
 QUERY_NAMES = "shop.query_names"
 
@@ -32,20 +33,11 @@ def query_guard(app: ASGIApp) -> ASGIApp:
             unknown = unknown_query_parameters(query, allowed)
             if unknown:
                 detail = f"unknown query parameter(s): {', '.join(unknown)}"
-                payload = msgspec.json.encode(
-                    {"status_code": 400, "detail": detail, "extra": {"parameters": unknown}}
+                await send_json_error(
+                    send,
+                    400,
+                    {"status_code": 400, "detail": detail, "extra": {"parameters": unknown}},
                 )
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 400,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"content-length", str(len(payload)).encode()),
-                        ],
-                    }
-                )
-                await send({"type": "http.response.body", "body": payload, "more_body": False})
                 return
         await app(scope, receive, send)
 
