@@ -42,7 +42,7 @@ from shop.entrypoints.http.drops import AdminDropController, DropController
 from shop.entrypoints.http.errors import EXCEPTION_HANDLERS
 from shop.entrypoints.http.health import HealthController
 from shop.entrypoints.http.identity import AuthController, change_password, get_me
-from shop.entrypoints.http.metrics import metrics, metrics_middleware
+from shop.entrypoints.http.metrics import metrics
 from shop.entrypoints.http.openapi import COMPONENTS, TruthfulOpenAPIJson, document_operations
 from shop.entrypoints.http.orders import AdminOrderController, OrderController
 from shop.entrypoints.http.payments import (
@@ -53,7 +53,6 @@ from shop.entrypoints.http.payments import (
 )
 from shop.entrypoints.http.query_guard import query_guard
 from shop.entrypoints.http.request_log import request_log_middleware
-from shop.entrypoints.http.security_headers import security_headers_middleware
 from shop.entrypoints.http.throttle import ThrottleMiddleware
 from shop.entrypoints.http.whoami import whoami
 from shop.entrypoints.http.wishes import WishController
@@ -174,14 +173,13 @@ def create_app(
         ),
         debug=False,
     )
-    # Wrapped around the whole ASGI handler (not as route middleware) so that unmatched routes
-    # (404, 405) get a request id and an access-log line too.
     document_operations(app)
-    app.asgi_handler = request_log_middleware(app.asgi_handler)
 
     def observer() -> SaleObserver | None:
         built: Container | None = getattr(app.state, "container", None)
         return None if built is None else built.observer
 
-    app.asgi_handler = security_headers_middleware(metrics_middleware(app.asgi_handler, observer))
+    # Wrapped around the whole ASGI handler (not as route middleware) so that unmatched routes
+    # (404, 405) get a request id, an access-log line, a duration and security headers too.
+    app.asgi_handler = request_log_middleware(app.asgi_handler, observer)
     return app

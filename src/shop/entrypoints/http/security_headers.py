@@ -1,4 +1,5 @@
-"""Security headers on every response, as a raw ASGI wrapper (404s and 405s included).
+"""Security headers on every response (404s and 405s included), added by the request log's
+raw ASGI wrapper (``request_log.py``), the one wrapper every response passes through.
 
 - ``X-Content-Type-Options: nosniff`` and ``Referrer-Policy: no-referrer`` everywhere: a
   JSON error must never be sniffed into a script, and URLs (cursors, ids) stay ours.
@@ -10,9 +11,6 @@ response, and this wrapper leaves it alone.
 """
 
 from __future__ import annotations
-
-from litestar.enums import ScopeType
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 ALWAYS: tuple[tuple[bytes, bytes], ...] = (
     (b"x-content-type-options", b"nosniff"),
@@ -31,25 +29,15 @@ ON_HTML: tuple[tuple[bytes, bytes], ...] = (
 )
 
 
-def security_headers_middleware(app: ASGIApp) -> ASGIApp:
-    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != ScopeType.HTTP:
-            await app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", ()))
-                present = {name.lower() for name, _ in headers}
-                html = any(
-                    name.lower() == b"content-type" and value.startswith(b"text/html")
-                    for name, value in headers
-                )
-                extra = ALWAYS + ON_HTML if html else ALWAYS
-                headers.extend(item for item in extra if item[0] not in present)
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await app(scope, receive, send_with_headers)
-
-    return middleware
+def with_security_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """``headers`` completed with the security headers the handler did not set itself
+    (extended in place and returned; the caller hands in its own copy)."""
+    present = {name.lower() for name, _ in headers}
+    html = any(
+        name.lower() == b"content-type" and value.startswith(b"text/html")
+        for name, value in headers
+    )
+    headers.extend(
+        item for item in (ALWAYS + ON_HTML if html else ALWAYS) if item[0] not in present
+    )
+    return headers
