@@ -40,7 +40,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     data_dir: str = ".shop"
     # Overflow connections are opened for one checkout and closed on return (QueuePool), so
     # under sustained load each one pays a connect, asyncpg's type introspection and a fresh
-    # prepare of every statement: a fixed pool that requests queue for is cheaper (issue 16).
+    # prepare of every statement: a fixed pool that requests queue for is cheaper.
     database_pool_size: PositiveInt = 20
     database_max_overflow: Annotated[int, msgspec.Meta(ge=0)] = 0
     # Stock.

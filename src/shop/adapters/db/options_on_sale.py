@@ -1,10 +1,11 @@
-"""``OptionsOnSale`` before drops exist: the options people are buying now.
+"""``OptionsOnSale`` outside drops: the options people are buying now.
 
-"On sale now" has no record of its own yet (drops, issue 14, will name their options), so
-it is read from what the ledger shows: the options of the most recent order lines, then the
-newest options (a sale that has not sold its first unit yet). Both reads walk a primary key
-backwards and stop after a fixed number of rows, so the cost does not grow with the order
-history, which matters for a query the worker runs every second.
+A drop names its options (the snapshot adds them, see ``observation.services``); outside
+drops "on sale now" has no record of its own, so it is read from what the ledger shows: the
+options of the most recent order lines, then the newest options (a sale that has not sold
+its first unit yet). Both reads walk a primary key backwards and stop after a fixed number
+of rows, so the cost does not grow with the order history, which matters for a query the
+worker runs every second.
 """
 
 from __future__ import annotations

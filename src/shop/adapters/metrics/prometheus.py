@@ -121,7 +121,7 @@ OPTION_GAUGES: tuple[tuple[str, str, str], ...] = (
 )
 
 
-# Per drop (empty until the drops module reports drops, issue 14).
+# Per drop (the live drops ``DropsOnSale`` reports).
 DROP_GAUGES: tuple[tuple[str, str, str], ...] = (
     ("shop_drop_queue_length", "Buyers waiting in the drop's queue.", "queue_length"),
     ("shop_drop_admitted", "Buyers admitted from the queue so far.", "admitted"),

@@ -86,7 +86,7 @@ class OptionFigures:
 class DropFigures:
     """One drop (scheduled sale) as the dashboard and the ``shop_drop_*`` gauges show it.
 
-    Filled by a ``DropsOnSale`` adapter once the drops module exists (issue 14); its
+    Filled by the ``DropsOnSale`` adapter (``adapters/drops_on_sale.py``); its drops'
     options join the options the snapshot follows. ``admitted`` is cumulative,
     ``admission_rate`` per second.
     """

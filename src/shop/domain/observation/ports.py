@@ -51,8 +51,8 @@ class PurchaseTally(Protocol):
 
 
 class DropsOnSale(Protocol):
-    """The drops (scheduled sales, issue 14) the snapshot reports: countdown, queue length,
-    admissions. ``enabled`` is false while the shop has no drops module: the dashboard then
+    """The drops (scheduled sales) the snapshot reports: countdown, queue length,
+    admissions. ``enabled`` is false for a shop wired without a drops source: the dashboard then
     says so instead of showing an empty list as if no drop were planned."""
 
     @property

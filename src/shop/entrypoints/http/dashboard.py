@@ -42,7 +42,7 @@ class OptionOut(msgspec.Struct):
 
 
 class DropOut(msgspec.Struct):
-    """A drop's panel. Filled once drops (issue 14) record their figures in the snapshot."""
+    """A drop's panel: its countdown, queue and admissions, from the snapshot."""
 
     drop_id: int
     name: str
@@ -81,7 +81,7 @@ class DashboardOut(msgspec.Struct):
     purchases_per_second: float
     purchases_per_second_history: list[float]
     options: list[OptionOut]
-    # ``drops_enabled`` is false until the drops module (issue 14) plugs its DropsOnSale in;
+    # ``drops_enabled`` says whether a drops source is wired (``DropsOnSale.enabled``);
     # ``drops`` then carries each live drop's countdown, queue and admissions.
     drops_enabled: bool
     drops: list[DropOut]

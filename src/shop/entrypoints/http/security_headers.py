@@ -4,7 +4,8 @@ raw ASGI wrapper (``request_log.py``), the one wrapper every response passes thr
 - ``X-Content-Type-Options: nosniff`` and ``Referrer-Policy: no-referrer`` everywhere: a
   JSON error must never be sniffed into a script, and URLs (cursors, ids) stay ours.
 - HTML (the docs, dashboards) also gets ``X-Frame-Options: DENY`` and a Content Security
-  Policy: no framing (clickjacking), scripts only from here and the Swagger UI CDN.
+  Policy: no framing (clickjacking), scripts and styles only from here (the docs' Swagger UI
+  assets are served by the shop itself, see ``docs.py``).
 
 A header the handler set itself wins: a page that needs another policy declares it on its
 response, and this wrapper leaves it alone.
@@ -18,8 +19,8 @@ ALWAYS: tuple[tuple[bytes, bytes], ...] = (
 )
 HTML_POLICY = (
     "default-src 'self'; "
-    "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "script-src 'self' 'unsafe-inline'; "
+    "style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data: https:; connect-src 'self'; "
     "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
