@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -30,7 +28,8 @@ from sqlalchemy import text
 from shop.bootstrap import Container
 from shop.domain.identity.model import Role
 from tests.factories import make_option, make_user
-from tests.races.test_http_storm import _env, _free_port, _shop_command
+from tests.races.shop_up import shop_up
+from tests.races.test_http_storm import _env
 
 BUYERS = 500
 UNITS_PER_OPTION = 15
@@ -41,45 +40,13 @@ TTL = 120  # generous: on a loaded machine a purchase may wait long for a connec
 
 @pytest.fixture
 async def drop_shop(clean: Container) -> AsyncIterator[str]:
-    port = _free_port()
     env = {
         **_env(clean),
         "SHOP_ORDER_SWEEP_INTERVAL": "1",
         "SHOP_DROP_ROOM_REFRESH_INTERVAL": "1",
     }
-    process = await asyncio.create_subprocess_exec(
-        _shop_command(),
-        "up",
-        "--port",
-        str(port),
-        "--workers",
-        "2",
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient(base_url=base, timeout=2) as probe:
-            for _ in range(300):
-                try:
-                    if (await probe.get("/health")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(0.1)
-            else:
-                raise AssertionError("shop up did not start serving")
+    async with shop_up(env) as base:
         yield base
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                await asyncio.wait_for(process.wait(), timeout=30)
-            except TimeoutError:
-                os.killpg(process.pid, signal.SIGKILL)
-                await process.wait()
 
 
 @dataclass

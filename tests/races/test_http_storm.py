@@ -16,12 +16,9 @@ import asyncio
 import os
 import random
 import signal
-import socket
-import sys
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import psutil
@@ -32,18 +29,13 @@ from shop.adapters.db.tables import OptionRow, OrderLineRow, OrderRow
 from shop.bootstrap import STOCK_STRATEGIES, Container
 from shop.domain.orders.status import OrderStatus
 from tests.factories import make_option, make_user
+from tests.races.shop_up import shop_command, shop_up
 from tests.strategies import TEST_ONLY
 
 BUYERS = 240
 UNITS = 80
 KILLS = 3
 RESERVATION_TIMEOUT = 3
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _env(container: Container) -> dict[str, str]:
@@ -66,46 +58,10 @@ def _env(container: Container) -> dict[str, str]:
     }
 
 
-def _shop_command() -> str:
-    return str(Path(sys.executable).parent / "shop")
-
-
 @pytest.fixture
 async def running_shop(clean: Container) -> AsyncIterator[str]:
-    port = _free_port()
-    process = await asyncio.create_subprocess_exec(
-        _shop_command(),
-        "up",
-        "--port",
-        str(port),
-        "--workers",
-        "2",
-        env=_env(clean),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient(base_url=base, timeout=2) as probe:
-            for _ in range(300):
-                try:
-                    if (await probe.get("/health")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(0.1)
-            else:
-                raise AssertionError("shop up did not start serving")
+    async with shop_up(_env(clean)) as base:
         yield base
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                await asyncio.wait_for(process.wait(), timeout=30)
-            except TimeoutError:
-                os.killpg(process.pid, signal.SIGKILL)
-                await process.wait()
 
 
 def _web_workers(base: str) -> list[psutil.Process]:
@@ -217,7 +173,7 @@ async def test_a_crash_and_retry_storm_sells_exactly_the_stock(
     assert await _sold(clean, option_id) == UNITS, outcomes
     await asyncio.sleep(RESERVATION_TIMEOUT + 2)
     reconcile = await asyncio.create_subprocess_exec(
-        _shop_command(),
+        shop_command(),
         "stock",
         "reconcile",
         env=_env(clean),
