@@ -46,7 +46,7 @@ CALLERS = ("anonymous", "customer", "admin")
 # Not yet brought under this test: the drops routes (issue 14). Their documents do not yet
 # declare what their rules refuse (a start in the past, a queue not joined, ...), so valid-
 # by-schema requests are refused there. Tracked as open work in the drops closing note.
-NOT_YET_CHECKED = ("/api/drops", "/api/admin/drops")
+NOT_YET_CHECKED: tuple[str, ...] = ()
 
 
 def _free_port() -> int:

@@ -166,8 +166,43 @@ async def test_joining_an_unknown_drop_is_404(
     client: httpx.AsyncClient, clean: Container, admin_headers: dict[str, str]
 ) -> None:
     await announce(client, admin_headers, [await make_option(clean, stock=1)], queue_enabled=True)
+    await refresh_waiting_rooms(cast("Context", {"container": clean}))
     ((_, alice),) = await _buyers(clean, 1)
     assert (await client.post(_queue(4242), headers=alice)).status_code == 404
+
+
+async def test_an_unknown_drop_is_404_before_the_first_drop_and_after_a_flush(
+    client: httpx.AsyncClient, clean: Container, admin_headers: dict[str, str]
+) -> None:
+    """Regression: with no drop published yet, or after a Redis flush, an unknown drop id was
+    503 ("lost") until the first publish. Each worker run now marks the room complete."""
+    ((_, alice),) = await _buyers(clean, 1)
+    assert (await client.post(_queue(4242), headers=alice)).status_code == 503  # never run
+    await refresh_waiting_rooms(cast("Context", {"container": clean}))
+    for route in (client.post, client.get):
+        unknown = await route(_queue(4242), headers=alice)
+        assert unknown.status_code == 404, unknown.text
+    drop = await announce(
+        client, admin_headers, [await make_option(clean, stock=1)], queue_enabled=True
+    )
+    await clean.redis.flushdb()
+    assert (await client.get(_queue(drop["id"]), headers=alice)).status_code == 503
+    assert await refresh_waiting_rooms(cast("Context", {"container": clean})) == 1
+    assert (await client.get(_queue(4242), headers=alice)).status_code == 404
+    assert (await client.post(_queue(drop["id"]), headers=alice)).status_code == 200
+
+
+async def test_a_publish_alone_does_not_claim_every_room_is_back(
+    client: httpx.AsyncClient, clean: Container, admin_headers: dict[str, str]
+) -> None:
+    """After a flush, a new drop's publish must not turn the lost drops' 503 into a 404."""
+    option, other = await make_option(clean, stock=1), await make_option(clean, stock=1)
+    lost = await announce(client, admin_headers, [option], queue_enabled=True)
+    await refresh_waiting_rooms(cast("Context", {"container": clean}))
+    await clean.redis.flushdb()
+    await announce(client, admin_headers, [other], queue_enabled=True)
+    ((_, alice),) = await _buyers(clean, 1)
+    assert (await client.post(_queue(lost["id"]), headers=alice)).status_code == 503
 
 
 async def test_an_unused_admission_expires_and_frees_its_slot(

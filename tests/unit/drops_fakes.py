@@ -65,6 +65,13 @@ class FakeRoom:
         self.left: dict[int, int] = {}
         self.used_by: list[tuple[int, uuid.UUID]] = []
         self.answers: dict[uuid.UUID, RoomAnswer] = {}
+        self.republished = False
+
+    async def begin_republish(self) -> str:
+        return "mark"
+
+    async def end_republish(self, mark: str) -> None:
+        self.republished = True
 
     async def publish(self, drop: Drop) -> None:
         self.published[drop.id] = drop

@@ -145,7 +145,12 @@ async def deliver_sandbox_webhook(ctx: Context, *, body: str) -> int:
 
 async def refresh_waiting_rooms(ctx: Context) -> int:
     """Republish rooms Redis lost (reported as errors) and refresh what each drop has left."""
-    container = container_of(ctx)
+    return await republish_waiting_rooms(container_of(ctx))
+
+
+async def republish_waiting_rooms(container: Container) -> int:
+    """The worker's job, also run by each app process as it starts: the waiting room can then
+    tell an unknown drop (404) from one Redis lost (503) before the worker's first run."""
     lost = await drop_services.refresh_waiting_rooms(
         drops=container.drops, room=container.room, stock=container.stock, clock=container.clock
     )

@@ -29,8 +29,11 @@ from shop.domain.errors import NotFound, Unavailable
 
 ROOMS = "rooms"  # set of published drop ids
 ROOM_OF_OPTION = "rooms:options"  # hash option id -> drop id
-# Set by the first publish: its absence means Redis lost every room (not "no such drop").
+# Set by every complete republish (the worker's, the app's start-up): present, every drop not
+# ended is published, so a room Redis does not know is an unknown drop (404); absent, Redis
+# lost its state (or nothing republished since it started) and the answer is 503.
 EPOCH = "rooms:epoch"
+REPUBLISH_MS = 60_000  # a republish that takes longer than this marks nothing
 REFRESH_LOCK_MS = 2_000
 REFRESH_WAIT_STEPS = 500  # × 2 ms: a loaded holder takes a while to re-read
 _PARTS = ("rules", "queue", "seq", "admitted", "used", "bucket", "left", "total")
@@ -61,6 +64,7 @@ class RedisWaitingRoom:
         self._used = redis.register_script(lua.USED)
         self._refresh_try = redis.register_script(lua.REFRESH_TRY)
         self._refresh_done = redis.register_script(lua.REFRESH_DONE)
+        self._end_republish = redis.register_script(lua.END_REPUBLISH)
         # Bumped by every publish from this process, so a cache of the published options
         # here (``RoomStock``) reloads at once; other processes' caches within a second.
         self.publications = 0
@@ -84,10 +88,20 @@ class RedisWaitingRoom:
             },
         )
         pipe.sadd(ROOMS, drop.id)
-        pipe.set(EPOCH, _ms(datetime.now(UTC)), nx=True)
         pipe.hset(ROOM_OF_OPTION, mapping={str(o): drop.id for o in rules.option_ids})
         await pipe.execute()
         self.publications += 1
+
+    async def begin_republish(self) -> str:
+        """A mark that a flush (or a restart without persistence) deletes."""
+        mark = f"rooms:republish:{secrets.token_hex(8)}"
+        await self._redis.set(mark, 1, px=REPUBLISH_MS)
+        return mark
+
+    async def end_republish(self, mark: str) -> None:
+        """Set the epoch, unless Redis lost its state since ``begin_republish`` (then the
+        rooms republished before the loss are gone again, and 503 stays the answer)."""
+        await self._end_republish(keys=[mark, EPOCH])
 
     async def is_published(self, drop_id: int) -> bool:
         return bool(await self._redis.exists(room_key(drop_id, "rules")))

@@ -101,3 +101,11 @@ redis.call('SET', KEYS[3], ARGV[2])
 redis.call('DEL', KEYS[1])
 return redis.call('DEL', KEYS[2])
 """
+
+# KEYS: the republish mark, the epoch.  The mark is gone if Redis lost its state meanwhile.
+END_REPUBLISH = """
+if redis.call('DEL', KEYS[1]) == 0 then return 0 end
+local t = redis.call('TIME')
+redis.call('SET', KEYS[2], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+return 1
+"""

@@ -51,6 +51,16 @@ class WaitingRoom(Protocol):
 
     async def publish(self, drop: Drop) -> None: ...
 
+    async def begin_republish(self) -> str:
+        """Start republishing every drop not ended; the mark is for ``end_republish``."""
+        ...
+
+    async def end_republish(self, mark: str) -> None:
+        """Every drop not ended is published: from now on a drop the room does not know is
+        unknown (404), not lost with Redis (503). Ignored if Redis lost its state since
+        ``begin_republish``."""
+        ...
+
     async def is_published(self, drop_id: int) -> bool:
         """False once Redis lost the room (or it was never published)."""
         ...

@@ -18,6 +18,7 @@ from shop.domain.orders.terms import SaleTerms
 from shop.domain.stock.ports import StockReservation
 
 MAX_LISTED = 100
+MAX_REPUBLISHED = 10_000  # drops not ended the worker republishes (all of them, in practice)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,11 +172,15 @@ async def refresh_waiting_rooms(
 ) -> list[int]:
     """The worker's backstop: republish the rules of every drop not ended that Redis lost
     (its queue is gone: returned, so the caller reports it) and store what is left of each
-    drop, whatever path gave units back (a sweep, a reconcile, a recovery)."""
+    drop, whatever path gave units back (a sweep, a reconcile, a recovery). Then the room
+    knows every drop not ended, so it may tell an unknown drop (404) from a lost one (503):
+    before the first drop, and after a Redis flush, the answer is 503 until this ran."""
+    mark = await room.begin_republish()
     lost: list[int] = []
-    for drop in await drops.current(clock.now(), limit=MAX_LISTED):
+    for drop in await drops.current(clock.now(), limit=MAX_REPUBLISHED):
         if not await room.is_published(drop.id):
             lost.append(drop.id)
             await room.publish(drop)
         await room.refresh_left(drop.id, partial(_units_left, drop, stock))
+    await room.end_republish(mark)
     return lost

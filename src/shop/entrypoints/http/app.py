@@ -56,8 +56,10 @@ from shop.entrypoints.http.request_log import request_log_middleware
 from shop.entrypoints.http.throttle import ThrottleMiddleware
 from shop.entrypoints.http.whoami import whoami
 from shop.entrypoints.http.wishes import WishController
-from shop.logs import configure_logging
+from shop.entrypoints.workers import republish_waiting_rooms
+from shop.logs import configure_logging, get_logger
 
+_log = get_logger("shop.drops.room")
 
 def provide_container(state: State) -> Container:
     container: Container = state.container
@@ -97,6 +99,15 @@ def route_handlers(settings: Settings) -> list[ControllerRouterHandler]:
     ]
 
 
+async def _republish_rooms(container: Container) -> None:
+    """So that an unknown drop is 404 from the first request, not 503 until the worker's
+    first run (``workers.republish_waiting_rooms``). A failure only delays that."""
+    try:
+        await republish_waiting_rooms(container)
+    except Exception as exc:
+        _log.warning("could not republish the waiting rooms at start-up", error=str(exc))
+
+
 def create_app(
     container: Container | None = None,
     *,
@@ -134,6 +145,7 @@ def create_app(
         resolved, servers = resolve_services(own_settings)
         built = Container.build(resolved, tracing=traced)
         app.state.container = built
+        await _republish_rooms(built)
         try:
             yield
         finally:
