@@ -148,7 +148,30 @@ async def test_purchase_rules_of_a_drop(
     window = datetime.fromisoformat(order["pay_by"]) - datetime.fromisoformat(order["created_at"])
     assert window == timedelta(seconds=120)
     # Outside the drop the option next door sells as today.
-    assert (await place(client, customer, order_body((other, 3)))).status_code == 201
+    outside = await place(client, customer, order_body((other, 3)))
+    assert outside.status_code == 201
+    assert outside.json()["drop_id"] is None
+
+
+async def test_an_order_shows_the_drop_it_was_placed_in(
+    client: httpx.AsyncClient,
+    clean: Container,
+    admin_headers: dict[str, str],
+    customer: dict[str, str],
+) -> None:
+    option = await make_option(clean, stock=3)
+    drop = await announce(client, admin_headers, [option])
+    await start_now(clean, drop["id"])
+    bought = await place(client, customer, order_body((option, 1)))
+    assert bought.status_code == 201, bought.text
+    assert bought.json()["drop_id"] == drop["id"]
+    shown = await client.get(f"/api/orders/{bought.json()['id']}", headers=customer)
+    assert shown.json()["drop_id"] == drop["id"]
+    listed = await client.get("/api/orders", headers=customer)
+    assert [o["drop_id"] for o in listed.json()["items"]] == [drop["id"]]
+    document = (await client.get("/schema/openapi.json")).json()
+    order_schema = document["components"]["schemas"]["OrderOut"]["properties"]["drop_id"]
+    assert {"type": "integer"} in order_schema["oneOf"]
 
 
 async def test_hoarding_is_impossible_inside_a_drop(

@@ -93,6 +93,8 @@ class OrderOut(msgspec.Struct):
     shipping_address: str
     lines: list[OrderLineOut]
     created_at: datetime
+    # The drop the order was placed in (its rules set pay_by and the limits); null outside.
+    drop_id: int | None = None
     paid_at: datetime | None = None
     shipped_at: datetime | None = None
     delivered_at: datetime | None = None
@@ -120,6 +122,7 @@ class OrderOut(msgspec.Struct):
                 for line in order.lines
             ],
             created_at=order.created_at,
+            drop_id=order.drop_id,
             paid_at=order.paid_at,
             shipped_at=order.shipped_at,
             delivered_at=order.delivered_at,
