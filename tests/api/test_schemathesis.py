@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -43,10 +44,6 @@ from tests.factories import make_category, make_listed_product
 EXAMPLES = 12
 FUZZ_EXAMPLES = 200
 CALLERS = ("anonymous", "customer", "admin")
-# Not yet brought under this test: the drops routes (issue 14). Their documents do not yet
-# declare what their rules refuse (a start in the past, a queue not joined, ...), so valid-
-# by-schema requests are refused there. Tracked as open work in the drops closing note.
-NOT_YET_CHECKED: tuple[str, ...] = ()
 
 
 def _free_port() -> int:
@@ -156,11 +153,26 @@ def _a_new_key_per_request(context: HookContext, headers: Any) -> Any:
     return headers
 
 
+def _a_drop_in_the_future(context: HookContext, body: Any) -> Any:
+    """A drop is announced before it starts, and ends after it starts: rules relative to now
+    and across two fields, which no JSON Schema states (the document says them in prose).
+    Positive data keeps them; negative data still sends any time."""
+    path = "" if context.operation is None else context.operation.path
+    if path.startswith("/api/admin/drops") and isinstance(body, dict):
+        now = datetime.now(UTC)
+        if "starts_at" in body:
+            body["starts_at"] = (now + timedelta(days=1)).isoformat()
+        if body.get("ends_at") is not None:
+            body["ends_at"] = (now + timedelta(days=2)).isoformat()
+    return body
+
+
 def _positive_hooks() -> HookDispatcher:
     hooks = HookDispatcher(scope=HookScope.SCHEMA)
     hooks.register_hook_with_name(_password_policy_holds, "filter_body")
     hooks.register_hook_with_name(_no_invented_cursor, "map_query")
     hooks.register_hook_with_name(_a_new_key_per_request, "map_headers")
+    hooks.register_hook_with_name(_a_drop_in_the_future, "map_body")
     return hooks
 
 
@@ -174,8 +186,6 @@ def exercise(api_schema: Any, callers: LiveServer, caller: str, examples: int) -
     positive = _positive_hooks()
     for result in api_schema.get_all_operations():
         operation = result.ok()
-        if operation.path.startswith(NOT_YET_CHECKED):
-            continue
         tally.operations += 1
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             hooks = positive if mode is GenerationMode.POSITIVE else None

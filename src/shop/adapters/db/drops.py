@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shop.adapters.db.tables import DropRow, OptionRow, OrderLineRow, OrderRow
 from shop.domain.drops.model import Drop, DropRules, QueueSettings
-from shop.domain.errors import Conflict, InvalidInput
+from shop.domain.errors import Conflict, NotFound
 from shop.domain.orders.model import OrderStatus, PaymentMethod
 
 drop_t = cast("Table", DropRow.__table__)
@@ -118,7 +118,7 @@ class SqlDrops:
         found = {int(row.id) for row in rows}
         unknown = [o for o in ids if o not in found]
         if unknown:
-            raise InvalidInput(
+            raise NotFound(
                 f"option {unknown[0]} does not exist",
                 extra={"field": "option_ids", "unknown": unknown},
             )

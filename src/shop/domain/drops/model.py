@@ -15,6 +15,8 @@ from shop.domain.errors import Conflict, InvalidInput
 from shop.domain.orders.model import PaymentMethod
 
 MAX_OPTIONS = 100
+MAX_NAME = 200
+MAX_SPAN = 31_536_000  # seconds (a year): windows, admission lifetimes, the pre-queue
 
 
 class DropStatus(StrEnum):
@@ -52,8 +54,8 @@ class DropRules:
     def validated(self) -> DropRules:
         """The rules, or ``InvalidInput`` naming the first field that breaks one."""
         name = self.name.strip()
-        if not name or len(name) > 200:
-            raise _bad("name", "a drop needs a name of 1 to 200 characters")
+        if not name or len(name) > MAX_NAME:
+            raise _bad("name", f"a drop needs a name of 1 to {MAX_NAME} characters")
         if self.starts_at.tzinfo is None:
             raise _bad("starts_at", "starts_at needs a UTC offset")
         if self.ends_at is not None:
@@ -80,10 +82,10 @@ class DropRules:
             ("payment_window_seconds", self.payment_window),
             ("admission_ttl_seconds", self.queue.admission_ttl),
         ):
-            if span < timedelta(seconds=1):
-                raise _bad(name_, f"{name_} must be at least 1")
-        if self.queue.pre_queue < timedelta(0):
-            raise _bad("pre_queue_seconds", "pre_queue_seconds must not be negative")
+            if not timedelta(seconds=1) <= span <= timedelta(seconds=MAX_SPAN):
+                raise _bad(name_, f"{name_} must be between 1 and {MAX_SPAN}")
+        if not timedelta(0) <= self.queue.pre_queue <= timedelta(seconds=MAX_SPAN):
+            raise _bad("pre_queue_seconds", f"pre_queue_seconds must be between 0 and {MAX_SPAN}")
         return replace(self, name=name, option_ids=tuple(sorted(self.option_ids)))
 
 

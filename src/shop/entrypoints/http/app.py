@@ -61,6 +61,7 @@ from shop.logs import configure_logging, get_logger
 
 _log = get_logger("shop.drops.room")
 
+
 def provide_container(state: State) -> Container:
     container: Container = state.container
     return container

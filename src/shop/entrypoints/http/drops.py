@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Response, get, patch, post
+from litestar import Controller, get, patch, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
 from litestar.response import ServerSentEvent
@@ -20,6 +20,9 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from shop.bootstrap import Container
 from shop.domain.drops import services
 from shop.domain.drops.model import (
+    MAX_NAME,
+    MAX_OPTIONS,
+    MAX_SPAN,
     Drop,
     DropChanges,
     DropFigures,
@@ -32,31 +35,38 @@ from shop.domain.errors import DomainError, InvalidInput
 from shop.domain.identity.model import Principal
 from shop.domain.orders.model import PaymentMethod
 from shop.entrypoints.http.auth import requires_admin
-from shop.entrypoints.http.bounds import PathId
+from shop.entrypoints.http.bounds import NOT_BLANK, Id, PathId
+from shop.entrypoints.http.openapi import raises
 
-# Upper bounds only: a value PostgreSQL or timedelta could not hold is a 422 here, not a 500
-# later; values too small are the domain's to refuse (naming the field).
-Count = Annotated[int, msgspec.Meta(le=1_000_000)]
-Span = Annotated[int, msgspec.Meta(le=31_536_000)]
-OptionId = Annotated[int, msgspec.Meta(le=2**62)]
+# Every bound a JSON Schema can state is declared here, so the OpenAPI document promises what
+# is enforced (a value PostgreSQL or timedelta could not hold is a 422 here, not a 500 later).
+# The domain still decides every rule (``DropRules.validated``), naming the field; what no
+# schema can state (a start in the future, the end after the start) it alone refuses.
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME, pattern=NOT_BLANK)]
+OptionIds = Annotated[
+    list[Id],
+    msgspec.Meta(min_length=1, max_length=MAX_OPTIONS, extra_json_schema={"uniqueItems": True}),
+]
+Count = Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
+Span = Annotated[int, msgspec.Meta(ge=1, le=MAX_SPAN)]
+Lead = Annotated[int, msgspec.Meta(ge=0, le=MAX_SPAN)]
+Methods = Annotated[list[PaymentMethod], msgspec.Meta(min_length=1)]
 UNSET: Any = msgspec.UNSET
 
 
 class DropIn(msgspec.Struct, forbid_unknown_fields=True):
-    name: str
-    option_ids: list[OptionId]
+    name: Name
+    option_ids: OptionIds
     starts_at: datetime
     ends_at: datetime | None = None
     per_buyer_limit: Count = 1
     max_open_orders_per_buyer: Count = 1
-    payment_methods: list[PaymentMethod] = msgspec.field(
-        default_factory=lambda: [PaymentMethod.CARD]
-    )
+    payment_methods: Methods = msgspec.field(default_factory=lambda: [PaymentMethod.CARD])
     payment_window_seconds: Span = 600
     queue_enabled: bool = False
     admit_per_second: Count = 10
     admission_ttl_seconds: Span = 120
-    pre_queue_seconds: Span = 600
+    pre_queue_seconds: Lead = 600
 
     def to_rules(self) -> DropRules:
         _aware(self.starts_at, "starts_at")
@@ -70,12 +80,12 @@ class DropIn(msgspec.Struct, forbid_unknown_fields=True):
             per_buyer_limit=self.per_buyer_limit,
             max_open_orders_per_buyer=self.max_open_orders_per_buyer,
             payment_methods=frozenset(self.payment_methods),
-            payment_window=_seconds(self.payment_window_seconds, "payment_window_seconds"),
+            payment_window=timedelta(seconds=self.payment_window_seconds),
             queue=QueueSettings(
                 enabled=self.queue_enabled,
                 admit_per_second=self.admit_per_second,
-                admission_ttl=_seconds(self.admission_ttl_seconds, "admission_ttl_seconds"),
-                pre_queue=timedelta(seconds=max(self.pre_queue_seconds, -1)),
+                admission_ttl=timedelta(seconds=self.admission_ttl_seconds),
+                pre_queue=timedelta(seconds=self.pre_queue_seconds),
             ),
         )
 
@@ -85,25 +95,19 @@ def _aware(when: datetime, field: str) -> None:
         raise InvalidInput(f"{field} needs a UTC offset (ISO 8601)", extra={"field": field})
 
 
-def _seconds(value: int, field: str) -> timedelta:
-    if not 1 <= value <= 31_536_000:
-        raise InvalidInput(f"{field} must be between 1 and 31536000", extra={"field": field})
-    return timedelta(seconds=value)
-
-
 class DropPatchIn(msgspec.Struct, forbid_unknown_fields=True):
-    name: str | msgspec.UnsetType = UNSET
-    option_ids: list[OptionId] | msgspec.UnsetType = UNSET
+    name: Name | msgspec.UnsetType = UNSET
+    option_ids: OptionIds | msgspec.UnsetType = UNSET
     starts_at: datetime | msgspec.UnsetType = UNSET
     ends_at: datetime | msgspec.UnsetType | None = UNSET
     per_buyer_limit: Count | msgspec.UnsetType = UNSET
     max_open_orders_per_buyer: Count | msgspec.UnsetType = UNSET
-    payment_methods: list[PaymentMethod] | msgspec.UnsetType = UNSET
+    payment_methods: Methods | msgspec.UnsetType = UNSET
     payment_window_seconds: Span | msgspec.UnsetType = UNSET
     queue_enabled: bool | msgspec.UnsetType = UNSET
     admit_per_second: Count | msgspec.UnsetType = UNSET
     admission_ttl_seconds: Span | msgspec.UnsetType = UNSET
-    pre_queue_seconds: Span | msgspec.UnsetType = UNSET
+    pre_queue_seconds: Lead | msgspec.UnsetType = UNSET
 
     def to_changes(self) -> DropChanges:
         given: dict[str, Any] = {}
@@ -125,13 +129,11 @@ class DropPatchIn(msgspec.Struct, forbid_unknown_fields=True):
         if self.payment_methods is not msgspec.UNSET:
             given["payment_methods"] = frozenset(self.payment_methods)
         if self.payment_window_seconds is not msgspec.UNSET:
-            given["payment_window"] = _seconds(
-                self.payment_window_seconds, "payment_window_seconds"
-            )
+            given["payment_window"] = timedelta(seconds=self.payment_window_seconds)
         if self.admission_ttl_seconds is not msgspec.UNSET:
-            given["admission_ttl"] = _seconds(self.admission_ttl_seconds, "admission_ttl_seconds")
+            given["admission_ttl"] = timedelta(seconds=self.admission_ttl_seconds)
         if self.pre_queue_seconds is not msgspec.UNSET:
-            given["pre_queue"] = timedelta(seconds=max(self.pre_queue_seconds, -1))
+            given["pre_queue"] = timedelta(seconds=self.pre_queue_seconds)
         return DropChanges(**given)
 
 
@@ -224,7 +226,14 @@ class AdminDropController(Controller):
     tags = ["drops"]
     guards = [requires_admin]
 
-    @post(operation_id="CreateDrop", summary="Announce a drop", status_code=HTTP_201_CREATED)
+    @post(
+        operation_id="CreateDrop",
+        summary="Announce a drop",
+        status_code=HTTP_201_CREATED,
+        responses=raises(409),
+        description="409 when an option is in another drop not ended yet; 404 for an "
+        "unknown option; 422 for a start not in the future or an end not after the start.",
+    )
     async def create(
         self, data: JSONBody[DropIn], container: NamedDependency[Container]
     ) -> DropOut:
@@ -237,7 +246,14 @@ class AdminDropController(Controller):
         )
         return await _render(drop, container)
 
-    @patch("/{drop_id:int}", operation_id="ChangeDrop", summary="Change a drop's rules")
+    @patch(
+        "/{drop_id:int}",
+        operation_id="ChangeDrop",
+        summary="Change a drop's rules",
+        responses=raises(409),
+        description="Every rule may change until the start, then only ends_at and "
+        "admit_per_second (409 naming the field); options are claimed as on create.",
+    )
     async def change(
         self,
         drop_id: PathId,
@@ -283,13 +299,18 @@ class DropController(Controller):
         drop = await services.get_drop(drop_id, drops=container.drops)
         return await _render(drop, container)
 
-    @post("/{drop_id:int}/queue", operation_id="JoinQueue", summary="Join the drop's queue")
+    @post(
+        "/{drop_id:int}/queue",
+        operation_id="JoinQueue",
+        summary="Join the drop's queue (joining again keeps the place)",
+        status_code=HTTP_200_OK,
+    )
     async def join(
         self,
         drop_id: PathId,
         principal: NamedDependency[Principal],
         container: NamedDependency[Container],
-    ) -> Response[TicketOut]:
+    ) -> TicketOut:
         ticket = await services.join_queue(
             drop_id,
             principal.user_id,
@@ -297,7 +318,7 @@ class DropController(Controller):
             tokens=container.admissions,
             clock=container.clock,
         )
-        return Response(TicketOut.of(ticket), status_code=HTTP_200_OK)
+        return TicketOut.of(ticket)
 
     @get("/{drop_id:int}/queue", operation_id="PollQueue", summary="Where I stand in the queue")
     async def poll(
