@@ -259,3 +259,56 @@ async def test_the_dashboard_and_gauges_show_the_drop_and_its_queue(
     (figures,) = await clean.observation.drops.live()
     assert (figures.drop_id, figures.queue_length, figures.admitted) == (drop["id"], 3, 0)
     assert figures.option_ids == (option,) and figures.admission_rate == 10.0
+
+
+async def _statuses(
+    client: httpx.AsyncClient, drop_id: int, buyers: list[tuple[uuid.UUID, dict[str, str]]]
+) -> list[dict[str, Any]]:
+    return [(await client.get(_queue(drop_id), headers=h)).json() for _, h in buyers]
+
+
+async def test_an_admission_holds_the_per_buyer_limit(
+    client: httpx.AsyncClient, clean: Container, admin_headers: dict[str, str]
+) -> None:
+    """Regression: an admission held one unit even when a buyer may take two, so three
+    buyers were admitted for three units and the third found nothing after the first two
+    bought their two each. Now: 2 + 1 units held, the third waits until a unit is free."""
+    option = await make_option(clean, stock=3)
+    drop = await announce(client, admin_headers, [option], queue_enabled=True, per_buyer_limit=2)
+    await start_now(clean, drop["id"])
+    buyers = await _buyers(clean, 3)
+    for _, headers in buyers:
+        await client.post(_queue(drop["id"]), headers=headers)
+    tickets = await _statuses(client, drop["id"], buyers)
+    assert [t["status"] for t in tickets] == ["admitted", "admitted", "waiting"]
+    first = tickets[0]["admission_token"]
+    two = await place(client, {**buyers[0][1], "Admission-Token": first}, order_body((option, 2)))
+    assert two.status_code == 201, two.text
+    # One unit left, held by the second buyer: the third still waits, not sold out.
+    assert (await _statuses(client, drop["id"], buyers[2:]))[0]["status"] == "waiting"
+    second = await _buy(client, buyers[1][1], option, tickets[1]["admission_token"])
+    assert second.status_code == 201, second.text
+    assert (await _statuses(client, drop["id"], buyers[2:]))[0]["status"] == "sold_out"
+
+
+async def test_a_buyer_refused_for_the_option_they_picked_hands_their_hold_on(
+    client: httpx.AsyncClient, clean: Container, admin_headers: dict[str, str]
+) -> None:
+    """Regression: a buyer refused (their option sold out) kept their hold until it expired,
+    while the unit of the other option waited unsold and the next buyer waited for it."""
+    small, large = await make_option(clean, stock=1), await make_option(clean, stock=1)
+    drop = await announce(client, admin_headers, [small, large], queue_enabled=True)
+    await start_now(clean, drop["id"])
+    buyers = await _buyers(clean, 3)
+    for _, headers in buyers:
+        await client.post(_queue(drop["id"]), headers=headers)
+    tickets = await _statuses(client, drop["id"], buyers)
+    assert [t["status"] for t in tickets] == ["admitted", "admitted", "waiting"]
+    taken = await _buy(client, buyers[0][1], small, tickets[0]["admission_token"])
+    assert taken.status_code == 201, taken.text
+    refused = await _buy(client, buyers[1][1], small, tickets[1]["admission_token"])
+    assert refused.status_code == 409, refused.text
+    third = (await _statuses(client, drop["id"], buyers[2:]))[0]
+    assert third["status"] == "admitted"
+    bought = await _buy(client, buyers[2][1], large, third["admission_token"])
+    assert bought.status_code == 201, bought.text

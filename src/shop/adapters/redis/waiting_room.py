@@ -3,7 +3,9 @@
 Every decision is one Lua script (``waiting_room_scripts``): joining, polling and admitting
 never touch PostgreSQL. The drop's rules are published here when the drop is created or
 changed, and ``left`` (what the stock port says is left of the drop's options) is kept
-current by ``RoomStock`` on every reserve and release, and by the worker's refresh.
+current by ``RoomStock``: a reservation subtracts what it took in the script that ends the
+buyer's hold (``took``), a release or restock stores a fresh reading (``refresh_left``), and
+so does the worker's periodic refresh.
 
 If Redis loses the room (a restart without persistence, a flush), the queue is empty and the
 scripts answer ``lost``: buyers get ``503`` until the worker republishes the rules from
@@ -13,7 +15,6 @@ only open the door, the stock port still decides every unit.
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
@@ -34,9 +35,8 @@ ROOM_OF_OPTION = "rooms:options"  # hash option id -> drop id
 # lost its state (or nothing republished since it started) and the answer is 503.
 EPOCH = "rooms:epoch"
 REPUBLISH_MS = 60_000  # a republish that takes longer than this marks nothing
-REFRESH_LOCK_MS = 2_000
-REFRESH_WAIT_STEPS = 500  # × 2 ms: a loaded holder takes a while to re-read
-_PARTS = ("rules", "queue", "seq", "admitted", "used", "bucket", "left", "total")
+REFRESH_ATTEMPTS = 5
+_PARTS = ("rules", "queue", "seq", "admitted", "used", "bucket", "left", "total", "holds", "held")
 
 
 def room_key(drop_id: int, part: str) -> str:
@@ -61,9 +61,10 @@ class RedisWaitingRoom:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
         self._decide = redis.register_script(lua.DECIDE)
-        self._used = redis.register_script(lua.USED)
-        self._refresh_try = redis.register_script(lua.REFRESH_TRY)
-        self._refresh_done = redis.register_script(lua.REFRESH_DONE)
+        self._take = redis.register_script(lua.TAKE)
+        self._release_hold = redis.register_script(lua.RELEASE_HOLD)
+        self._begin_refresh = redis.register_script(lua.BEGIN_REFRESH)
+        self._write_refresh = redis.register_script(lua.WRITE_REFRESH)
         self._end_republish = redis.register_script(lua.END_REPUBLISH)
         # Bumped by every publish from this process, so a cache of the published options
         # here (``RoomStock``) reloads at once; other processes' caches within a second.
@@ -85,6 +86,7 @@ class RedisWaitingRoom:
                 "ttl": round(rules.queue.admission_ttl.total_seconds() * 1000),
                 "options": ",".join(str(o) for o in rules.option_ids),
                 "queued": int(rules.queue.enabled),
+                "share": rules.per_buyer_limit,
             },
         )
         pipe.sadd(ROOMS, drop.id)
@@ -157,36 +159,63 @@ class RedisWaitingRoom:
     async def poll(self, drop_id: int, user_id: uuid.UUID) -> RoomAnswer:
         return await self._run(drop_id, user_id, join=False)
 
+    def _hold_keys(self, drop_id: int) -> list[str]:
+        return [
+            room_key(drop_id, part)
+            for part in ("rules", "admitted", "used", "left", "holds", "held", "taken", "writes")
+        ]
+
     async def used(self, drop_id: int, user_id: uuid.UUID) -> None:
-        await self._used(
-            keys=[room_key(drop_id, "admitted"), room_key(drop_id, "used")], args=[str(user_id)]
-        )
+        await self._release_hold(keys=self._hold_keys(drop_id)[:6], args=[str(user_id)])
+
+    async def refused(self, drop_id: int, buyer: str) -> None:
+        """The stock port refused the option this admitted buyer picked: their hold goes to
+        the next in line (they stay admitted, without a hold, until the admission expires)."""
+        await self._release_hold(keys=self._hold_keys(drop_id)[:6], args=[buyer])
+
+    async def reserving(self, drop_id: int) -> int:
+        """The mark a reservation takes before it begins, for ``took``."""
+        return int(await self._redis.get(room_key(drop_id, "writes")) or 0)
+
+    async def took(
+        self,
+        drop_id: int,
+        buyer: str,
+        units: int,
+        *,
+        mark: int,
+        read: Callable[[], Awaitable[int]],
+    ) -> None:
+        """A reservation of ``units`` of the drop's options went through: ``left`` drops by
+        them and the buyer's hold ends, in one script (see ``TAKE``); if a refresh wrote
+        while it was under way, ``read()`` gives a fresh reading instead."""
+        if await self._take(keys=self._hold_keys(drop_id), args=[buyer, units, mark]) == 2:
+            await self.refresh_left(drop_id, read)
 
     async def refresh_left(
-        self, drop_id: int, read: Callable[[], Awaitable[int]], *, attempts: int = 5
+        self,
+        drop_id: int,
+        read: Callable[[], Awaitable[int]],
+        *,
+        attempts: int = REFRESH_ATTEMPTS,
     ) -> None:
-        """Store ``read()`` as what is left, with the newest reading winning (see
-        ``REFRESH_TRY``). A refresher that finds another at work leaves it the re-read."""
-        lock, dirty = room_key(drop_id, "refresh"), room_key(drop_id, "dirty")
-        token = secrets.token_hex(8)
-        if not await self._refresh_try(keys=[lock, dirty], args=[token, REFRESH_LOCK_MS]):
-            # The holder reads again before it lets go: once the lock is gone, ``left``
-            # includes whatever this caller changed. Waiting for that keeps a purchase from
-            # freeing its admission's slot (``used``) while ``left`` still counts its unit,
-            # which would admit one buyer too many for a moment.
-            for _ in range(REFRESH_WAIT_STEPS):
-                await asyncio.sleep(0.002)
-                if not await self._redis.exists(lock):
-                    return
-            return
-        for _ in range(attempts):
-            units = max(await read(), 0)
-            again = await self._refresh_done(
-                keys=[lock, dirty, room_key(drop_id, "left")], args=[token, units]
+        """Store ``read()`` as what is left, less what was reserved through the room since
+        the reading began (``BEGIN_REFRESH``): never above what the stock port has, whatever
+        races it. Read again while something changed meanwhile (the last write may then be
+        low for a moment; the next refresh, the worker's at the latest, corrects it)."""
+        counters = [room_key(drop_id, "taken"), room_key(drop_id, "churn")]
+        written = [
+            room_key(drop_id, "rules"),
+            room_key(drop_id, "left"),
+            *counters,
+            room_key(drop_id, "writes"),
+        ]
+        for attempt in range(attempts):
+            taken, churn = await self._begin_refresh(
+                keys=counters, args=["1" if attempt == 0 else "0"]
             )
-            if not again:
-                return
-            if not await self._refresh_try(keys=[lock, dirty], args=[token, REFRESH_LOCK_MS]):
+            units = max(await read(), 0)
+            if not await self._write_refresh(keys=written, args=[units, taken, churn]):
                 return
 
     async def counts(self, drop_id: int) -> tuple[int, int]:

@@ -1,11 +1,18 @@
 """``RoomStock``: the stock port, telling the waiting room what is left after every change.
 
-It wraps the port every module uses. After a reserve of a drop's options (taken or refused),
-and after every release or restock (whose options it does not know cheaply), it asks the
-wrapped port what is left of each affected drop and stores it in the room (``left``): the
-moment the last unit is reserved, the next poll says ``sold_out``; a unit that comes back
-admits the next buyer in line. Failing to tell the room never fails the sale: the worker
-refreshes every room periodically as the backstop.
+It wraps the port every module uses.
+
+- A reservation of a drop's options that goes through is told to the room as what it took
+  (``RedisWaitingRoom.took``): one script lowers ``left`` and ends the buyer's hold, so the
+  room never counts a unit as both free and reserved, with no reading of the stock port on
+  the purchase path. The moment the last unit is reserved, the next poll says ``sold_out``.
+- A reservation refused because an option is sold out ends the buyer's hold (it goes to the
+  next in line) and stores a fresh reading of what is left.
+- After every release or restock (whose options it does not know cheaply) it stores a fresh
+  reading for every room: a unit that comes back admits the next buyer in line.
+
+Failing to tell the room never fails the sale: the worker refreshes every room periodically
+as the backstop (until then a failed ``took`` leaves ``left`` high by what it took).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from functools import partial
 from typing import Any
 
 from shop.adapters.redis.waiting_room import RedisWaitingRoom
+from shop.domain.errors import SoldOut
 from shop.domain.stock.model import Line, PerBuyerLimit, Reservation
 from shop.domain.stock.ports import StockReservation
 from shop.logs import get_logger
@@ -52,6 +60,9 @@ class RoomStock:
             if options:
                 await self._room.refresh_left(drop_id, partial(self._left, options))
 
+    async def _left_of(self, drop_id: int) -> int:
+        return await self._left(await self._room.options_of(drop_id))
+
     async def _left(self, options: Sequence[int]) -> int:
         return sum((await self._inner.available(options)).values())
 
@@ -62,6 +73,45 @@ class RoomStock:
             self._room_of_option = await self._room.room_of_option()
             self._loaded_at = time.monotonic()
         return self._room_of_option
+
+    async def _drops_of(self, lines: Sequence[Line]) -> dict[int, int]:
+        """Units per drop among ``lines`` (options outside drops left out)."""
+        rooms = await self._rooms()
+        units: dict[int, int] = {}
+        for line in lines:
+            drop = rooms.get(line.option_id)
+            if drop is not None:
+                units[drop] = units.get(drop, 0) + line.quantity
+        return units
+
+    async def _marks(self, lines: Sequence[Line]) -> dict[int, int]:
+        """Each drop's refresh mark before a reservation (``RedisWaitingRoom.took``)."""
+        try:
+            return {d: await self._room.reserving(d) for d in await self._drops_of(lines)}
+        except Exception:  # no mark: ``took`` then reads the stock port again
+            return {}
+
+    async def _took(self, lines: Sequence[Line], buyer: str | None, marks: dict[int, int]) -> None:
+        try:
+            for drop_id, units in (await self._drops_of(lines)).items():
+                await self._room.took(
+                    drop_id,
+                    buyer or "",
+                    units,
+                    mark=marks.get(drop_id, -1),
+                    read=partial(self._left_of, drop_id),
+                )
+        except Exception as exc:  # the sale stands; the worker's refresh catches up
+            _log.warning("could not update the waiting room's stock", error=str(exc))
+
+    async def _refused(self, lines: Sequence[Line], buyer: str | None) -> None:
+        try:
+            for drop_id in await self._drops_of(lines):
+                if buyer is not None:
+                    await self._room.refused(drop_id, buyer)
+                await self._refresh([drop_id])
+        except Exception as exc:
+            _log.warning("could not update the waiting room's stock", error=str(exc))
 
     async def _tell(self, option_ids: Sequence[int] | None) -> None:
         try:
@@ -86,12 +136,21 @@ class RoomStock:
         buyer: str | None = None,
         per_buyer_limit: PerBuyerLimit = None,
     ) -> Reservation:
+        marks = await self._marks(lines)
         try:
-            return await self._inner.reserve(
+            reservation = await self._inner.reserve(
                 lines, key=key, buyer=buyer, per_buyer_limit=per_buyer_limit
             )
-        finally:
+        except SoldOut:
+            await self._refused(lines, buyer)
+            raise
+        except BaseException:
             await self._tell([line.option_id for line in lines])
+            raise
+        # A retry of the same key takes nothing more, yet is subtracted again: ``left`` is
+        # then low (never high) until the next refresh.
+        await self._took(reservation.lines, buyer, marks)
+        return reservation
 
     async def confirm(self, key: str) -> None:
         await self._inner.confirm(key)

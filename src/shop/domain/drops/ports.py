@@ -79,8 +79,9 @@ class WaitingRoom(Protocol):
         ...
 
     async def refresh_left(self, drop_id: int, read: Callable[[], Awaitable[int]]) -> None:
-        """Store ``read()`` (what the stock port says is left of the drop's options) so that
-        the newest reading wins when refreshes race."""
+        """Store ``read()`` (what the stock port says is left of the drop's options), less
+        what was reserved through the room since the reading began: never more than the
+        stock port has, however refreshes and purchases race."""
         ...
 
     async def counts(self, drop_id: int) -> tuple[int, int]:

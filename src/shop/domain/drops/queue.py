@@ -6,8 +6,20 @@ decision (``adapters/redis/waiting_room.py``); this module states them and rende
   join time; the places are ordered at the start, so hammering at T−1 ms buys nothing.
   Later arrivals queue behind all of them, in arrival order. Joining again keeps the place.
 - Admission runs at ``admit_per_second`` across every app process (one token bucket in
-  Redis, on Redis's clock) and never admits more buyers than there are units left, counting
-  admissions not used yet: an admission holds one unit's slot until it is used or expires.
+  Redis, on Redis's clock).
+- The slot rule: an admission holds ``per_buyer_limit`` units (one buyer's share of an
+  option), or what is free if less; nobody is admitted unless at least one unit is free of
+  holds, so nobody is admitted for stock that is gone. The hold ends when the buyer's order
+  reserves (its units are then counted as reserved, in the same Redis script), when the
+  option they picked is refused as sold out (the hold goes to the next in line at once; they
+  stay admitted without a hold until the admission expires and may pick another option), or
+  when the admission expires unused. So no unit waits for a buyer who is not coming while
+  others queue. The room's ``left`` never exceeds what the stock port has, however
+  purchases and refreshes race, and equals it once they have landed (a purchase whose
+  report to Redis failed leaves it high until the worker's next refresh).
+- The one way past the rule: units bought without a hold (a second option or a second order
+  on the same admission, or after a refusal) may be units someone else holds; that buyer is
+  then refused at purchase (the stock port decides every unit: nothing oversells).
 - When nothing is left, waiting buyers are told ``sold_out``; they keep their place, and units
   that come back (an expired or cancelled order) admit the next in line, one per unit.
 """
