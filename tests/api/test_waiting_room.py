@@ -11,6 +11,7 @@ import httpx
 import pytest
 from saq.types import Context
 
+from shop.adapters.redis import waiting_room
 from shop.bootstrap import Container
 from shop.domain.drops.queue import Admission
 from shop.domain.identity.model import Role
@@ -291,11 +292,11 @@ async def test_an_admission_holds_the_per_buyer_limit(
     assert (await _statuses(client, drop["id"], buyers[2:]))[0]["status"] == "sold_out"
 
 
-async def test_a_buyer_refused_for_the_option_they_picked_hands_their_hold_on(
+async def _refused_then(
     client: httpx.AsyncClient, clean: Container, admin_headers: dict[str, str]
-) -> None:
-    """Regression: a buyer refused (their option sold out) kept their hold until it expired,
-    while the unit of the other option waited unsold and the next buyer waited for it."""
+) -> tuple[int, list[tuple[uuid.UUID, dict[str, str]]], list[dict[str, Any]]]:
+    """Two options of one unit, three buyers: the first buys the small one, the second is
+    refused for it (sold out); the third waits. Returns the large option, buyers, tickets."""
     small, large = await make_option(clean, stock=1), await make_option(clean, stock=1)
     drop = await announce(client, admin_headers, [small, large], queue_enabled=True)
     await start_now(clean, drop["id"])
@@ -308,7 +309,34 @@ async def test_a_buyer_refused_for_the_option_they_picked_hands_their_hold_on(
     assert taken.status_code == 201, taken.text
     refused = await _buy(client, buyers[1][1], small, tickets[1]["admission_token"])
     assert refused.status_code == 409, refused.text
-    third = (await _statuses(client, drop["id"], buyers[2:]))[0]
+    return large, buyers, tickets
+
+
+async def test_a_refused_buyer_keeps_their_unit_while_they_pick_another(
+    client: httpx.AsyncClient, clean: Container, admin_headers: dict[str, str]
+) -> None:
+    large, buyers, tickets = await _refused_then(client, clean, admin_headers)
+    drop_id = (await client.get("/api/drops")).json()["items"][0]["id"]
+    assert (await _statuses(client, drop_id, buyers[2:]))[0]["status"] == "waiting"
+    other = await _buy(client, buyers[1][1], large, tickets[1]["admission_token"])
+    assert other.status_code == 201, other.text  # nobody was admitted for that unit meanwhile
+    assert (await _statuses(client, drop_id, buyers[2:]))[0]["status"] == "sold_out"
+
+
+async def test_a_refused_buyer_who_leaves_hands_their_hold_on_after_the_grace(
+    client: httpx.AsyncClient,
+    clean: Container,
+    admin_headers: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Regression: a buyer refused for the option they picked held their unit until their
+    admission expired (minutes), while the next buyer waited for it."""
+    monkeypatch.setattr(waiting_room, "REFUSAL_GRACE_MS", 300)
+    large, buyers, _ = await _refused_then(client, clean, admin_headers)
+    drop_id = (await client.get("/api/drops")).json()["items"][0]["id"]
+    await asyncio.sleep(0.4)
+    third = (await _statuses(client, drop_id, buyers[2:]))[0]
     assert third["status"] == "admitted"
     bought = await _buy(client, buyers[2][1], large, third["admission_token"])
     assert bought.status_code == 201, bought.text
+    assert (await _statuses(client, drop_id, buyers[1:2]))[0]["status"] == "admitted"

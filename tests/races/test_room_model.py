@@ -42,6 +42,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from shop.adapters.redis import waiting_room
 from shop.adapters.redis.waiting_room import RedisWaitingRoom, room_key
 from shop.bootstrap import Container
 from shop.domain.drops.model import Drop, DropRules, QueueSettings
@@ -53,6 +54,7 @@ T = TypeVar("T")
 USERS = [uuid.UUID(int=n + 1) for n in range(10)]
 DROP_ID = 1
 MAX_PARKED = 2
+GRACE = waiting_room.REFUSAL_GRACE_MS
 
 
 class ParkedRefresh:
@@ -106,12 +108,18 @@ def room_machine(loop: asyncio.AbstractEventLoop, container: Container) -> type[
             self.joined: list[uuid.UUID] = []
             self.admitted: dict[uuid.UUID, datetime] = {}
             self.in_flight: dict[uuid.UUID, tuple[int, int]] = {}  # units, mark: not told yet
-            self.ended: set[uuid.UUID] = set()  # bought or refused: their hold is over
+            self.ended: set[uuid.UUID] = set()  # bought: their hold is over
+            self.refused_by: dict[uuid.UUID, int] = {}  # the latest end of their hold, ms
+            self.grace = 0
             self.parked: list[ParkedRefresh] = []
 
-        @initialize(share=st.integers(1, 3), units=st.integers(0, 8))
-        def open_the_drop(self, share: int, units: int) -> None:
-            self.share, self.truth = share, units
+        @initialize(
+            share=st.integers(1, 3), units=st.integers(0, 8), grace=st.sampled_from([0, 60_000])
+        )
+        def open_the_drop(self, share: int, units: int, grace: int) -> None:
+            """``grace``: a refused buyer's hold lasts until the next decision, or all along."""
+            self.share, self.truth, self.grace = share, units, grace
+            waiting_room.REFUSAL_GRACE_MS = grace
             run(self._begin())
 
         async def _begin(self) -> None:
@@ -197,7 +205,8 @@ def room_machine(loop: asyncio.AbstractEventLoop, container: Container) -> type[
             if hold is None or user in self.in_flight:
                 return
             units = data.draw(st.integers(1, hold), label="units")
-            mark = run(room.reserving(DROP_ID))
+            mark = run(room.reserving(DROP_ID, str(user)))
+            self.refused_by.pop(user, None)  # the purchase keeps the hold until told
             assert self.truth >= units, "admitted for stock that is gone"
             self.truth -= units
             self.in_flight[user] = (units, mark)
@@ -214,11 +223,12 @@ def room_machine(loop: asyncio.AbstractEventLoop, container: Container) -> type[
 
         @rule(n=st.integers(0, len(USERS) - 1))
         def refused(self, n: int) -> None:
-            """The option an admitted buyer picked is sold out: their hold goes on."""
+            """The option an admitted buyer picked is sold out: they keep their hold for the
+            grace (to pick another option), then it goes on."""
             user = USERS[n]
             if user in run(self._holds()) and user not in self.in_flight:
                 run(room.refused(DROP_ID, str(user)))
-                self.ended.add(user)
+                self.refused_by[user] = run(self._now_ms()) + self.grace
 
         @rule(units=st.integers(1, 3))
         def units_come_back(self, units: int) -> None:
@@ -276,7 +286,10 @@ def room_machine(loop: asyncio.AbstractEventLoop, container: Container) -> type[
             if not self.in_flight and not self.parked:
                 assert left == self.truth, (left, self.truth)  # exact when quiet
             assert held == sum(holds.values())
-            assert not set(holds) & self.ended, holds  # a hold ends with a purchase or refusal
+            assert not set(holds) & self.ended, holds  # a hold ends with the purchase
+            for user, by in self.refused_by.items():
+                score = run(self._hold_ends(user))
+                assert score is None or score <= by, (user, score, by)  # ... or its grace
             assert all(1 <= h <= self.share for h in holds.values()), holds
             unused = run(self._members("admitted"))
             assert {uuid.UUID(u.decode()) for u in unused} == set(holds)
@@ -286,12 +299,21 @@ def room_machine(loop: asyncio.AbstractEventLoop, container: Container) -> type[
             if admitted_places and waiting:
                 assert max(admitted_places) < min(waiting)  # arrival order kept
 
+        async def _now_ms(self) -> int:
+            seconds, micros = await redis.time()
+            return int(seconds) * 1000 + int(micros) // 1000
+
+        async def _hold_ends(self, user: uuid.UUID) -> float | None:
+            score: float | None = await redis.zscore(room_key(DROP_ID, "admitted"), str(user))
+            return score
+
         async def _members(self, part: str) -> list[bytes]:
             members: list[bytes] = await redis.zrange(room_key(DROP_ID, part), 0, -1)
             return members
 
         def teardown(self) -> None:
             self._land_refreshes()
+            waiting_room.REFUSAL_GRACE_MS = GRACE
 
     return RoomMachine
 
@@ -302,7 +324,7 @@ async def test_the_waiting_room_keeps_its_promises(clean: Container) -> None:
         run_state_machine_as_test,
         machine,
         settings=hypothesis_settings(
-            max_examples=40,
+            max_examples=150,
             stateful_step_count=40,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow],

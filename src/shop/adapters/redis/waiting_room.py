@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 
 from shop.adapters.redis import waiting_room_scripts as lua
 from shop.domain.drops.model import Drop
-from shop.domain.drops.queue import QueueStatus, RoomAnswer
+from shop.domain.drops.queue import REFUSAL_GRACE, QueueStatus, RoomAnswer
 from shop.domain.errors import NotFound, Unavailable
 
 ROOMS = "rooms"  # set of published drop ids
@@ -36,6 +36,8 @@ ROOM_OF_OPTION = "rooms:options"  # hash option id -> drop id
 EPOCH = "rooms:epoch"
 REPUBLISH_MS = 60_000  # a republish that takes longer than this marks nothing
 REFRESH_ATTEMPTS = 5
+PURCHASE_PIN_MS = 30_000  # a purchase under way keeps its hold this long, at least
+REFUSAL_GRACE_MS = round(REFUSAL_GRACE.total_seconds() * 1000)  # the domain's rule, in ms
 _PARTS = ("rules", "queue", "seq", "admitted", "used", "bucket", "left", "total", "holds", "held")
 
 
@@ -61,8 +63,10 @@ class RedisWaitingRoom:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
         self._decide = redis.register_script(lua.DECIDE)
+        self._reserving = redis.register_script(lua.RESERVING)
         self._take = redis.register_script(lua.TAKE)
         self._release_hold = redis.register_script(lua.RELEASE_HOLD)
+        self._refused = redis.register_script(lua.REFUSED)
         self._begin_refresh = redis.register_script(lua.BEGIN_REFRESH)
         self._write_refresh = redis.register_script(lua.WRITE_REFRESH)
         self._end_republish = redis.register_script(lua.END_REPUBLISH)
@@ -169,13 +173,19 @@ class RedisWaitingRoom:
         await self._release_hold(keys=self._hold_keys(drop_id)[:6], args=[str(user_id)])
 
     async def refused(self, drop_id: int, buyer: str) -> None:
-        """The stock port refused the option this admitted buyer picked: their hold goes to
-        the next in line (they stay admitted, without a hold, until the admission expires)."""
-        await self._release_hold(keys=self._hold_keys(drop_id)[:6], args=[buyer])
+        """The stock port refused the option this admitted buyer picked: they keep their hold
+        for ``REFUSAL_GRACE_MS`` to pick another, then it goes to the next in line (they stay
+        admitted, without a hold, until the admission expires)."""
+        await self._refused(
+            keys=[room_key(drop_id, "admitted"), room_key(drop_id, "used")],
+            args=[buyer, REFUSAL_GRACE_MS],
+        )
 
-    async def reserving(self, drop_id: int) -> int:
-        """The mark a reservation takes before it begins, for ``took``."""
-        return int(await self._redis.get(room_key(drop_id, "writes")) or 0)
+    async def reserving(self, drop_id: int, buyer: str) -> int:
+        """Before a reservation of the drop's options begins: the buyer's hold is kept until
+        ``took`` (see ``RESERVING``); the mark is for ``took``."""
+        keys = [room_key(drop_id, part) for part in ("writes", "admitted", "used")]
+        return int(await self._reserving(keys=keys, args=[buyer, PURCHASE_PIN_MS]))
 
     async def took(
         self,
@@ -200,22 +210,22 @@ class RedisWaitingRoom:
         attempts: int = REFRESH_ATTEMPTS,
     ) -> None:
         """Store ``read()`` as what is left, less what was reserved through the room since
-        the reading began (``BEGIN_REFRESH``): never above what the stock port has, whatever
-        races it. Read again while something changed meanwhile (the last write may then be
+        the reading began, unless a later refresh wrote first (``WRITE_REFRESH``): never
+        above what the stock port has, and never an older reading over a newer one. Read
+        again while reservations landed meanwhile (after ``attempts`` the last write may be
         low for a moment; the next refresh, the worker's at the latest, corrects it)."""
-        counters = [room_key(drop_id, "taken"), room_key(drop_id, "churn")]
+        counters = [room_key(drop_id, "taken"), room_key(drop_id, "tickets")]
         written = [
             room_key(drop_id, "rules"),
             room_key(drop_id, "left"),
-            *counters,
+            room_key(drop_id, "taken"),
+            room_key(drop_id, "written"),
             room_key(drop_id, "writes"),
         ]
-        for attempt in range(attempts):
-            taken, churn = await self._begin_refresh(
-                keys=counters, args=["1" if attempt == 0 else "0"]
-            )
+        for _ in range(attempts):
+            taken, ticket = await self._begin_refresh(keys=counters)
             units = max(await read(), 0)
-            if not await self._write_refresh(keys=written, args=[units, taken, churn]):
+            if not await self._write_refresh(keys=written, args=[units, taken, ticket]):
                 return
 
     async def counts(self, drop_id: int) -> tuple[int, int]:

@@ -1,24 +1,25 @@
 """The waiting room's Lua scripts, one per decision; each runs atomically inside Redis on
 Redis's clock (``TIME``), so every app process decides alike.
 
-Keys of drop N (hash-tagged ``{room:N}`` so they share a cluster slot):
-``rules`` (hash: starts, ends, pre, rate, ttl in ms/units, share = the per-buyer limit),
-``queue`` (zset user → place: pre-queue joiners draw a place in [0, 1) at join, later
-arrivals get 1 + arrival number, so every pre-queue place comes first and they are ordered
-at the start by the draw), ``seq`` (arrival counter), ``admitted`` (zset user → admission
-expiry ms, still holding units), ``used`` (zset user → expiry ms, admissions whose hold ended:
-they keep answering ``admitted`` until expiry), ``bucket`` (hash tokens, ts: the admission
+Keys of drop N (hash-tagged ``{room:N}`` so they share a cluster slot): ``rules`` (hash:
+starts, ends, pre, rate, ttl in ms/units, share = the per-buyer limit), ``queue`` (zset user
+→ place: pre-queue joiners draw a place in [0, 1) at join, later arrivals get 1 + arrival
+number, so every pre-queue place comes first and they are ordered at the start by the draw),
+``seq`` (arrival counter), ``admitted`` (zset user → admission expiry ms, still holding
+units), ``used`` (zset user → expiry ms, admissions whose hold ended or is in a refusal's
+grace: they answer ``admitted`` until expiry), ``bucket`` (hash tokens, ts: the admission
 token bucket, holding at most one second of admissions), ``left`` (units the stock port has
 left of the drop's options), ``total`` (admissions ever made), ``holds`` (hash user → units
 its admission holds), ``held`` (the sum of ``holds``), ``taken`` (units reserved through the
-room, ever: the refresh's correction), ``churn`` (bumped by each refresh that starts) and
-``writes`` (bumped by each refresh that writes).
+room, ever: the refresh's correction), ``tickets`` (one per refresh that begins),
+``written`` (the ticket of the last refresh written) and ``writes`` (refreshes written).
 
 The slot rule (``shop.domain.drops.queue``): an admission holds ``share`` units, or what is
 free if less; nobody is admitted unless one unit is free of holds (``left − held ≥ 1``).
 A hold ends when the buyer's order reserves (``TAKE``: ``left`` drops by what it took and the
 hold is freed in the same script, so for that instant nothing is counted twice or not at
-all), when the stock port refuses the buyer (``RELEASE_HOLD``), or when it expires (``DECIDE``).
+all), when the buyer's order is written (``RELEASE_HOLD``), or when it expires (``DECIDE``). A
+buyer refused for the option they picked keeps the hold for a short grace only (``REFUSED``).
 
 DECIDE (shared by join and poll) first ends expired admissions (their holds come back), then
 admits ``min(tokens, waiting, buyers the free units cover)`` from the head of the queue.
@@ -87,7 +88,7 @@ if now >= starts then
   end
   redis.call('HSET', KEYS[6], 'tokens', tostring(tokens), 'ts', tostring(now))
 end
-local expiry = redis.call('ZSCORE', KEYS[4], user) or redis.call('ZSCORE', KEYS[5], user)
+local expiry = redis.call('ZSCORE', KEYS[5], user) or redis.call('ZSCORE', KEYS[4], user)
 if expiry then return {'admitted', expiry} end
 local rank = redis.call('ZRANK', KEYS[2], user)
 if not rank then return {'unknown'} end
@@ -109,8 +110,24 @@ end
 local expiry = redis.call('ZSCORE', KEYS[2], ARGV[1])
 if expiry then
   redis.call('ZREM', KEYS[2], ARGV[1])
-  redis.call('ZADD', KEYS[3], expiry, ARGV[1])
+  redis.call('ZADD', KEYS[3], 'NX', expiry, ARGV[1])
 end
+"""
+
+# KEYS: writes, admitted, used.  ARGV: user, pin ms.
+# A reservation of the drop's options is about to begin: answers the mark for ``TAKE``, and
+# keeps the buyer's hold (if any) from expiring before ``TAKE`` ends it, for ``pin`` at least:
+# an expiry (or a refusal's grace) running out mid-purchase would free units the purchase is
+# taking. The admission's own expiry goes to ``used`` (what the buyer is told stays the same).
+RESERVING = """
+local expiry = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if expiry then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('ZADD', KEYS[3], 'NX', expiry, ARGV[1])
+  redis.call('ZADD', KEYS[2], math.max(tonumber(expiry), now + tonumber(ARGV[2])), ARGV[1])
+end
+return tonumber(redis.call('GET', KEYS[1]) or '0')
 """
 
 # KEYS: rules, admitted, used, left, holds, held, taken, writes.  ARGV: user, units, mark.
@@ -131,40 +148,50 @@ return 1
 """
 
 # KEYS: rules, admitted, used, (unused), holds, held.  ARGV: user.
-# The buyer's order was written (``used``), or the stock port refused the option they picked:
-# their hold goes to the next in line.
+# The buyer's order was written (``used``): their hold, if ``TAKE`` left any, is over.
 RELEASE_HOLD = f"""
 {_END_HOLD}
 return 1
 """
 
-# Refreshing ``left`` reads the stock port outside Redis, so a reading may be overtaken by a
-# reservation before it is written. BEGIN notes ``taken`` (and bumps ``churn``, so that a
-# refresh already reading learns something changed); WRITE stores the reading minus whatever
-# was taken through the room since BEGIN. A reservation committed before the reading and
-# taken after BEGIN is then subtracted twice (``left`` too low, never too high), so WRITE
-# asks for another reading whenever anything was taken or another refresh began meanwhile.
-# KEYS: taken, churn.  ARGV: bump (1/0).
-BEGIN_REFRESH = """
-local churn
-if ARGV[1] == '1' then
-  churn = redis.call('INCR', KEYS[2])
-else
-  churn = tonumber(redis.call('GET', KEYS[2]) or '0')
-end
-return {tonumber(redis.call('GET', KEYS[1]) or '0'), churn}
+# KEYS: admitted, used.  ARGV: user, grace ms.
+# The stock port refused the option an admitted buyer picked. They keep their hold for
+# ``grace`` (time to pick another option, with the unit still theirs), then it goes to the
+# next in line (``DECIDE`` ends it like any expired admission). Their admission itself keeps
+# its expiry: ``used`` answers for it (the hold's shorter one stays in ``admitted``).
+REFUSED = """
+local expiry = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not expiry then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[2], 'NX', expiry, ARGV[1])
+redis.call('ZADD', KEYS[1], math.min(tonumber(expiry), now + tonumber(ARGV[2])), ARGV[1])
+return 1
 """
 
-# KEYS: rules, left, taken, churn, writes.  ARGV: units read, taken at BEGIN, churn at BEGIN.
-# Returns 1 when the caller should read again.
+# Refreshing ``left`` reads the stock port outside Redis, so a reading may be overtaken
+# before it is written: by a reservation (``left`` would be too high), or by units coming
+# back and a later refresh that saw them (too low). BEGIN gives the refresh a ticket and notes
+# ``taken``; WRITE stores the reading minus whatever was taken through the room since BEGIN,
+# unless a refresh with a later ticket has written already (units that came back after this
+# refresh began have their own, later refresh: an older reading never overwrites a newer).
+# A reservation committed before the reading but taken after BEGIN is subtracted twice, so
+# WRITE asks for another reading (a new ticket) whenever anything was taken meanwhile.
+# KEYS: taken, tickets.
+BEGIN_REFRESH = """
+return {tonumber(redis.call('GET', KEYS[1]) or '0'), redis.call('INCR', KEYS[2])}
+"""
+
+# KEYS: rules, left, taken, written (the ticket of the last write), writes.
+# ARGV: units read, taken at BEGIN, ticket.  Returns 1 when the caller should read again.
 WRITE_REFRESH = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if tonumber(redis.call('GET', KEYS[4]) or '0') >= tonumber(ARGV[3]) then return 0 end
 local since = tonumber(redis.call('GET', KEYS[3]) or '0') - tonumber(ARGV[2])
 redis.call('SET', KEYS[2], math.max(tonumber(ARGV[1]) - since, 0))
+redis.call('SET', KEYS[4], ARGV[3])
 redis.call('INCR', KEYS[5])
-if since > 0 or tonumber(redis.call('GET', KEYS[4]) or '0') ~= tonumber(ARGV[3]) then
-  return 1
-end
+if since > 0 then return 1 end
 return 0
 """
 

@@ -84,10 +84,13 @@ class RoomStock:
                 units[drop] = units.get(drop, 0) + line.quantity
         return units
 
-    async def _marks(self, lines: Sequence[Line]) -> dict[int, int]:
-        """Each drop's refresh mark before a reservation (``RedisWaitingRoom.took``)."""
+    async def _marks(self, lines: Sequence[Line], buyer: str | None) -> dict[int, int]:
+        """Each drop's refresh mark before a reservation (``RedisWaitingRoom.took``); the
+        buyer's hold is kept until then."""
         try:
-            return {d: await self._room.reserving(d) for d in await self._drops_of(lines)}
+            return {
+                d: await self._room.reserving(d, buyer or "") for d in await self._drops_of(lines)
+            }
         except Exception:  # no mark: ``took`` then reads the stock port again
             return {}
 
@@ -136,7 +139,7 @@ class RoomStock:
         buyer: str | None = None,
         per_buyer_limit: PerBuyerLimit = None,
     ) -> Reservation:
-        marks = await self._marks(lines)
+        marks = await self._marks(lines, buyer)
         try:
             reservation = await self._inner.reserve(
                 lines, key=key, buyer=buyer, per_buyer_limit=per_buyer_limit

@@ -10,16 +10,18 @@ decision (``adapters/redis/waiting_room.py``); this module states them and rende
 - The slot rule: an admission holds ``per_buyer_limit`` units (one buyer's share of an
   option), or what is free if less; nobody is admitted unless at least one unit is free of
   holds, so nobody is admitted for stock that is gone. The hold ends when the buyer's order
-  reserves (its units are then counted as reserved, in the same Redis script), when the
-  option they picked is refused as sold out (the hold goes to the next in line at once; they
-  stay admitted without a hold until the admission expires and may pick another option), or
-  when the admission expires unused. So no unit waits for a buyer who is not coming while
-  others queue. The room's ``left`` never exceeds what the stock port has, however
-  purchases and refreshes race, and equals it once they have landed (a purchase whose
-  report to Redis failed leaves it high until the worker's next refresh).
+  reserves (its units are then counted as reserved, in the same Redis script), a short grace
+  (``REFUSAL_GRACE``) after the option they picked is refused as sold out (time to pick
+  another option with the unit still theirs; then it goes to the next in line, and they stay
+  admitted without a hold until the admission expires), or when the admission expires
+  unused. So no unit waits long for a buyer who is not coming while others queue. The room's
+  ``left`` never exceeds what the stock port has, however purchases and refreshes race, and
+  equals it once they have landed (a purchase whose report to Redis failed leaves it high
+  until the worker's next refresh).
 - The one way past the rule: units bought without a hold (a second option or a second order
-  on the same admission, or after a refusal) may be units someone else holds; that buyer is
-  then refused at purchase (the stock port decides every unit: nothing oversells).
+  on the same admission, or an order after a refusal's grace) may be units someone else
+  holds; that buyer is then refused at purchase (the stock port decides every unit: nothing
+  oversells). The shortfall is at most the units bought that way.
 - When nothing is left, waiting buyers are told ``sold_out``; they keep their place, and units
   that come back (an expired or cancelled order) admit the next in line, one per unit.
 """
@@ -29,8 +31,12 @@ from __future__ import annotations
 import math
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
+
+# How long a buyer refused for the option they picked keeps their hold: time to pick another
+# with the unit still theirs, short enough that a buyer who leaves does not idle it for long.
+REFUSAL_GRACE = timedelta(seconds=15)
 
 
 class QueueStatus(StrEnum):
