@@ -340,3 +340,10 @@ async def test_a_refused_buyer_who_leaves_hands_their_hold_on_after_the_grace(
     bought = await _buy(client, buyers[2][1], large, third["admission_token"])
     assert bought.status_code == 201, bought.text
     assert (await _statuses(client, drop_id, buyers[1:2]))[0]["status"] == "admitted"
+
+
+async def test_the_document_declares_the_403_of_a_purchase_without_admission(
+    client: httpx.AsyncClient,
+) -> None:
+    document = (await client.get("/schema/openapi.json")).json()
+    assert "403" in document["paths"]["/api/orders"]["post"]["responses"]

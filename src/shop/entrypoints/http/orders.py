@@ -150,10 +150,11 @@ class OrderController(Controller):
 
     @post(
         operation_id="PlaceOrder",
-        responses=raises(409, also=(200, OrderOut)),
+        responses=raises(403, 409, also=(200, OrderOut)),
         summary="Buy: reserve the stock and place an order awaiting payment",
         description="201 with the new order; 200 with the same order when the request is "
-        "repeated with the same Idempotency-Key; 409 when an option is sold out.",
+        "repeated with the same Idempotency-Key; 409 when an option is sold out (or a "
+        "drop's rule refuses it); 403 in a queued drop without a valid Admission-Token.",
     )
     async def place(
         self,
