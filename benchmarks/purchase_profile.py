@@ -204,7 +204,10 @@ async def _measure(
             "use_case": _ms(result.latencies),
             "steps": {step: _ms(result.steps[step]) for step in STEPS if result.steps[step]},
             "cpu_us_per_purchase": round(statistics.median(result.cpu_us_per_round)),
-            "cpu_us_spread": [round(min(result.cpu_us_per_round)), round(max(result.cpu_us_per_round))],
+            "cpu_us_spread": [
+                round(min(result.cpu_us_per_round)),
+                round(max(result.cpu_us_per_round)),
+            ],
             "per_s": round(statistics.median(result.per_s_per_round)),
         }
         if name in profilers:
@@ -232,9 +235,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--purchases", type=int, default=2000, help="per strategy, all rounds")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--concurrency", type=int, default=1)
-    parser.add_argument(
-        "--strategies", default=",".join(STOCK_STRATEGIES), help="comma-separated"
-    )
+    parser.add_argument("--strategies", default=",".join(STOCK_STRATEGIES), help="comma-separated")
     parser.add_argument("--profile", choices=("none", "pyinstrument"), default="none")
     parser.add_argument("--data-dir", type=Path, default=None, help="default: a temporary one")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -245,16 +246,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error(f"unknown strategies {unknown} (known: {', '.join(STOCK_STRATEGIES)})")
     with tempfile.TemporaryDirectory(prefix="shop-profile-") as tmp:
         data_dir = args.data_dir or Path(tmp)
-        base = msgspec.structs.replace(
-            load_settings(), data_dir=str(data_dir), log_level="WARNING"
-        )
+        base = msgspec.structs.replace(load_settings(), data_dir=str(data_dir), log_level="WARNING")
         settings, servers = resolve_services(base)
         try:
             migrations.upgrade(require_urls(settings)[0])
             report = asyncio.run(_measure(settings, strategies, args))
         finally:
             servers.stop()
-    args.out.write_text(json.dumps({"concurrency": args.concurrency, "strategies": report}, indent=2))
+    args.out.write_text(
+        json.dumps({"concurrency": args.concurrency, "strategies": report}, indent=2)
+    )
     _print(report, args.concurrency)
 
 

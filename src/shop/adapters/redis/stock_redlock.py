@@ -54,6 +54,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shop.adapters.db.stock import PostgresStock
 from shop.adapters.db.stock_rows import (
     count_for_buyer,
+    raw_connection,
     record_reservation,
     refuse_if_short,
     take_units,
@@ -145,22 +146,18 @@ class RedlockStock(PostgresStock):
     ) -> Reservation:
         check_limit_arguments(buyer, per_buyer_limit)
         merged = merge_lines(lines)
-        async with self._engine.connect() as conn:
-            transaction = await conn.begin()
-            try:
-                existing = await record_reservation(conn, key, merged, buyer, strategy=self.name)
+        # The locks are entered inside the transaction but left after it: the commit happens
+        # while they are held, and a failure rolls back before they are released.
+        async with raw_connection(self._autocommit) as raw, contextlib.AsyncExitStack() as held:
+            async with raw.transaction():
+                existing = await record_reservation(raw, key, merged, buyer, strategy=self.name)
                 if existing is not None:
-                    await transaction.commit()
                     return existing
                 if buyer is not None:
-                    await count_for_buyer(conn, buyer, merged, per_buyer_limit)
-                await refuse_if_short(conn, merged)
-                async with self._locked([line.option_id for line in merged]):
-                    await take_units(conn, merged)
-                    await transaction.commit()
-            finally:
-                if transaction.is_active:
-                    await transaction.rollback()
+                    await count_for_buyer(raw, buyer, merged, per_buyer_limit)
+                await refuse_if_short(raw, merged)
+                await held.enter_async_context(self._locked([line.option_id for line in merged]))
+                await take_units(raw, merged)
         return Reservation(key=key, lines=merged)
 
     @asynccontextmanager
