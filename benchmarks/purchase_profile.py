@@ -36,18 +36,21 @@ import tempfile
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
 import msgspec
 from sqlalchemy import text
 
 from shop.adapters.db import migrations
 from shop.bootstrap import STOCK_STRATEGIES, Container, OrderCases, require_urls, resolve_services
 from shop.config import Settings, load_settings
+from shop.domain.identity.model import Principal, Role
 from shop.domain.orders.model import PaymentMethod, PlaceOrder
 from shop.domain.stock.model import Line
+from shop.entrypoints.http.app import create_app
 
 STEPS = ("quote", "reserve", "add", "confirm", "expire_at")
 DEFAULT_OUT = Path("benchmarks/results/purchase.json")
@@ -119,8 +122,58 @@ def _command(buyer: uuid.UUID, option_id: int) -> PlaceOrder:
     )
 
 
+Purchase = Callable[[uuid.UUID, int], Awaitable[None]]
+
+
+def _through_use_case(cases: OrderCases) -> Purchase:
+    async def purchase(buyer: uuid.UUID, option_id: int) -> None:
+        await cases.place(_command(buyer, option_id))
+
+    return purchase
+
+
+def _through_http(container: Container, client: httpx.AsyncClient) -> Purchase:
+    """``POST /api/orders`` through the whole ASGI app (auth, throttle, logs, rendering)."""
+
+    async def purchase(buyer: uuid.UUID, option_id: int) -> None:
+        response = await client.post(
+            "/api/orders",
+            json={
+                "lines": [{"option_id": option_id, "quantity": 1}],
+                "payment_method": "card",
+                "shipping_address": "1 Profile Street",
+            },
+            headers={"Idempotency-Key": uuid.uuid4().hex, **_bearer(container, buyer)},
+        )
+        if response.status_code != 201:
+            raise RuntimeError(f"purchase answered {response.status_code}: {response.text}")
+
+    return purchase
+
+
+def _bearer(container: Container, user_id: uuid.UUID) -> dict[str, str]:
+    token, _ = container.access_tokens.issue(Principal(user_id=user_id, role=Role.CUSTOMER))
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def _whoami(
+    container: Container, client: httpx.AsyncClient, count: int
+) -> tuple[list[float], float]:
+    """The HTTP reference: a trivial authenticated GET through the same app and client."""
+    headers = _bearer(container, uuid.uuid4())
+    latencies: list[float] = []
+    cpu = time.process_time()
+    for _ in range(count):
+        started = time.perf_counter()
+        response = await client.get("/api/auth/whoami", headers=headers)
+        latencies.append(time.perf_counter() - started)
+        if response.status_code != 200:
+            raise RuntimeError(f"whoami answered {response.status_code}")
+    return latencies, time.process_time() - cpu
+
+
 async def _round(
-    cases: OrderCases, buyers: Sequence[uuid.UUID], option_id: int, concurrency: int
+    purchase: Purchase, buyers: Sequence[uuid.UUID], option_id: int, concurrency: int
 ) -> tuple[list[float], float, float]:
     """Place one order per buyer, ``concurrency`` at a time: (latencies, cpu s, wall s)."""
     latencies: list[float] = []
@@ -129,7 +182,7 @@ async def _round(
     async def worker() -> None:
         for buyer in pending:
             started = time.perf_counter()
-            await cases.place(_command(buyer, option_id))
+            await purchase(buyer, option_id)
             latencies.append(time.perf_counter() - started)
 
     cpu, wall = time.process_time(), time.perf_counter()
@@ -162,6 +215,11 @@ async def _measure(
     container = Container.build(settings)
     measured = {name: Measured() for name in strategies}
     profilers: dict[str, Any] = {}
+    client = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(container)),  # type: ignore[arg-type]
+        base_url="http://profile",
+    )
+    reference: dict[str, Any] = {}
     try:
         for name in strategies:
             if args.profile == "pyinstrument":
@@ -181,10 +239,13 @@ async def _measure(
                     stock=Timed(container.stock, steps),
                     expiry=Timed(container.expiry, steps),
                 )
+                purchase = (
+                    _through_http(container, client) if args.http else _through_use_case(cases)
+                )
                 profiler = profilers.get(name) if round_no else None
                 if profiler is not None:
                     profiler.start()
-                latencies, cpu, wall = await _round(cases, buyers, option_id, args.concurrency)
+                latencies, cpu, wall = await _round(purchase, buyers, option_id, args.concurrency)
                 if profiler is not None:
                     profiler.stop()
                 if round_no == 0:
@@ -194,7 +255,14 @@ async def _measure(
                     result.steps[step] += values
                 result.cpu_us_per_round.append(cpu / len(buyers) * 1e6)
                 result.per_s_per_round.append(len(buyers) / wall)
+        if args.http:
+            latencies, cpu = await _whoami(container, client, args.purchases)
+            reference = {
+                "whoami": _ms(latencies),
+                "cpu_us_per_request": round(cpu / args.purchases * 1e6),
+            }
     finally:
+        await client.aclose()
         await container.close()
     report: dict[str, Any] = {}
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -214,14 +282,24 @@ async def _measure(
             path = args.out.with_name(f"{args.out.stem}-{name}.txt")
             path.write_text(profilers[name].output_text(unicode=True, show_all=False))
             report[name]["profile"] = str(path)
+    if reference:
+        report["whoami (reference)"] = reference
     return report
 
 
 def _print(report: dict[str, Any], concurrency: int) -> None:
     print(f"in-process purchases, one hot option, concurrency {concurrency}")
-    header = f"{'strategy':<10}{'p50 ms':>8}{'mean':>8}{'cpu µs':>9}{'spread':>13}{'/s':>7}  steps p50 ms"
-    print(header)
+    print(
+        f"{'strategy':<10}{'p50 ms':>8}{'mean':>8}{'cpu µs':>9}{'spread':>13}{'/s':>7}"
+        "  steps p50 ms (not with --http)"
+    )
     for name, row in report.items():
+        if "whoami" in row:
+            print(
+                f"{name}: p50 {row['whoami']['p50_ms']:.2f} ms, "
+                f"cpu {row['cpu_us_per_request']} µs/request"
+            )
+            continue
         steps = "  ".join(f"{k} {v['p50_ms']:.2f}" for k, v in row["steps"].items())
         lo, hi = row["cpu_us_spread"]
         print(
@@ -236,6 +314,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--strategies", default=",".join(STOCK_STRATEGIES), help="comma-separated")
+    parser.add_argument(
+        "--http",
+        action="store_true",
+        help="purchase through the ASGI app (POST /api/orders) and time whoami beside it",
+    )
     parser.add_argument("--profile", choices=("none", "pyinstrument"), default="none")
     parser.add_argument("--data-dir", type=Path, default=None, help="default: a temporary one")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -246,7 +329,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error(f"unknown strategies {unknown} (known: {', '.join(STOCK_STRATEGIES)})")
     with tempfile.TemporaryDirectory(prefix="shop-profile-") as tmp:
         data_dir = args.data_dir or Path(tmp)
-        base = msgspec.structs.replace(load_settings(), data_dir=str(data_dir), log_level="WARNING")
+        # Like shop bench: the throttle counts every request (its cost is measured) but never
+        # refuses one of this driver's buyers.
+        base = msgspec.structs.replace(
+            load_settings(),
+            data_dir=str(data_dir),
+            log_level="WARNING",
+            rate_limit_user="10000000/minute",
+        )
         settings, servers = resolve_services(base)
         try:
             migrations.upgrade(require_urls(settings)[0])

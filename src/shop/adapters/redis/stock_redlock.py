@@ -146,18 +146,22 @@ class RedlockStock(PostgresStock):
     ) -> Reservation:
         check_limit_arguments(buyer, per_buyer_limit)
         merged = merge_lines(lines)
-        # The locks are entered inside the transaction but left after it: the commit happens
-        # while they are held, and a failure rolls back before they are released.
-        async with raw_connection(self._autocommit) as raw, contextlib.AsyncExitStack() as held:
-            async with raw.transaction():
-                existing = await record_reservation(raw, key, merged, buyer, strategy=self.name)
-                if existing is not None:
-                    return existing
-                if buyer is not None:
-                    await count_for_buyer(raw, buyer, merged, per_buyer_limit)
-                await refuse_if_short(raw, merged)
-                await held.enter_async_context(self._locked([line.option_id for line in merged]))
-                await take_units(raw, merged)
+        # The locks are entered inside the transaction but left after it (contexts exit in
+        # reverse): the commit happens while they are held, and a failure rolls back before
+        # they are released.
+        async with (
+            raw_connection(self._autocommit) as raw,
+            contextlib.AsyncExitStack() as held,
+            raw.transaction(),
+        ):
+            existing = await record_reservation(raw, key, merged, buyer, strategy=self.name)
+            if existing is not None:
+                return existing
+            if buyer is not None:
+                await count_for_buyer(raw, buyer, merged, per_buyer_limit)
+            await refuse_if_short(raw, merged)
+            await held.enter_async_context(self._locked([line.option_id for line in merged]))
+            await take_units(raw, merged)
         return Reservation(key=key, lines=merged)
 
     @asynccontextmanager
