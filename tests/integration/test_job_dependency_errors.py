@@ -10,7 +10,6 @@ from contextlib import asynccontextmanager
 import asyncpg
 import msgspec
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 from shop.adapters.metrics.prometheus import PrometheusExposition
@@ -18,6 +17,7 @@ from shop.adapters.outages import dependency_of
 from shop.bootstrap import Container
 from shop.config import Settings
 from shop.entrypoints.workers import build_worker, observe_sale
+from tests.metrics_text import value
 
 
 def _dead_port() -> int:
@@ -30,13 +30,7 @@ def _dead_port() -> int:
 
 def _errors(dependency: str) -> float:
     text = PrometheusExposition().render(None).decode()
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "shop_dependency_errors_total" and sample.labels == {
-                "dependency": dependency
-            }:
-                return sample.value
-    return 0.0
+    return value(text, "shop_dependency_errors_total", dependency=dependency)
 
 
 @asynccontextmanager
