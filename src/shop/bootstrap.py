@@ -634,7 +634,7 @@ class Container:
             observer=self.observer,
             snapshots=RedisSaleSnapshots(self.redis),
             options=RecentlySoldOptions(self.engine, limit=self.settings.observed_options),
-            drops=RoomDropsOnSale(self.drops, self.room, self.clock),
+            drops=RoomDropsOnSale(self.drops, self.room, self.stock, self.clock),
             tally=OrderLineTally(self.engine),
             exposition=PrometheusExposition(),
         )
