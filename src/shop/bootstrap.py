@@ -22,6 +22,7 @@ from saq import Queue
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shop.adapters.admission_tokens import HmacAdmissionTokens
+from shop.adapters.batched_counter import BatchedRequestCounter
 from shop.adapters.clock import SystemClock
 from shop.adapters.db.catalog import SqlCatalogUnitOfWork
 from shop.adapters.db.catalog_bulk import PostgresCatalogBulkLoad
@@ -468,6 +469,8 @@ class Container:
     password_hasher: PasswordHasher
     identity_uow: Callable[[], IdentityUnitOfWork]
     request_counter: RequestCounter
+    # The users' quota: ``request_counter`` batched per tick (or itself, if batching is off).
+    user_request_counter: RequestCounter
     stock_operations: StockOperations
     order_states: OrderStates
     payments: Payments
@@ -507,6 +510,7 @@ class Container:
         stock = build_switchable_stock(StockDeps(settings, engine, redis))
         payments = SqlPayments(engine)
         room = RedisWaitingRoom(redis)
+        request_counter = RedisRequestCounter(redis)
         traced = tracing_requested() if tracing is None else tracing
         port: StockReservation = TracedStock(stock, lambda: stock.name) if traced else stock
         return cls(
@@ -532,7 +536,14 @@ class Container:
                 memory_kib=settings.password_hash_memory_kib,
             ),
             identity_uow=partial(SqlIdentityUnitOfWork, sessionmaker),
-            request_counter=RedisRequestCounter(redis),
+            request_counter=request_counter,
+            user_request_counter=(
+                BatchedRequestCounter(
+                    request_counter, tick_seconds=settings.rate_limit_user_flush_ms / 1000
+                )
+                if settings.rate_limit_user_flush_ms
+                else request_counter
+            ),
             payments=payments,
             gateway=PAYMENT_GATEWAYS[settings.payment_gateway](
                 PaymentDeps(settings, queue, payments)
@@ -643,8 +654,9 @@ class Container:
         return SqlWishes(self.engine, self.sessionmaker)
 
     async def close(self) -> None:
-        closer = getattr(self.stock, "close", None)
-        if closer is not None:
-            await closer()
+        for closeable in (self.stock, self.user_request_counter):
+            closer = getattr(closeable, "close", None)
+            if closer is not None:
+                await closer()  # the batched counter sends its last hits
         await self.redis.aclose()  # the job queue's connections too
         await self.engine.dispose()

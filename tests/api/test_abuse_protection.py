@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from shop.adapters.redis.ratelimit import RedisRequestCounter
 from shop.bootstrap import Container
 from shop.domain.identity.model import Principal, Role
+from shop.domain.identity.throttle import Quota
 from shop.entrypoints.http.app import create_app
 from shop.entrypoints.http.auth import _remembered_principal, remember_principal
 from tests.conftest import TEST_JWT_SECRET, http_client, make_user, with_settings
@@ -178,20 +179,46 @@ async def _command_calls(redis: Redis) -> dict[str, int]:
     return {name.removeprefix("cmdstat_"): int(stat["calls"]) for name, stat in stats.items()}
 
 
-async def test_an_admitted_request_costs_one_redis_round_trip(clean: Container) -> None:
+async def test_an_admitted_request_costs_at_most_one_redis_round_trip(clean: Container) -> None:
     _, ann = await make_user(clean)
     async with http_client(_app(clean)) as client:
-        await client.get("/api/me", headers=ann)  # warm-up: loads the Lua script
+        await client.get("/api/me", headers=ann)  # warm-up: loads the Lua scripts
         await client.get("/api/me")
+        await clean.user_request_counter.flush()  # type: ignore[attr-defined]
         before = await _command_calls(clean.redis)
         for headers in [ann, {}] * 5:
             assert (await client.get("/api/me", headers=headers)).status_code in (200, 401)
+        await clean.user_request_counter.flush()  # type: ignore[attr-defined]
         after = await _command_calls(clean.redis)
     sent = {name: after[name] - before.get(name, 0) for name in after}
     sent = {name: calls for name, calls in sent.items() if calls}
-    # One EVALSHA per request (user or address); INCRBY and EXPIRE run inside the script.
-    assert sent.pop("evalsha") == 10
-    assert set(sent) <= {"incrby", "expire", "info"}, sent
+    # One EVALSHA per anonymous request; Ann's five were sent together in one more.
+    assert sent.pop("evalsha") == 5 + 1
+    assert set(sent) <= {"incrby", "expire", "pttl", "info"}, sent
+
+
+async def test_two_app_instances_refuse_a_user_over_quota_a_tick_later(clean: Container) -> None:
+    ann_id, ann = await make_user(clean)
+    other = Container.build(clean.settings)  # another process: its own connections and tally
+    try:
+        first = _app(clean, rate_limit_user="4/minute")
+        second = _app(other, rate_limit_user="4/minute")
+        async with http_client(first) as one, http_client(second) as two:
+            statuses = []
+            for client in (one, two) * 4:
+                statuses.append((await client.get("/api/me", headers=ann)).status_code)
+                await asyncio.sleep(0.2)  # a few ticks: the instance has flushed its hit
+            # Each instance judges on the shared count as of its own last flush, so the
+            # other's latest hit is missed once: one request over the quota of 4, then
+            # both refuse.
+            assert statuses == [200] * 5 + [429] * 3
+            refused = await one.get("/api/me", headers=ann)
+            assert 1 <= int(refused.headers["retry-after"]) <= 60
+    finally:
+        await other.close()
+    await clean.user_request_counter.flush()  # type: ignore[attr-defined]
+    # Every request was counted in Redis, the refused ones too: 8 + 1, and this one.
+    assert await RedisRequestCounter(clean.redis).hit(Quota("user", 4, 60), str(ann_id)) == 10
 
 
 async def test_bad_tokens_are_still_401_behind_the_throttle(clean: Container) -> None:

@@ -6,8 +6,12 @@ sending after being refused is blocked for a while: every anonymous request from
 without doing any work.
 
 Cost is the point: this runs in front of every purchase. An admitted request costs one counter
-hit (one Redis round trip in production); only refused requests pay more, and an address this
-process already knows to be blocked costs nothing at all.
+hit; only refused requests pay more, and an address this process already knows to be blocked
+costs nothing at all. Anonymous and sign-in hits go to the exact shared counter (one Redis round
+trip in production): a block is set by the one request that sees the count reach the threshold,
+and password guessing gets no slack. Users' hits may go to a cheaper ``user_counter`` that
+shares its counts a moment late (the loose quota; see ``adapters/batched_counter.py`` for the
+bound on what that lets through).
 """
 
 from __future__ import annotations
@@ -62,9 +66,11 @@ class Throttle:
         sign_in: Quota,
         user: Quota,
         block: BlockRule,
+        user_counter: RequestCounter | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._counter = counter
+        self._user_counter = user_counter or counter
         self._anonymous = anonymous
         self._sign_in = sign_in
         self._user = user
@@ -103,9 +109,9 @@ class Throttle:
 
     async def admit_user(self, user_id: str) -> None:
         """Let a request of an authenticated user through, or raise ``TooManyRequests``."""
-        count = await self._counter.hit(self._user, user_id)
+        count = await self._user_counter.hit(self._user, user_id)
         if count > self._user.amount:
-            raise _slow_down(await self._counter.seconds_left(self._user, user_id))
+            raise _slow_down(await self._user_counter.seconds_left(self._user, user_id))
 
     def _remember(self, address: str, seconds: float) -> None:
         now = self._clock()

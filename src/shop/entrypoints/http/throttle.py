@@ -139,6 +139,7 @@ class ThrottleMiddleware(ASGIMiddleware):
                     after_refusals=settings.rate_limit_block_after,
                     seconds=settings.rate_limit_block_seconds,
                 ),
+                user_counter=container.user_request_counter,
             )
         return self._throttle
 
