@@ -9,7 +9,8 @@ request after another on a uvloop event loop (as granian runs it), and reports t
 time per request (``time.process_time``): the median and the best of ``--rounds`` rounds. The
 shop app is the real one, built by ``create_app`` on a real container, with the throttle on
 and talking to a private embedded Redis (and PostgreSQL) started in a temporary directory;
-the bare app is ``benchmarks/bare_app.py``. What granian itself costs per request (the socket,
+the bare app is ``benchmarks/bare_app.py``. Metrics are written to a multiprocess directory,
+as ``shop up`` and ``shop bench`` run the shop. What granian itself costs per request (the socket,
 HTTP parsing, the Rust/Python hand-over) is the same for both apps and is not included, so the
 ratio here is stricter than the one ``shop bench`` measures over HTTP.
 
@@ -35,11 +36,6 @@ from typing import Any
 
 import msgspec
 import uvloop
-
-from shop.bootstrap import Container, resolve_services
-from shop.config import Settings
-from shop.domain.identity.model import Principal, Role
-from shop.entrypoints.http.app import create_app
 
 SECRET = "edge-profile-secret-not-for-production-0123456789"
 Driver = Callable[[], Awaitable[int]]
@@ -116,6 +112,13 @@ async def profile(call: Driver, requests: int, top: int) -> None:
 
 
 async def run(args: argparse.Namespace, data_dir: Path) -> None:
+    # Imported here, after main() set PROMETHEUS_MULTIPROC_DIR, which prometheus_client reads
+    # on import: the histogram then writes its samples to files, as under ``shop up``.
+    from shop.bootstrap import Container, resolve_services
+    from shop.config import Settings
+    from shop.domain.identity.model import Principal, Role
+    from shop.entrypoints.http.app import create_app
+
     fields: dict[str, Any] = {
         "environment": "test",
         "data_dir": str(data_dir),
@@ -177,6 +180,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="shop-edge-") as data_dir:
+        metrics = Path(data_dir) / "metrics"
+        metrics.mkdir()
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)
         uvloop.run(run(args, Path(data_dir)))
 
 

@@ -102,6 +102,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # HTTP.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False
+    # The share of access lines written for requests that succeeded within the slow mark;
+    # errors (status >= 400) and slow requests are always written.
+    access_log_sample: Annotated[float, msgspec.Meta(ge=0, le=1)] = 1.0
+    access_log_slow_ms: PositiveInt = 500
     max_body_bytes: PositiveInt = 1_048_576
     # Abuse protection (limits notation: "10/minute", "100 per 5 seconds"). Anonymous callers
     # are counted per IP address, sign-in and sign-up more strictly; users per account.
