@@ -529,7 +529,9 @@ class Container:
             clock=SystemClock(),
             expiry=SaqExpiryScheduler(queue),
             access_tokens=JwtAccessTokens(
-                jwt_secret_of(settings), ttl_seconds=settings.access_token_ttl
+                jwt_secret_of(settings),
+                ttl_seconds=settings.access_token_ttl,
+                remember=settings.access_token_cache,
             ),
             password_hasher=Argon2PasswordHasher(
                 time_cost=settings.password_hash_time_cost,

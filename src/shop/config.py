@@ -102,6 +102,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # HTTP.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False
+    # Access tokens whose check is remembered per process (0: every request checks its token).
+    access_token_cache: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 4096
     # The share of access lines written for requests that succeeded within the slow mark;
     # errors (status >= 400) and slow requests are always written.
     access_log_sample: Annotated[float, msgspec.Meta(ge=0, le=1)] = 1.0

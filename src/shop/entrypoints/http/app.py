@@ -120,7 +120,11 @@ def create_app(
     tokens = (
         container.access_tokens
         if container is not None
-        else JwtAccessTokens(jwt_secret_of(own_settings), ttl_seconds=own_settings.access_token_ttl)
+        else JwtAccessTokens(
+            jwt_secret_of(own_settings),
+            ttl_seconds=own_settings.access_token_ttl,
+            remember=own_settings.access_token_cache,
+        )
     )
 
     # The throttle runs before authentication, so that floods of bad tokens are counted too.
