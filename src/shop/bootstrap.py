@@ -469,8 +469,9 @@ class Container:
     password_hasher: PasswordHasher
     identity_uow: Callable[[], IdentityUnitOfWork]
     request_counter: RequestCounter
-    # The users' quota: ``request_counter`` batched per tick (or itself, if batching is off).
-    user_request_counter: RequestCounter
+    # Users and anonymous callers (not sign-in): ``request_counter`` batched per tick (or
+    # itself, if batching is off).
+    batched_request_counter: RequestCounter
     stock_operations: StockOperations
     order_states: OrderStates
     payments: Payments
@@ -539,11 +540,11 @@ class Container:
             ),
             identity_uow=partial(SqlIdentityUnitOfWork, sessionmaker),
             request_counter=request_counter,
-            user_request_counter=(
+            batched_request_counter=(
                 BatchedRequestCounter(
-                    request_counter, tick_seconds=settings.rate_limit_user_flush_ms / 1000
+                    request_counter, tick_seconds=settings.rate_limit_flush_ms / 1000
                 )
-                if settings.rate_limit_user_flush_ms
+                if settings.rate_limit_flush_ms
                 else request_counter
             ),
             payments=payments,
@@ -656,7 +657,7 @@ class Container:
         return SqlWishes(self.engine, self.sessionmaker)
 
     async def close(self) -> None:
-        for closeable in (self.stock, self.user_request_counter):
+        for closeable in (self.stock, self.batched_request_counter):
             closer = getattr(closeable, "close", None)
             if closer is not None:
                 await closer()  # the batched counter sends its last hits

@@ -117,9 +117,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit_user: str = "600/minute"
     rate_limit_block_after: PositiveInt = 20
     rate_limit_block_seconds: PositiveInt = 900
-    # Users' hits are counted in memory and sent to Redis in one round trip per this many
-    # milliseconds (0: one round trip per request); see adapters/batched_counter.py.
-    rate_limit_user_flush_ms: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 50
+    # Hits other than sign-in are counted in memory and sent to Redis in one round trip per
+    # this many milliseconds (0: one round trip per request); see adapters/batched_counter.py.
+    rate_limit_flush_ms: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 50
     trusted_proxies: tuple[str, ...] = ()
     # Observation. /metrics asks for "Authorization: Bearer <token>" when the token is set.
     metrics_token: str | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Sequence
 
 import pytest
 from redis.asyncio import Redis
@@ -61,7 +62,8 @@ async def test_one_process_counts_exactly_and_every_hit_reaches_redis(clean: Con
 async def test_hits_in_a_tick_cost_one_round_trip(clean: Container) -> None:
     counter = _counter(clean)
     try:
-        await counter.hit(USER, "warm-up")
+        for i in range(4):  # a caller's first hit goes to Redis at once
+            await counter.hit(USER, f"user-{i}")
         await counter.flush()
         before = await _command_calls(clean.redis)
         for i in range(20):
@@ -77,13 +79,14 @@ async def test_two_processes_share_counts_one_tick_late(clean: Container) -> Non
     other = Container.build(clean.settings)  # its own connections, as another process has
     one, two, caller = _counter(clean), _counter(other), str(uuid.uuid4())
     try:
-        # Within one tick each process only knows its own hits: 3 + 3 admitted, over 5.
+        # A first hit is counted in Redis at once, the next ones in memory: within one tick
+        # each process misses the other's later hits (one: 1, 2, 3; two: 2 = one's first + 1).
         assert [await one.hit(USER, caller) for _ in range(3)] == [1, 2, 3]
-        assert [await two.hit(USER, caller) for _ in range(3)] == [1, 2, 3]
+        assert [await two.hit(USER, caller) for _ in range(3)] == [2, 3, 4]
         await asyncio.sleep(TICK * 4)
-        # A process learns the shared count when it flushes: `one` flushed before `two`'s
-        # hits arrived, so its next hit is still judged on its own 3 (+1); `two` knows 6.
-        assert await one.hit(USER, caller) == 4
+        # At its flush a process learns the shared count: one flushed (2 hits) before two's,
+        # so it knows 4 and admits one more; two knows 6 and refuses.
+        assert await one.hit(USER, caller) == 5
         assert await two.hit(USER, caller) == 7
         await asyncio.sleep(TICK * 4)
         # Both have flushed since the shared count went over: both refuse from now on.
@@ -115,15 +118,45 @@ async def test_close_sends_the_last_hits(clean: Container) -> None:
     assert await RedisRequestCounter(clean.redis).hit(USER, caller) == 3
 
 
-async def test_an_unreachable_redis_drops_the_batch_and_admits(clean: Container) -> None:
-    dead = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
-    counter = BatchedRequestCounter(RedisRequestCounter(dead), tick_seconds=TICK)
+class Breakable:
+    """The Redis counter, until ``broken`` is set: then every call is ``Unavailable``."""
+
+    def __init__(self, shared: RedisRequestCounter) -> None:
+        self.shared = shared
+        self.broken = False
+
+    def _check(self) -> None:
+        if self.broken:
+            raise Unavailable("request counter unreachable")
+
+    async def hit_many(self, hits: Sequence[tuple[Quota, str, int]]) -> list[tuple[int, float]]:
+        self._check()
+        return await self.shared.hit_many(hits)
+
+    async def seconds_left(self, quota: Quota, caller: str) -> float:
+        self._check()
+        return await self.shared.seconds_left(quota, caller)
+
+    async def hold(self, quotas: Sequence[Quota], caller: str, *, seconds: int) -> None:
+        self._check()
+        await self.shared.hold(quotas, caller, seconds=seconds)
+
+
+async def test_an_unreachable_counter_is_unavailable_then_drops_the_batch(
+    clean: Container,
+) -> None:
+    shared = Breakable(RedisRequestCounter(clean.redis))
+    counter = BatchedRequestCounter(shared, tick_seconds=60)
     try:
         assert await counter.hit(USER, "ann") == 1
-        await counter.flush()  # logged, not raised: the throttle must not become the outage
-        assert await counter.hit(USER, "ann") == 1
+        shared.broken = True
+        with pytest.raises(Unavailable):  # a first hit asks the counter (the throttle admits)
+            await counter.hit(USER, "bob")
         with pytest.raises(Unavailable):  # without a known window it asks the counter
             await counter.seconds_left(USER, "bob")
+        # A caller it knows is counted in memory; the failed flush is logged and dropped.
+        assert await counter.hit(USER, "ann") == 2
+        await counter.flush()
+        assert await counter.hit(USER, "ann") == 2
     finally:
         await counter.close()
-        await dead.aclose()

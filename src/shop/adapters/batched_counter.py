@@ -1,23 +1,26 @@
 """A request counter that counts in memory and tells the shared counter once per tick.
 
 A Redis round trip per request was the largest single cost of an authenticated request
-(``benchmarks/edge_profile.py``). This counter answers ``hit`` from what it knows: the
-caller's shared count as of the last flush, plus the hits this process counted since. Every
-``tick_seconds`` it sends all the hits it gathered to the shared counter in one round trip
-(``hit_many``) and learns each caller's new shared count and how long its window has left.
+(``benchmarks/edge_profile.py``). This counter sends a caller's first request in a window (in
+this process) to the shared counter at once, and answers the following ones from what it
+knows: the caller's shared count as of its last word with it, plus the hits this process
+counted since. Every ``tick_seconds`` it sends all the hits it gathered to the shared counter
+in one round trip (``hit_many``) and learns each caller's new shared count and how long its
+window has left.
 
-What that gives up, exactly: a process learns the shared count when it flushes, that is within
-one tick of each hit it counts. It refuses a caller as soon as its view (the shared count at
-its last flush + its own hits since) goes over the quota. So each process admits at most one
-tick's worth of a caller's requests on a view that missed the other processes' hits: a caller
-spread over P processes gets at most the quota plus what it sends to them in about one tick
-each, and never more than P times the quota in a window. With one process the count is exact.
-Every request is still counted in the shared counter (refused ones too), one tick late; hits
-of a process that dies before its flush are lost (at most one tick of them), and a flush that
-cannot reach the counter is dropped and logged, as the exact throttle lets requests through
-when the counters are unreachable.
-
-Holds (blocks) and ``seconds_left`` without a known window go to the shared counter at once.
+What that gives up, exactly: a process learns the shared count at a caller's first request
+and at each flush, that is within one tick of each hit it counts. It refuses a caller as soon
+as its view (that shared count + its own hits since) goes over the quota. So each process
+admits at most about one tick's worth of a caller's requests on a view that missed the other
+processes' hits: a caller spread over P processes gets at most the quota plus what it sends
+to the other processes in about one tick each, and never more than P times the quota in a
+window. With one process the count is exact. Every request is still counted in the shared
+counter (refused ones too), at most one tick late; hits of a process that dies before its
+flush are lost (at most one tick of them), and a flush that cannot reach the counter is
+dropped and logged, as the exact throttle lets requests through when the counters are
+unreachable. A block another process set is learnt at the caller's first request here, or
+at the next flush. Holds and ``seconds_left`` without a known window go to the shared
+counter at once.
 """
 
 from __future__ import annotations
@@ -71,11 +74,17 @@ class BatchedRequestCounter:
 
     async def hit(self, quota: Quota, caller: str) -> int:
         key = (quota, caller)
+        if self._known_count(key) is None:
+            # A caller this process has no window of (new, or its window ended) is counted at
+            # once: its first request learns a block or a count the other processes made.
+            [(count, seconds_left)] = await self._shared.hit_many([(quota, caller, 1)])
+            self._known[key] = (count, self._clock() + seconds_left)
+            return count + self._in_flight.get(key, 0) + self._pending.get(key, 0)
         pending = self._pending.get(key, 0) + 1
         self._pending[key] = pending
         if self._flusher is None:
             self._flusher = asyncio.get_running_loop().create_task(self._flush_every_tick())
-        return self._known_count(key) + self._in_flight.get(key, 0) + pending
+        return (self._known_count(key) or 0) + self._in_flight.get(key, 0) + pending
 
     async def seconds_left(self, quota: Quota, caller: str) -> float:
         known = self._known.get((quota, caller))
@@ -110,6 +119,12 @@ class BatchedRequestCounter:
             if len(self._known) > MAX_KNOWN_WINDOWS:
                 self._known = {k: w for k, w in self._known.items() if w[1] > now}
 
+    def forget(self) -> None:
+        """Drop every count this process knows or gathered, for when the shared counts were
+        wiped (a test's FLUSHDB): the next request of each caller asks the counter again."""
+        self._pending.clear()
+        self._known.clear()
+
     async def close(self) -> None:
         flusher, self._flusher = self._flusher, None
         if flusher is not None:
@@ -118,13 +133,15 @@ class BatchedRequestCounter:
                 await flusher
         await self.flush()
 
-    def _known_count(self, key: _Key) -> int:
+    def _known_count(self, key: _Key) -> int | None:
+        """The caller's shared count as of this process's last word with the counter, not
+        counting the hits gathered since; None if its window ended (or was never seen)."""
         known = self._known.get(key)
         if known is None:
-            return 0
+            return None
         if known[1] <= self._clock():
-            del self._known[key]  # the window ended: the next flush opens a new one
-            return 0
+            del self._known[key]
+            return None
         return known[0]
 
     async def _flush_every_tick(self) -> None:

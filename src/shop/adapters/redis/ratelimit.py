@@ -25,11 +25,9 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from shop.domain.errors import Unavailable
-from shop.domain.identity.throttle import Quota
+from shop.domain.identity.throttle import HELD_COUNT, Quota
 
 KEY_PREFIX = "shop:throttle"
-# Above any quota and any count a window could reach, yet far from the integer limit.
-HELD_COUNT = 1 << 40
 # limits' incr_expire.lua over many keys: INCRBY, a TTL for a window that starts with this
 # INCRBY, and the TTL left (the batched counter needs it to forget a count when its window ends).
 _HIT_MANY = """

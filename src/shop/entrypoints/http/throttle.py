@@ -145,7 +145,7 @@ class ThrottleMiddleware:
                     after_refusals=settings.rate_limit_block_after,
                     seconds=settings.rate_limit_block_seconds,
                 ),
-                user_counter=container.user_request_counter,
+                batched=container.batched_request_counter,
             )
         return self._throttle
 
