@@ -52,6 +52,7 @@ from sqlalchemy import text
 from benchmarks import wrk
 from benchmarks.audit import OK, OVERSOLD, Audit, audit
 from benchmarks.loadgen import Spec
+from benchmarks.scrape import save_metrics
 from shop.adapters.db import migrations
 from shop.bootstrap import (
     STOCK_STRATEGIES,
@@ -733,6 +734,12 @@ def run(config: BenchConfig) -> dict[str, Any]:
                                     )
                                 )
                             )
+                        scraped = save_metrics(
+                            config.port,
+                            config.out.parent / f"metrics-{strategy}.prom",
+                            token=settings.metrics_token,
+                        )
+                        console.print(f"/metrics of the {strategy} shop saved to {scraped}")
         generators = sorted(
             {ref["generator"] for refs in references.values() for ref in refs.values()}
             | {r.generator for r in runs}

@@ -45,6 +45,7 @@ from shop.adapters.metrics.prometheus import (
     prepare_multiprocess_dir as prepare_multiprocess_dir,  # for shop up
 )
 from shop.adapters.metrics.prometheus import serve_worker_metrics as serve_worker_metrics
+from shop.adapters.outages import dependency_of as dependency_of
 from shop.adapters.payments.sandbox import SANDBOX_WEBHOOK_JOB as SANDBOX_WEBHOOK_JOB
 from shop.adapters.payments.sandbox import SandboxGateway as SandboxGateway
 from shop.adapters.payments.webhook_delivery import HttpWebhookDelivery
@@ -647,7 +648,7 @@ class Container:
             observer=self.observer,
             snapshots=RedisSaleSnapshots(self.redis),
             options=RecentlySoldOptions(self.engine, limit=self.settings.observed_options),
-            drops=RoomDropsOnSale(self.drops, self.room, self.clock),
+            drops=RoomDropsOnSale(self.drops, self.room, self.stock, self.clock),
             tally=OrderLineTally(self.engine),
             exposition=PrometheusExposition(),
         )
