@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import pytest
 from redis.asyncio import Redis
 
+from shop.adapters import batched_counter
 from shop.adapters.batched_counter import BatchedRequestCounter
 from shop.adapters.redis.ratelimit import RedisRequestCounter
 from shop.bootstrap import Container
@@ -158,5 +159,21 @@ async def test_an_unreachable_counter_is_unavailable_then_drops_the_batch(
         assert await counter.hit(USER, "ann") == 2
         await counter.flush()
         assert await counter.hit(USER, "ann") == 2
+    finally:
+        await counter.close()
+
+
+async def test_memory_stays_bounded_under_a_flood_of_callers(
+    clean: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(batched_counter, "MAX_KNOWN_WINDOWS", 10)
+    counter = _counter(clean, tick=60)
+    try:
+        for i in range(25):
+            await counter.hit(USER, f"caller-{i}")
+            await counter.hit(USER, f"caller-{i}")
+        await counter.flush()
+        assert len(counter._known) <= 10
+        assert await counter.hit(USER, "caller-0") == 3, "a forgotten caller asks Redis again"
     finally:
         await counter.close()

@@ -35,7 +35,8 @@ from shop.domain.errors import Unavailable
 from shop.domain.identity.throttle import Quota
 from shop.logs import get_logger
 
-# Windows remembered in this process; beyond this many, ended ones are forgotten at a flush.
+# Windows remembered in this process; beyond this many, ended ones are forgotten at a flush,
+# then all of them (forgetting only costs each caller one exact hit).
 MAX_KNOWN_WINDOWS = 50_000
 
 _log = get_logger("shop.throttle")
@@ -118,6 +119,8 @@ class BatchedRequestCounter:
                 self._known[key] = (count, now + seconds_left)
             if len(self._known) > MAX_KNOWN_WINDOWS:
                 self._known = {k: w for k, w in self._known.items() if w[1] > now}
+                if len(self._known) > MAX_KNOWN_WINDOWS:
+                    self._known.clear()  # a flood of callers: each one's next hit asks Redis
 
     def forget(self) -> None:
         """Drop every count this process knows or gathered, for when the shared counts were
