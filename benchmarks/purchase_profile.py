@@ -132,8 +132,12 @@ def _through_use_case(cases: OrderCases) -> Purchase:
     return purchase
 
 
-def _through_http(container: Container, client: httpx.AsyncClient) -> Purchase:
-    """``POST /api/orders`` through the whole ASGI app (auth, throttle, logs, rendering)."""
+def _through_http(
+    container: Container, client: httpx.AsyncClient, buyers: Sequence[uuid.UUID]
+) -> Purchase:
+    """``POST /api/orders`` through the whole ASGI app (auth, throttle, logs, rendering).
+    The buyers' tokens are minted before the clock starts: that is the client's work."""
+    tokens = {buyer: _bearer(container, buyer) for buyer in buyers}
 
     async def purchase(buyer: uuid.UUID, option_id: int) -> None:
         response = await client.post(
@@ -143,7 +147,7 @@ def _through_http(container: Container, client: httpx.AsyncClient) -> Purchase:
                 "payment_method": "card",
                 "shipping_address": "1 Profile Street",
             },
-            headers={"Idempotency-Key": uuid.uuid4().hex, **_bearer(container, buyer)},
+            headers={"Idempotency-Key": uuid.uuid4().hex, **tokens[buyer]},
         )
         if response.status_code != 201:
             raise RuntimeError(f"purchase answered {response.status_code}: {response.text}")
@@ -240,7 +244,9 @@ async def _measure(
                     expiry=Timed(container.expiry, steps),
                 )
                 purchase = (
-                    _through_http(container, client) if args.http else _through_use_case(cases)
+                    _through_http(container, client, buyers)
+                    if args.http
+                    else _through_use_case(cases)
                 )
                 profiler = profilers.get(name) if round_no else None
                 if profiler is not None:
