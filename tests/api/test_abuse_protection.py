@@ -217,8 +217,7 @@ async def test_an_admitted_request_costs_at_most_one_redis_round_trip(clean: Con
         after = await _command_calls(clean.redis)
     sent = {name: after[name] - before.get(name, 0) for name in after}
     sent = {name: calls for name, calls in sent.items() if calls}
-    # Ann and the address were counted in Redis at their first request (the warm-up); their
-    # next ten requests were sent together, in one round trip.
+    # Ann's and the address's ten requests were sent together, in one round trip.
     assert sent.pop("evalsha") == 1
     assert set(sent) <= {"incrby", "expire", "pttl", "info"}, sent
 

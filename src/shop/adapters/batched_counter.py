@@ -1,26 +1,26 @@
 """A request counter that counts in memory and tells the shared counter once per tick.
 
 A Redis round trip per request was the largest single cost of an authenticated request
-(``benchmarks/edge_profile.py``). This counter sends a caller's first request in a window (in
-this process) to the shared counter at once, and answers the following ones from what it
-knows: the caller's shared count as of its last word with it, plus the hits this process
-counted since. Every ``tick_seconds`` it sends all the hits it gathered to the shared counter
-in one round trip (``hit_many``) and learns each caller's new shared count and how long its
-window has left.
+(``benchmarks/edge_profile.py``). This counter answers every hit from what it knows: the
+caller's shared count as of its last word with it, plus the hits this process counted since.
+A user new to this process has no shared count yet and is judged on its hits here; an address
+new to it (which may be blocked) is sent to the shared counter at once. Every
+``tick_seconds`` it sends all the hits it gathered to the shared counter in one round trip
+(``hit_many``) and learns each caller's new shared count and how long its window has left.
 
-What that gives up, exactly: a process learns the shared count at a caller's first request
-and at each flush, that is within one tick of each hit it counts. It refuses a caller as soon
-as its view (that shared count + its own hits since) goes over the quota. So each process
-admits at most about one tick's worth of a caller's requests on a view that missed the other
-processes' hits: a caller spread over P processes gets at most the quota plus what it sends
-to the other processes in about one tick each, and never more than P times the quota in a
-window. With one process the count is exact. Every request is still counted in the shared
-counter (refused ones too), at most one tick late; hits of a process that dies before its
-flush are lost (at most one tick of them), and a flush that cannot reach the counter is
-dropped and logged, as the exact throttle lets requests through when the counters are
-unreachable. A block another process set is learnt at the caller's first request here, or
-at the next flush. Holds and ``seconds_left`` without a known window go to the shared
-counter at once.
+What that gives up, exactly: a process learns the shared count at each flush (and an
+address's at its first request), that is within one tick of each hit it counts. It refuses
+a caller as soon as its view (that shared count + its own hits since) goes over the quota.
+So each process admits at most about one tick's worth of a caller's requests on a view that
+missed the other processes' hits: a caller spread over P processes gets at most the quota
+plus what it sends to the other processes in about one tick each, and never more than P
+times the quota in a window. With one process the count is exact. Every request is still
+counted in the shared counter (refused ones too), at most one tick late; hits of a process
+that dies before its flush are lost (at most one tick of them), and a flush that cannot
+reach the counter is dropped and logged, as the exact throttle lets requests through when
+the counters are unreachable. A block another process set is learnt at the address's first
+request here, or at the next flush. Holds and ``seconds_left`` without a known window go to
+the shared counter at once.
 """
 
 from __future__ import annotations
@@ -75,12 +75,16 @@ class BatchedRequestCounter:
 
     async def hit(self, quota: Quota, caller: str) -> int:
         key = (quota, caller)
-        if self._known_count(key) is None:
-            # A caller this process has no window of (new, or its window ended) is counted at
-            # once: its first request learns a block or a count the other processes made.
+        if quota.blockable and self._known_count(key) is None:
+            # An address this process has no window of (new, or its window ended) is counted
+            # at once: its first request learns a block the other processes set.
             [(count, seconds_left)] = await self._shared.hit_many([(quota, caller, 1)])
             self._known[key] = (count, self._clock() + seconds_left)
             return count + self._in_flight.get(key, 0) + self._pending.get(key, 0)
+        # Anyone else new here (a user: users are slowed down, never blocked) is judged on
+        # its hits in this process alone until the next flush tells the shared count: in a
+        # flash sale most buyers send a few requests a window, so asking Redis at once would
+        # put the round trip back on nearly every purchase.
         pending = self._pending.get(key, 0) + 1
         self._pending[key] = pending
         if self._flusher is None:

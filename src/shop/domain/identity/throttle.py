@@ -38,11 +38,16 @@ MAX_REMEMBERED_BLOCKS = 50_000
 
 @dataclass(frozen=True, slots=True)
 class Quota:
-    """At most ``amount`` requests per ``window`` seconds for one caller."""
+    """At most ``amount`` requests per ``window`` seconds for one caller.
+
+    ``blockable``: callers counted under it (addresses) can be blocked, so a counter that
+    shares counts late must still learn a caller's shared count at its first request in a
+    window, or a blocked address would get requests through every process it is new to."""
 
     name: str
     amount: int
     window: int
+    blockable: bool = False
 
     def __post_init__(self) -> None:
         if self.amount < 1 or self.window < 1:

@@ -108,9 +108,9 @@ def caller_key(address: IPAddress | None) -> str:
     return str(address)
 
 
-def quota(name: str, notation: str) -> Quota:
+def quota(name: str, notation: str, *, blockable: bool = False) -> Quota:
     item = limits.parse(notation)
-    return Quota(name=name, amount=item.amount, window=item.get_expiry())
+    return Quota(name=name, amount=item.amount, window=item.get_expiry(), blockable=blockable)
 
 
 class ThrottleMiddleware:
@@ -138,7 +138,7 @@ class ThrottleMiddleware:
             settings = self._settings
             self._throttle = Throttle(
                 container.request_counter,
-                anonymous=quota("anonymous", settings.rate_limit_anonymous),
+                anonymous=quota("anonymous", settings.rate_limit_anonymous, blockable=True),
                 sign_in=quota("sign_in", settings.rate_limit_sign_in),
                 user=quota("user", settings.rate_limit_user),
                 block=BlockRule(
