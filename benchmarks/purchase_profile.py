@@ -44,6 +44,7 @@ import httpx
 import msgspec
 from sqlalchemy import text
 
+from benchmarks.stock import insert_buyers
 from shop.adapters.db import migrations
 from shop.bootstrap import STOCK_STRATEGIES, Container, OrderCases, require_urls, resolve_services
 from shop.config import Settings, load_settings
@@ -79,17 +80,7 @@ class Timed:
 
 
 async def _buyers(container: Container, count: int) -> list[uuid.UUID]:
-    ids = [uuid.uuid4() for _ in range(count)]
-    async with container.engine.begin() as conn:
-        await conn.execute(
-            text(
-                "INSERT INTO user_account (id, email, password_hash, name, role) "
-                "SELECT u, 'profile-' || u::text || '@example.test', 'x', 'Buyer', 'customer' "
-                "FROM unnest(CAST(:ids AS uuid[])) AS u"
-            ),
-            {"ids": ids},
-        )
-    return ids
+    return await insert_buyers(container, count, label="profile")
 
 
 async def _hot_option(container: Container) -> int:

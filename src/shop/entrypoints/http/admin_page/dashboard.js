@@ -72,26 +72,36 @@
     tr.append(cell("#" + option.option_id), cell(option.on_sale), cell(option.sold, "sold-n"),
       cell(option.held), cell(option.left, "left-n"));
     const barCell = document.createElement("td");
+    barCell.append(soldHeldBar(option));
+    const sparkCell = document.createElement("td");
+    sparkCell.append(sparkline("spark", option.left_history));
+    tr.append(barCell, sparkCell, cell(option.drift, option.drift ? "bad" : "ok"));
+    return tr;
+  }
+
+  // A bar of what is sold and held out of what is on sale (an option's or a drop's).
+  function soldHeldBar(figures) {
     const bar = document.createElement("span");
     bar.className = "bar";
-    const total = Math.max(option.on_sale, 1);
-    for (const [cls, units] of [["sold", option.sold], ["held", option.held]]) {
+    const total = Math.max(figures.on_sale, 1);
+    for (const [cls, units] of [["sold", figures.sold], ["held", figures.held]]) {
       const part = document.createElement("span");
       part.className = cls;
       part.style.width = Math.min(100, (100 * units) / total) + "%";
       bar.append(part);
     }
-    barCell.append(bar);
-    const sparkCell = document.createElement("td");
+    return bar;
+  }
+
+  // A small line of recent values, drawn by spark().
+  function sparkline(cls, history) {
     const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
-    svg.setAttribute("class", "spark");
+    svg.setAttribute("class", cls);
     svg.setAttribute("viewBox", "0 0 120 24");
     svg.setAttribute("preserveAspectRatio", "none");
     svg.append(document.createElementNS("http://www.w3.org/2000/svg", "polyline"));
-    spark(svg, option.left_history);
-    sparkCell.append(svg);
-    tr.append(barCell, sparkCell, cell(option.drift, option.drift ? "bad" : "ok"));
-    return tr;
+    spark(svg, history);
+    return svg;
   }
 
   function figure(label, value, cls) {
@@ -136,21 +146,8 @@
       figure("admitted / s", drop.admitted_per_second.toFixed(1), "admitted-rate-n"),
       figure("admission rate", drop.admission_rate + "/s", "rate-n"),
     );
-    const bar = document.createElement("span");
-    bar.className = "bar";
-    const total = Math.max(drop.on_sale, 1);
-    for (const [cls, units] of [["sold", drop.sold], ["held", drop.held]]) {
-      const part = document.createElement("span");
-      part.className = cls;
-      part.style.width = Math.min(100, (100 * units) / total) + "%";
-      bar.append(part);
-    }
-    const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
-    svg.setAttribute("class", "spark queue-spark");
-    svg.setAttribute("viewBox", "0 0 120 24");
-    svg.setAttribute("preserveAspectRatio", "none");
-    svg.append(document.createElementNS("http://www.w3.org/2000/svg", "polyline"));
-    spark(svg, drop.queue_length_history);
+    const bar = soldHeldBar(drop);
+    const svg = sparkline("spark queue-spark", drop.queue_length_history);
     const drawn = document.createElement("div");
     drawn.className = "drawn";
     drawn.append("sold / held ", bar, " queue, last minute ", svg);
