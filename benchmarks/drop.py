@@ -31,6 +31,7 @@ from rich.table import Table
 from sqlalchemy import text
 
 from benchmarks.audit import OK, audit
+from benchmarks.scrape import save_metrics
 from benchmarks.stock import _make_buyers, _make_options, _use, serving
 from shop.adapters.db import migrations
 from shop.bootstrap import Container, require_urls, resolve_services
@@ -258,9 +259,15 @@ def run_drop(config: DropBenchConfig) -> DropRun:
         asyncio.run(_use(settings, config.strategy))
         with serving(settings, strategy=config.strategy, workers=config.workers, port=config.port):
             result = asyncio.run(_bench(config, settings))
+            scraped = save_metrics(
+                config.port,
+                config.out.parent / f"metrics-drop-{config.strategy}.prom",
+                token=settings.metrics_token,
+            )
         config.out.parent.mkdir(parents=True, exist_ok=True)
         config.out.write_text(json.dumps(asdict(result), indent=2))
         _print(result)
+        console.print(f"/metrics of the drop's shop saved to {scraped}")
         return result
     finally:
         servers.stop()

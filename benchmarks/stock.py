@@ -52,6 +52,7 @@ from sqlalchemy import text
 from benchmarks import wrk
 from benchmarks.audit import OK, OVERSOLD, Audit, audit
 from benchmarks.loadgen import Spec
+from benchmarks.scrape import save_metrics
 from shop.adapters.db import migrations
 from shop.bootstrap import (
     STOCK_STRATEGIES,
@@ -338,18 +339,24 @@ class RssSampler:
 # ---------------------------------------------------------------------------------------------
 
 
-async def _make_buyers(container: Container, count: int) -> list[str]:
-    """Real user rows (orders reference them) and access tokens minted with the server's key."""
+async def insert_buyers(container: Container, count: int, *, label: str) -> list[uuid.UUID]:
+    """``count`` real customer rows (orders reference them), in one statement."""
     ids = [uuid.uuid4() for _ in range(count)]
     async with container.engine.begin() as conn:
         await conn.execute(
             text(
                 "INSERT INTO user_account (id, email, password_hash, name, role) "
-                "SELECT u, 'bench-' || u::text || '@example.test', 'x', 'Bench buyer', 'customer' "
+                "SELECT u, :label || '-' || u::text || '@example.test', 'x', 'Buyer', 'customer' "
                 "FROM unnest(CAST(:ids AS uuid[])) AS u"
             ),
-            {"ids": ids},
+            {"ids": ids, "label": label},
         )
+    return ids
+
+
+async def _make_buyers(container: Container, count: int) -> list[str]:
+    """Real user rows and access tokens minted with the server's key."""
+    ids = await insert_buyers(container, count, label="bench")
     return [
         container.access_tokens.issue(Principal(user_id=user_id, role=Role.CUSTOMER))[0]
         for user_id in ids
@@ -733,6 +740,12 @@ def run(config: BenchConfig) -> dict[str, Any]:
                                     )
                                 )
                             )
+                        scraped = save_metrics(
+                            config.port,
+                            config.out.parent / f"metrics-{strategy}.prom",
+                            token=settings.metrics_token,
+                        )
+                        console.print(f"/metrics of the {strategy} shop saved to {scraped}")
         generators = sorted(
             {ref["generator"] for refs in references.values() for ref in refs.values()}
             | {r.generator for r in runs}

@@ -22,6 +22,7 @@ from saq import Queue
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shop.adapters.admission_tokens import HmacAdmissionTokens
+from shop.adapters.batched_counter import BatchedRequestCounter
 from shop.adapters.clock import SystemClock
 from shop.adapters.db.catalog import SqlCatalogUnitOfWork
 from shop.adapters.db.catalog_bulk import PostgresCatalogBulkLoad
@@ -44,6 +45,7 @@ from shop.adapters.metrics.prometheus import (
     prepare_multiprocess_dir as prepare_multiprocess_dir,  # for shop up
 )
 from shop.adapters.metrics.prometheus import serve_worker_metrics as serve_worker_metrics
+from shop.adapters.outages import dependency_of as dependency_of
 from shop.adapters.payments.sandbox import SANDBOX_WEBHOOK_JOB as SANDBOX_WEBHOOK_JOB
 from shop.adapters.payments.sandbox import SandboxGateway as SandboxGateway
 from shop.adapters.payments.webhook_delivery import HttpWebhookDelivery
@@ -468,6 +470,9 @@ class Container:
     password_hasher: PasswordHasher
     identity_uow: Callable[[], IdentityUnitOfWork]
     request_counter: RequestCounter
+    # Users and anonymous callers (not sign-in): ``request_counter`` batched per tick (or
+    # itself, if batching is off).
+    batched_request_counter: RequestCounter
     stock_operations: StockOperations
     order_states: OrderStates
     payments: Payments
@@ -507,6 +512,7 @@ class Container:
         stock = build_switchable_stock(StockDeps(settings, engine, redis))
         payments = SqlPayments(engine)
         room = RedisWaitingRoom(redis)
+        request_counter = RedisRequestCounter(redis)
         traced = tracing_requested() if tracing is None else tracing
         port: StockReservation = TracedStock(stock, lambda: stock.name) if traced else stock
         return cls(
@@ -525,14 +531,23 @@ class Container:
             clock=SystemClock(),
             expiry=SaqExpiryScheduler(queue),
             access_tokens=JwtAccessTokens(
-                jwt_secret_of(settings), ttl_seconds=settings.access_token_ttl
+                jwt_secret_of(settings),
+                ttl_seconds=settings.access_token_ttl,
+                remember=settings.access_token_cache,
             ),
             password_hasher=Argon2PasswordHasher(
                 time_cost=settings.password_hash_time_cost,
                 memory_kib=settings.password_hash_memory_kib,
             ),
             identity_uow=partial(SqlIdentityUnitOfWork, sessionmaker),
-            request_counter=RedisRequestCounter(redis),
+            request_counter=request_counter,
+            batched_request_counter=(
+                BatchedRequestCounter(
+                    request_counter, tick_seconds=settings.rate_limit_flush_ms / 1000
+                )
+                if settings.rate_limit_flush_ms
+                else request_counter
+            ),
             payments=payments,
             gateway=PAYMENT_GATEWAYS[settings.payment_gateway](
                 PaymentDeps(settings, queue, payments)
@@ -633,7 +648,7 @@ class Container:
             observer=self.observer,
             snapshots=RedisSaleSnapshots(self.redis),
             options=RecentlySoldOptions(self.engine, limit=self.settings.observed_options),
-            drops=RoomDropsOnSale(self.drops, self.room, self.clock),
+            drops=RoomDropsOnSale(self.drops, self.room, self.stock, self.clock),
             tally=OrderLineTally(self.engine),
             exposition=PrometheusExposition(),
         )
@@ -643,8 +658,9 @@ class Container:
         return SqlWishes(self.engine, self.sessionmaker)
 
     async def close(self) -> None:
-        closer = getattr(self.stock, "close", None)
-        if closer is not None:
-            await closer()
+        for closeable in (self.stock, self.batched_request_counter):
+            closer = getattr(closeable, "close", None)
+            if closer is not None:
+                await closer()  # the batched counter sends its last hits
         await self.redis.aclose()  # the job queue's connections too
         await self.engine.dispose()

@@ -102,6 +102,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # HTTP.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False
+    # Access tokens whose check is remembered per process (0: every request checks its token).
+    access_token_cache: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 4096
+    # The share of access lines written for requests that succeeded within the slow mark;
+    # errors (status >= 400) and slow requests are always written.
+    access_log_sample: Annotated[float, msgspec.Meta(ge=0, le=1)] = 1.0
+    access_log_slow_ms: PositiveInt = 500
     max_body_bytes: PositiveInt = 1_048_576
     # Abuse protection (limits notation: "10/minute", "100 per 5 seconds"). Anonymous callers
     # are counted per IP address, sign-in and sign-up more strictly; users per account.
@@ -111,6 +117,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit_user: str = "600/minute"
     rate_limit_block_after: PositiveInt = 20
     rate_limit_block_seconds: PositiveInt = 900
+    # Hits other than sign-in are counted in memory and sent to Redis in one round trip per
+    # this many milliseconds (0: one round trip per request); see adapters/batched_counter.py.
+    rate_limit_flush_ms: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 50
     trusted_proxies: tuple[str, ...] = ()
     # Observation. /metrics asks for "Authorization: Bearer <token>" when the token is set.
     metrics_token: str | None = None

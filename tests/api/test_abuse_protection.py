@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from shop.adapters.redis.ratelimit import RedisRequestCounter
 from shop.bootstrap import Container
 from shop.domain.identity.model import Principal, Role
+from shop.domain.identity.throttle import Quota
 from shop.entrypoints.http.app import create_app
 from shop.entrypoints.http.auth import _remembered_principal, remember_principal
 from tests.conftest import TEST_JWT_SECRET, http_client, make_user, with_settings
@@ -88,6 +89,31 @@ async def test_limits_and_blocks_are_shared_by_two_app_instances(clean: Containe
             await asyncio.sleep(1.1)
             assert (await _log_in(one)).status_code == 401
             assert (await _log_in(two)).status_code == 401
+    finally:
+        await other.close()
+
+
+async def test_an_anonymous_flood_over_two_instances_is_blocked_on_both(clean: Container) -> None:
+    changes = {
+        "rate_limit_anonymous": "3/minute",
+        "rate_limit_block_after": 3,
+        "rate_limit_block_seconds": 30,
+    }
+    other = Container.build(clean.settings)
+    try:
+        first, second = _app(clean, **changes), _app(other, **changes)
+        async with http_client(first) as one, http_client(second) as two:
+            statuses = []
+            for client in (one, two) * 6:
+                statuses.append((await client.get("/api/me")).status_code)
+                await asyncio.sleep(0.1)  # two ticks: each instance flushes its hits
+            assert statuses[:3] == [401, 401, 401]
+            assert statuses.count(401) <= 3 + 1, "at most one tick's worth over the quota"
+            for client in (one, two):
+                blocked = await client.get("/api/me")
+                assert blocked.status_code == 429
+                assert "blocked" in blocked.json()["detail"]
+                assert 25 <= int(blocked.headers["retry-after"]) <= 30
     finally:
         await other.close()
 
@@ -178,20 +204,46 @@ async def _command_calls(redis: Redis) -> dict[str, int]:
     return {name.removeprefix("cmdstat_"): int(stat["calls"]) for name, stat in stats.items()}
 
 
-async def test_an_admitted_request_costs_one_redis_round_trip(clean: Container) -> None:
+async def test_an_admitted_request_costs_at_most_one_redis_round_trip(clean: Container) -> None:
     _, ann = await make_user(clean)
     async with http_client(_app(clean)) as client:
-        await client.get("/api/me", headers=ann)  # warm-up: loads the Lua script
+        await client.get("/api/me", headers=ann)  # warm-up: loads the Lua scripts
         await client.get("/api/me")
+        await clean.batched_request_counter.flush()  # type: ignore[attr-defined]
         before = await _command_calls(clean.redis)
         for headers in [ann, {}] * 5:
             assert (await client.get("/api/me", headers=headers)).status_code in (200, 401)
+        await clean.batched_request_counter.flush()  # type: ignore[attr-defined]
         after = await _command_calls(clean.redis)
     sent = {name: after[name] - before.get(name, 0) for name in after}
     sent = {name: calls for name, calls in sent.items() if calls}
-    # One EVALSHA per request (user or address); INCRBY and EXPIRE run inside the script.
-    assert sent.pop("evalsha") == 10
-    assert set(sent) <= {"incrby", "expire", "info"}, sent
+    # Ann's and the address's ten requests were sent together, in one round trip.
+    assert sent.pop("evalsha") == 1
+    assert set(sent) <= {"incrby", "expire", "pttl", "info"}, sent
+
+
+async def test_two_app_instances_refuse_a_user_over_quota_a_tick_later(clean: Container) -> None:
+    ann_id, ann = await make_user(clean)
+    other = Container.build(clean.settings)  # another process: its own connections and tally
+    try:
+        first = _app(clean, rate_limit_user="4/minute")
+        second = _app(other, rate_limit_user="4/minute")
+        async with http_client(first) as one, http_client(second) as two:
+            statuses = []
+            for client in (one, two) * 4:
+                statuses.append((await client.get("/api/me", headers=ann)).status_code)
+                await asyncio.sleep(0.2)  # a few ticks: the instance has flushed its hit
+            # Each instance judges on the shared count as of its own last flush, so the
+            # other's latest hit is missed once: one request over the quota of 4, then
+            # both refuse.
+            assert statuses == [200] * 5 + [429] * 3
+            refused = await one.get("/api/me", headers=ann)
+            assert 1 <= int(refused.headers["retry-after"]) <= 60
+    finally:
+        await other.close()
+    await clean.batched_request_counter.flush()  # type: ignore[attr-defined]
+    # Every request was counted in Redis, the refused ones too: 8 + 1, and this one.
+    assert await RedisRequestCounter(clean.redis).hit(Quota("user", 4, 60), str(ann_id)) == 10
 
 
 async def test_bad_tokens_are_still_401_behind_the_throttle(clean: Container) -> None:

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
-import time
-from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 
 import httpx
 
 from shop.bootstrap import Container
 from shop.domain.identity.model import Role
-from shop.domain.observation.model import DropFigures
-from shop.domain.observation.ports import DropsOnSale
-from shop.entrypoints.http.app import create_app
 from shop.entrypoints.workers import observe_sale
-from tests.conftest import http_client
+from tests.drops_helpers import announce, start_now
 from tests.factories import make_option, make_user
 from tests.jobs import job_context
 from tests.orders_client import order_body, place
@@ -67,44 +62,52 @@ async def test_the_page_loads_nothing_from_outside_the_shop(client: httpx.AsyncC
     assert "https://" not in script.text
 
 
-class ScheduledDrops:
-    """A stand-in drops source (the drops module, issue 14, is not in yet): shows where it
-    plugs in and that the dashboard and /metrics carry what it reports."""
-
-    enabled = True
-
-    def __init__(self, option_id: int) -> None:
-        self._option_id = option_id
-
-    async def live(self) -> Sequence[DropFigures]:
-        return [
-            DropFigures(
-                drop_id=7,
-                name="Midnight sneakers",
-                starts_at=time.time() + 60,
-                ends_at=None,
-                option_ids=(self._option_id,),
-                queue_length=42,
-                admitted=5,
-                admission_rate=10.0,
-            )
-        ]
-
-
-async def test_a_drops_source_fills_the_drop_panel_and_gauges(clean: Container) -> None:
+async def test_a_drop_fills_its_panel_and_the_drop_gauges(
+    clean: Container, client: httpx.AsyncClient
+) -> None:
+    """A real drop (the drops module, its Redis waiting room): status, countdown, its
+    options' totals and its queue, before and after the start, as the worker reads them."""
     option_id = await make_option(clean, stock=3)
-    drops: DropsOnSale = ScheduledDrops(option_id)
-    with_drops = dataclasses.replace(clean)
-    with_drops.__dict__["observation"] = dataclasses.replace(clean.observation, drops=drops)
     _, admin = await make_user(clean, role=Role.ADMIN)
-    async with job_context(with_drops) as ctx:
+    drop = await announce(
+        client,
+        admin,
+        [option_id],
+        name="Midnight sneakers",
+        queue_enabled=True,
+        admit_per_second=5,
+        starts_at=datetime.now(UTC) + timedelta(seconds=60),
+    )
+    buyers = [headers for _, headers in [await make_user(clean) for _ in range(2)]]
+    for headers in buyers:
+        joined = await client.post(f"/api/drops/{drop['id']}/queue", headers=headers)
+        assert joined.json()["status"] == "waiting", joined.text
+
+    async with job_context(clean) as ctx:
         await observe_sale(ctx)
-    async with http_client(create_app(with_drops)) as client:
-        board = (await client.get("/api/admin/dashboard", headers=admin)).json()
-        metrics = (await client.get("/metrics")).text
-    assert board["drops_enabled"] is True
-    (drop,) = board["drops"]
-    assert drop["name"] == "Midnight sneakers" and drop["queue_length"] == 42
-    assert 0 < drop["starts_in_seconds"] <= 60
+    board = (await client.get("/api/admin/dashboard", headers=admin)).json()
+    (panel,) = board["drops"]
+    assert panel["name"] == "Midnight sneakers" and panel["status"] == "scheduled"
+    assert 0 < panel["starts_in_seconds"] <= 60
+    assert (panel["on_sale"], panel["sold"], panel["held"], panel["left"]) == (3, 0, 0, 3)
+    assert (panel["queue_length"], panel["admitted"], panel["admission_rate"]) == (2, 0, 5)
     assert option_id in [o["option_id"] for o in board["options"]]
-    assert 'shop_drop_queue_length{drop_id="7"} 42.0' in metrics
+
+    await start_now(clean, drop["id"])
+    ticket = (await client.get(f"/api/drops/{drop['id']}/queue", headers=buyers[0])).json()
+    assert ticket["status"] == "admitted", ticket
+    token = {"Admission-Token": ticket["admission_token"]}
+    bought = await place(client, {**buyers[0], **token}, order_body((option_id, 1)))
+    assert bought.status_code == 201, bought.text
+    async with job_context(clean) as ctx:
+        await observe_sale(ctx)
+    board = (await client.get("/api/admin/dashboard", headers=admin)).json()
+    (panel,) = board["drops"]
+    assert panel["status"] == "live" and panel["starts_in_seconds"] == 0
+    assert (panel["sold"], panel["left"]) == (1, 2)
+    assert panel["admitted"] >= 1 and panel["queue_length"] <= 1
+    assert len(panel["queue_length_history"]) == 2
+    metrics = (await client.get("/metrics")).text
+    label = f'drop_id="{drop["id"]}"'
+    assert f"shop_drop_admission_rate{{{label}}} 5.0" in metrics
+    assert f"shop_drop_queue_length{{{label}}} {float(panel['queue_length'])}" in metrics

@@ -10,7 +10,6 @@ import textwrap
 from pathlib import Path
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
 from shop.bootstrap import Container
 from shop.entrypoints.http.app import create_app
@@ -18,19 +17,8 @@ from shop.entrypoints.workers import observe_sale
 from tests.conftest import http_client
 from tests.factories import make_option, make_user
 from tests.jobs import job_context
+from tests.metrics_text import FAMILIES, families, samples, value
 from tests.orders_client import order_body, place, with_settings
-
-
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    found: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return found
-
-
-def value(text: str, name: str, **labels: str) -> float:
-    return samples(text).get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 async def scrape(client: httpx.AsyncClient) -> str:
@@ -129,30 +117,9 @@ async def test_counts_of_other_processes_are_added_up(
     assert after - before == 3
 
 
-FAMILIES = {
-    "shop_http_request_duration_seconds",
-    "shop_purchases",
-    "shop_reservation_sweeps",
-    "shop_reservations_swept",
-    "shop_orders_expired",
-    "shop_payment_events",
-    "shop_dependency_errors",
-    "shop_stock_syncs",
-    "shop_stock_sync_last_success_timestamp_seconds",
-    "shop_stock_sync_lag_seconds",
-    "shop_sale_snapshot_age_seconds",
-    "shop_stock_on_sale_units",
-    "shop_stock_sold_units",
-    "shop_stock_held_units",
-    "shop_stock_left_units",
-    "shop_stock_drift_units",
-    "shop_stock_oversold_units",
-}
-
-
 async def test_every_family_is_exposed_with_its_help(client: httpx.AsyncClient) -> None:
     text = await scrape(client)
-    exposed = {family.name for family in text_string_to_metric_families(text)}
+    exposed = families(text)
     assert exposed >= FAMILIES, FAMILIES - exposed
     for outcome in ("created", "replayed", "sold_out", "limit", "unavailable", "invalid", "error"):
         assert f'outcome="{outcome}"' in text

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from benchmarks.stock import STRATEGIES, BenchConfig, run
 
+from tests.metrics_text import FAMILIES, families, of, value
 from tests.strategies import TEST_ONLY
 
 RUN_FIELDS = {
@@ -45,6 +46,51 @@ RATIOS = {
     "worker_rss_mb_max",
     "oversold",
 }
+
+
+def _assert_a_sale_shows_in_every_family(text: str, strategy: str) -> None:
+    """The scrape the bench saved at the end of ``strategy``'s run: every family the issue
+    names is there, with values a sale of that strategy produced."""
+    assert families(text) >= FAMILIES, FAMILIES - families(text)
+    purchases = of(text, "shop_purchases_total")
+    outcomes = {dict(labels)["outcome"] for labels in purchases}
+    assert outcomes >= {"created", "replayed", "sold_out", "limit", "unavailable", "error"}
+    assert value(text, "shop_purchases_total", outcome="created", strategy=strategy) > 0
+    # The sell-out scenario turns buyers away once its stock is gone.
+    assert value(text, "shop_purchases_total", outcome="sold_out", strategy=strategy) > 0
+    assert value(text, "shop_purchases_total", outcome="error", strategy=strategy) == 0
+    created = value(
+        text,
+        "shop_http_request_duration_seconds_count",
+        route="/api/orders",
+        method="POST",
+        status="201",
+    )
+    assert created >= value(text, "shop_purchases_total", outcome="created", strategy=strategy)
+    # Counted from 0 (a sweep every 30 s may not have run in a short run): present, not < 0.
+    for counter in ("shop_reservation_sweeps_total", "shop_orders_expired_total"):
+        assert of(text, counter).get((), -1.0) >= 0, counter
+    assert set(of(text, "shop_payment_events_total")) >= {
+        (("event", "payment.succeeded"),),
+        (("event", "payment.failed"),),
+    }
+    assert {dict(labels)["dependency"] for labels in of(text, "shop_dependency_errors_total")} >= {
+        "postgres",
+        "redis",
+    }
+    # The write-back runs every second in the bench; the lag is measured against it.
+    assert value(text, "shop_stock_syncs_total") > 0
+    assert 0 <= value(text, "shop_stock_sync_lag_seconds") < 60
+    assert 0 <= value(text, "shop_sale_snapshot_age_seconds") < 10
+    on_sale = of(text, "shop_stock_on_sale_units")
+    assert on_sale and all(units > 0 for units in on_sale.values()), on_sale
+    sold, held, left = (of(text, f"shop_stock_{name}_units") for name in ("sold", "held", "left"))
+    assert set(sold) == set(held) == set(left) == set(on_sale)
+    assert sum(sold.values()) > 0
+    for option, total in on_sale.items():
+        assert sold[option] + held[option] + left[option] == total, option
+    assert set(of(text, "shop_stock_drift_units").values()) == {0.0}
+    assert set(of(text, "shop_stock_oversold_units").values()) == {0.0}
 
 
 def _free_port() -> int:
@@ -102,3 +148,6 @@ def test_a_small_benchmark_run_sells_exactly_the_stock(tmp_path: Path) -> None:
         else:
             assert r["sold"] > 0, r
     assert out.with_suffix(".png").stat().st_size > 0
+    for strategy in strategies:
+        scraped = (tmp_path / f"metrics-{strategy}.prom").read_text()
+        _assert_a_sale_shows_in_every_family(scraped, strategy)

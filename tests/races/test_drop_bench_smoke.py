@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from benchmarks.drop import DropBenchConfig, failed, run_drop
 
+from tests.metrics_text import DROP_FAMILIES, FAMILIES, families, of, value
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -38,3 +40,16 @@ def test_a_small_drop_benchmark_sells_exactly_the_stock(tmp_path: Path) -> None:
     saved = json.loads(out.read_text())
     assert saved["sold"] == saved["stock"] == 12
     assert {"polls_per_s", "ceiling_per_s", "ratio_to_ceiling", "exactly_the_stock"} <= set(saved)
+
+    # /metrics as the bench saved it before stopping the shop: the drop's gauges included.
+    text = (tmp_path / "metrics-drop-counter.prom").read_text()
+    assert families(text) >= FAMILIES | DROP_FAMILIES, (FAMILIES | DROP_FAMILIES) - families(text)
+    (labels,) = of(text, "shop_drop_admitted")  # the one drop of this fresh data dir
+    drop = dict(labels)["drop_id"]
+    assert value(text, "shop_drop_admitted", drop_id=drop) >= 12
+    assert value(text, "shop_drop_admission_rate", drop_id=drop) == 50
+    assert 0 <= value(text, "shop_drop_queue_length", drop_id=drop) <= 60
+    assert value(text, "shop_drop_starts_at_timestamp_seconds", drop_id=drop) > 0
+    assert value(text, "shop_purchases_total", outcome="created", strategy="counter") == 12
+    assert set(of(text, "shop_stock_oversold_units").values()) == {0.0}
+    assert set(of(text, "shop_stock_drift_units").values()) == {0.0}

@@ -8,8 +8,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pottery import AIORedlock
+from redis.asyncio.lock import Lock
 
 from shop.adapters.embedded import EmbeddedRedis
+from shop.adapters.redis.stock_keys import lock_name
+from shop.adapters.redis.stock_redlock import RedlockStock
 from shop.domain.errors import SoldOut, Unavailable
 from shop.domain.stock.model import Line
 from tests.factories import make_option, make_user
@@ -84,3 +88,25 @@ async def test_a_lease_that_expires_mid_hold_never_oversells(
         repr(result) for result in results if result != "ok"
     }
     await assert_conserved(shops[0], [option_id])
+
+
+async def test_the_one_master_lock_and_a_pottery_redlock_exclude_each_other(
+    build_container: BuildContainer,
+) -> None:
+    # One master takes redis-py's Lock, several take pottery's quorum: a deployment moving
+    # between the two (or processes configured apart during a rollout) must still hold each
+    # option's lock one at a time, so both name the same key with the same NX semantics.
+    shop = await build_container()
+    strategy = shop.stock_operations.strategy("redlock")  # type: ignore[attr-defined]
+    assert isinstance(strategy, RedlockStock)
+    option_id = await make_option(shop, stock=1)
+    one_master = strategy._lock(option_id)
+    assert isinstance(one_master, Lock)
+    quorum = AIORedlock(key=lock_name(option_id), masters=[shop.redis], auto_release_time=5)
+
+    assert await one_master.acquire()
+    assert not await quorum.acquire(blocking=False)
+    await one_master.release()
+    assert await quorum.acquire(blocking=False)
+    assert not await strategy._lock(option_id).acquire()
+    await quorum.release()

@@ -14,7 +14,12 @@ from shop.domain.errors import (
     SoldOut,
     Unavailable,
 )
-from shop.domain.observation.model import OptionFigures, PurchaseOutcome, SaleSnapshot
+from shop.domain.observation.model import (
+    DropFigures,
+    OptionFigures,
+    PurchaseOutcome,
+    SaleSnapshot,
+)
 from shop.domain.observation.ports import SaleObserver, SaleSnapshots
 from shop.domain.observation.services import sale_dashboard
 from shop.domain.orders import services
@@ -122,3 +127,21 @@ def test_a_silent_worker_makes_the_dashboard_stale_not_empty() -> None:
     assert not board.fresh
     assert board.options[0].figures.sold == 2
     assert sale_dashboard([], now=0.0, stale_after=5).taken_at is None
+
+
+def test_a_drop_panel_adds_up_its_own_options_and_measures_admissions() -> None:
+    def drop(queue: int, admitted: int) -> DropFigures:
+        return DropFigures(4, "night", 150.0, None, (1, 2), queue, admitted, 10.0, "live")
+
+    older = SaleSnapshot(100.0, "counter", (_figures(1, 2),), drops=(drop(30, 4),))
+    newer = SaleSnapshot(
+        102.0,
+        "counter",
+        (_figures(1, 6), _figures(2, 1, total=5), _figures(3, 9)),
+        drops=(drop(20, 14),),
+    )
+    (panel,) = sale_dashboard([newer, older], now=102.5, stale_after=5).drops
+    assert (panel.on_sale, panel.sold, panel.left) == (15, 7, 8)  # option 3 is not the drop's
+    assert panel.queue_history == (30, 20)
+    assert panel.admitted_per_second == 5.0  # 10 admissions in 2 s; the setting says 10/s
+    assert panel.figures.admission_rate == 10.0

@@ -153,6 +153,69 @@ async def test_a_block_set_by_another_process_is_learnt_from_the_counter(
     assert counter.hits == hits, "second process now remembers the block"
 
 
+class JumpingCounter(MemoryCounter):
+    """A batched counter's view: a hit may learn several other hits at once."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(clock)
+        self.holds = 0
+        self.jump = 0
+
+    async def hit(self, quota: Quota, caller: str) -> int:
+        count = await super().hit(quota, caller)
+        if self.jump:
+            count, ends = self._windows[(quota.name, caller)]
+            self._windows[(quota.name, caller)] = (count + self.jump, ends)
+            count, self.jump = count + self.jump, 0
+        return count
+
+    async def hold(self, quotas: Sequence[Quota], caller: str, *, seconds: int) -> None:
+        self.holds += 1
+        await super().hold(quotas, caller, seconds=seconds)
+
+
+async def test_a_count_that_jumps_past_the_threshold_still_blocks(clock: Clock) -> None:
+    counter = JumpingCounter(clock)
+    batched = Throttle(
+        MemoryCounter(clock),
+        anonymous=ANONYMOUS,
+        sign_in=SIGN_IN,
+        user=USER,
+        block=BLOCK,
+        batched=counter,
+        clock=clock,
+    )
+    await batched.admit_anonymous("1.2.3.4")
+    counter.jump = ANONYMOUS.amount + BLOCK.after_refusals + 5  # never equal to the threshold
+    blocked = await _refusal(batched.admit_anonymous("1.2.3.4"))
+    assert "blocked" in blocked.message
+    assert blocked.retry_after == BLOCK.seconds
+    assert counter.holds == 1
+
+
+async def test_a_held_count_is_learnt_not_held_again(clock: Clock) -> None:
+    counter = JumpingCounter(clock)
+    first, second = (
+        Throttle(
+            counter,
+            anonymous=ANONYMOUS,
+            sign_in=SIGN_IN,
+            user=USER,
+            block=BLOCK,
+            clock=clock,
+        )
+        for _ in range(2)
+    )
+    for _ in range(ANONYMOUS.amount + BLOCK.after_refusals):
+        with contextlib.suppress(TooManyRequests):
+            await first.admit_anonymous("1.2.3.4")
+    assert counter.holds == 1
+    clock.now += 100
+    learnt = await _refusal(second.admit_anonymous("1.2.3.4"))
+    assert learnt.retry_after == BLOCK.seconds - 100, "the block's end is not moved"
+    assert counter.holds == 1
+
+
 async def test_users_are_counted_per_user_and_never_blocked(
     throttle: Throttle, clock: Clock
 ) -> None:

@@ -8,7 +8,9 @@ from collections.abc import Sequence
 from shop.adapters.redis.waiting_room import RedisWaitingRoom
 from shop.domain.clock import Clock
 from shop.domain.drops.ports import Drops
+from shop.domain.drops.services import drop_status
 from shop.domain.observation.model import DropFigures
+from shop.domain.stock.ports import StockReservation
 
 LISTED = 20
 
@@ -18,9 +20,12 @@ class RoomDropsOnSale:
 
     enabled = True
 
-    def __init__(self, drops: Drops, room: RedisWaitingRoom, clock: Clock) -> None:
+    def __init__(
+        self, drops: Drops, room: RedisWaitingRoom, stock: StockReservation, clock: Clock
+    ) -> None:
         self._drops = drops
         self._room = room
+        self._stock = stock
         self._clock = clock
 
     async def live(self) -> Sequence[DropFigures]:
@@ -40,6 +45,7 @@ class RoomDropsOnSale:
                     admission_rate=float(rules.queue.admit_per_second)
                     if rules.queue.enabled
                     else 0.0,
+                    status=await drop_status(drop, stock=self._stock, clock=self._clock),
                 )
             )
         return figures

@@ -9,6 +9,7 @@ concurrently on two workers: SAQ delivers at least once.
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import timedelta
@@ -21,6 +22,7 @@ from shop.bootstrap import (
     QUEUE_NAME,
     Container,
     EmbeddedServers,
+    dependency_of,
     make_job_queue,
     require_urls,
     resolve_services,
@@ -159,6 +161,26 @@ async def republish_waiting_rooms(container: Container) -> int:
     return len(lost)
 
 
+def counted_job(function: JobFunction) -> JobFunction:
+    """A job whose failures on PostgreSQL or Redis are counted
+    (``shop_dependency_errors_total``), as an HTTP request's outage is: a sweep or an expiry
+    failing every second is an outage too, even though no client ever sees a 503. The error
+    still propagates, so SAQ records and retries the job as before."""
+
+    @functools.wraps(function)
+    async def run(ctx: Context, **kwargs: Any) -> Any:
+        try:
+            return await function(ctx, **kwargs)
+        except Exception as exc:
+            dependency = dependency_of(exc)
+            container = ctx.get("container")
+            if dependency is not None and isinstance(container, Container):
+                container.observer.dependency_error(dependency)
+            raise
+
+    return run
+
+
 def job_functions() -> list[JobFunction]:
     """Jobs enqueued by the app (an order's expiry at its ``pay_by``, the sandbox's webhook
     deliveries)."""
@@ -210,8 +232,10 @@ def build_worker(
     _, redis_url = require_urls(settings)
     owned = container is None
     traced = tracing_requested() if tracing is None else tracing
-    jobs = list(job_functions() if functions is None else functions)
+    jobs = [counted_job(job) for job in (job_functions() if functions is None else functions)]
     schedule = list(cron_jobs(settings) if crons is None else crons)
+    for cron in schedule:
+        cron.function = counted_job(cron.function)
     if traced:
         jobs = [traced_job(job) for job in jobs]
         for cron in schedule:

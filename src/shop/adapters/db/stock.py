@@ -27,6 +27,8 @@ from shop.adapters.db.stock_rows import (
     confirm_in,
     count_for_buyer,
     db_stock,
+    raw_connection,
+    raw_transaction,
     record_reservation,
     release_in,
     take_units,
@@ -43,6 +45,9 @@ class PostgresStock:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        # The purchase path's statements run on the asyncpg driver (see stock_rows); the
+        # confirmation is one statement (the fence folded in), with no BEGIN/COMMIT around it.
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.home = PostgresHome(engine)
 
     async def reserve(
@@ -55,19 +60,19 @@ class PostgresStock:
     ) -> Reservation:
         check_limit_arguments(buyer, per_buyer_limit)
         merged = merge_lines(lines)
-        async with self._engine.begin() as conn:
-            existing = await record_reservation(conn, key, merged, buyer, strategy=self.name)
+        async with raw_transaction(self._autocommit) as raw:
+            existing = await record_reservation(raw, key, merged, buyer, strategy=self.name)
             if existing is not None:
                 return existing
             # The buyer's tally first: a customer over the limit never queues on the hot row.
             if buyer is not None:
-                await count_for_buyer(conn, buyer, merged, per_buyer_limit)
-            await take_units(conn, merged)
+                await count_for_buyer(raw, buyer, merged, per_buyer_limit)
+            await take_units(raw, merged)
         return Reservation(key=key, lines=merged)
 
     async def confirm(self, key: str) -> None:
-        async with self._engine.begin() as conn:
-            await confirm_in(conn, key, strategy=self.name)
+        async with raw_connection(self._autocommit) as raw:
+            await confirm_in(raw, key, strategy=self.name)
 
     async def release(self, key: str) -> None:
         async with self._engine.begin() as conn:

@@ -35,6 +35,14 @@ FENCE_LOCK = 0x73_68_6F_70_73_74_6B  # "shopstk": one key for the whole stock st
 
 # Usable inside any statement; true iff the strategy named is the active one, lock held.
 FENCE_SQL = f"shop_stock_fence({FENCE_LOCK}, :strategy)"
+
+
+def fence_sql(strategy_param: str) -> str:
+    """``FENCE_SQL`` with the strategy as a positional parameter (``$1``…), for statements run
+    on the asyncpg driver directly."""
+    return f"shop_stock_fence({FENCE_LOCK}, {strategy_param}::text)"
+
+
 _SHARED = text(f"SELECT {FENCE_SQL}")
 _EXCLUSIVE = text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=FENCE_LOCK)
 _TRY_SHARED = text("SELECT pg_try_advisory_xact_lock_shared(:key)").bindparams(key=FENCE_LOCK)

@@ -18,9 +18,14 @@ Keeping it fast, since one hot option is served one holder at a time:
   most ``HANDOVER_SECONDS`` (and a quarter of the lease) — a burst costs two Redis round
   trips, not two per sale, and other processes wait tens of milliseconds at most.
 
-Options are locked in id order (no deadlock between multi-line orders). A fresh pottery
-``AIORedlock`` is made per acquisition (its instances are not safe to share across tasks;
-a handed-over one is used by one task at a time, in turn, behind the local queue).
+Options are locked in id order (no deadlock between multi-line orders). With several
+masters, a fresh pottery ``AIORedlock`` is made per acquisition (its instances are not safe
+to share across tasks; a handed-over one is used by one task at a time, in turn, behind the
+local queue). With one master (the default: the shop's own Redis) a Redlock is one
+``SET key token NX PX lease`` and a compare-and-delete, which is what redis-py's own
+``Lock`` does, on the same key and with the same token semantics as pottery's: it costs a
+third of the CPU of pottery's quorum machinery (``benchmarks.purchase_profile``), and
+processes using either hold the lock exclusively against each other.
 A buyer who cannot get every lock within ``SHOP_REDLOCK_WAIT`` gets ``Unavailable`` (503 with
 ``Retry-After``). With several masters (``SHOP_REDLOCK_URLS``) a lock needs a majority: one of
 three may be down; with two down nobody gets the lock, and buyers are refused, not oversold.
@@ -40,14 +45,16 @@ from typing import Any
 
 from pottery import AIORedlock, ReleaseUnlockedLock
 from redis.asyncio import Redis
+from redis.asyncio.lock import Lock
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import LockError, RedisError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shop.adapters.db.stock import PostgresStock
 from shop.adapters.db.stock_rows import (
     count_for_buyer,
+    raw_connection,
     record_reservation,
     refuse_if_short,
     take_units,
@@ -60,6 +67,10 @@ from shop.logs import get_logger
 
 _log = get_logger("shop.stock.redlock")
 HANDOVER_SECONDS = 0.05
+# pottery names a Redlock's key ``redlock:<resource>``; the one-master lock uses that key too.
+POTTERY_PREFIX = "redlock:"
+# Either kind of acquisition: both have ``acquire(blocking=False) -> bool`` and ``release()``.
+Acquisition = AIORedlock | Lock
 
 
 @dataclass
@@ -68,7 +79,7 @@ class _Turn:
 
     queue: asyncio.Lock = field(default_factory=asyncio.Lock)
     waiting: int = 0
-    redlock: AIORedlock | None = None
+    redlock: Acquisition | None = None
     since: float = 0.0
     watched: bool = False
 
@@ -111,6 +122,7 @@ class RedlockStock(PostgresStock):
             raise ValueError("the redlock strategy needs at least one Redis master")
         self._masters = frozenset(masters)
         self._owned = list(masters)
+        self._single = self._owned[0] if len(self._owned) == 1 else None
         self._lease = lease
         self._wait = wait
         self._retry_delay = retry_delay
@@ -134,22 +146,22 @@ class RedlockStock(PostgresStock):
     ) -> Reservation:
         check_limit_arguments(buyer, per_buyer_limit)
         merged = merge_lines(lines)
-        async with self._engine.connect() as conn:
-            transaction = await conn.begin()
-            try:
-                existing = await record_reservation(conn, key, merged, buyer, strategy=self.name)
-                if existing is not None:
-                    await transaction.commit()
-                    return existing
-                if buyer is not None:
-                    await count_for_buyer(conn, buyer, merged, per_buyer_limit)
-                await refuse_if_short(conn, merged)
-                async with self._locked([line.option_id for line in merged]):
-                    await take_units(conn, merged)
-                    await transaction.commit()
-            finally:
-                if transaction.is_active:
-                    await transaction.rollback()
+        # The locks are entered inside the transaction but left after it (contexts exit in
+        # reverse): the commit happens while they are held, and a failure rolls back before
+        # they are released.
+        async with (
+            raw_connection(self._autocommit) as raw,
+            contextlib.AsyncExitStack() as held,
+            raw.transaction(),
+        ):
+            existing = await record_reservation(raw, key, merged, buyer, strategy=self.name)
+            if existing is not None:
+                return existing
+            if buyer is not None:
+                await count_for_buyer(raw, buyer, merged, per_buyer_limit)
+            await refuse_if_short(raw, merged)
+            await held.enter_async_context(self._locked([line.option_id for line in merged]))
+            await take_units(raw, merged)
         return Reservation(key=key, lines=merged)
 
     @asynccontextmanager
@@ -220,10 +232,21 @@ class RedlockStock(PostgresStock):
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _acquire(self, option_id: int, deadline: float) -> AIORedlock:
-        lock = AIORedlock(
+    def _lock(self, option_id: int) -> Acquisition:
+        if self._single is not None:
+            return Lock(
+                self._single,
+                POTTERY_PREFIX + lock_name(option_id),
+                timeout=self._lease,
+                blocking=False,
+                thread_local=False,
+            )
+        return AIORedlock(
             key=lock_name(option_id), masters=self._masters, auto_release_time=self._lease
         )
+
+    async def _acquire(self, option_id: int, deadline: float) -> Acquisition:
+        lock = self._lock(option_id)
         while True:
             remaining = deadline - time.monotonic()
             if remaining > 0:
@@ -236,9 +259,9 @@ class RedlockStock(PostgresStock):
             await asyncio.sleep(random.uniform(0, self._retry_delay))
 
     @staticmethod
-    async def _release(lock: AIORedlock) -> None:
+    async def _release(lock: Acquisition) -> None:
         # An expired lease (or a master gone) cannot be released: the lock is gone anyway.
-        with contextlib.suppress(ReleaseUnlockedLock, RedisError, TimeoutError):
+        with contextlib.suppress(ReleaseUnlockedLock, LockError, RedisError, TimeoutError):
             await lock.release()
 
     def _refused(self, option_id: int) -> Unavailable:

@@ -88,7 +88,8 @@ class DropFigures:
 
     Filled by the ``DropsOnSale`` adapter (``adapters/drops_on_sale.py``); its drops'
     options join the options the snapshot follows. ``admitted`` is cumulative,
-    ``admission_rate`` per second.
+    ``admission_rate`` per second (the drop's setting). ``status`` is the drops module's
+    own verdict (``Drop.status``: scheduled, live, sold_out) at the snapshot's time.
     """
 
     drop_id: int
@@ -99,6 +100,7 @@ class DropFigures:
     queue_length: int = 0
     admitted: int = 0
     admission_rate: float = 0.0
+    status: str = "scheduled"
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,6 +66,21 @@ class OptionTrend:
 
 
 @dataclass(frozen=True, slots=True)
+class DropTrend:
+    """One drop for its panel: its options' ledger totals in the latest snapshot, its queue
+    length over the recent ones (oldest first) and the admissions actually made per second
+    between the last two (beside ``figures.admission_rate``, the drop's setting)."""
+
+    figures: DropFigures
+    on_sale: int
+    sold: int
+    held: int
+    left: int
+    queue_history: tuple[int, ...]
+    admitted_per_second: float
+
+
+@dataclass(frozen=True, slots=True)
 class SaleDashboard:
     """What the admin dashboard draws. ``fresh`` is false when the worker has stopped
     taking snapshots (the page says so instead of showing old numbers as live)."""
@@ -80,7 +95,7 @@ class SaleDashboard:
     purchases_per_second: float
     purchases_per_second_history: tuple[float, ...]
     options: tuple[OptionTrend, ...]
-    drops: tuple[DropFigures, ...]
+    drops: tuple[DropTrend, ...]
 
 
 def _rate(newer: SaleSnapshot, older: SaleSnapshot, option_id: int | None = None) -> float:
@@ -103,6 +118,26 @@ def _purchase_rate(newer: SaleSnapshot, older: SaleSnapshot) -> float:
     if elapsed <= 0 or newer.lines_written is None or older.lines_written is None:
         return 0.0
     return max(0.0, (newer.lines_written - older.lines_written) / elapsed)
+
+
+def _drop_trend(drop: DropFigures, recent: Sequence[SaleSnapshot]) -> DropTrend:
+    """``recent`` newest first, ``drop`` from its newest."""
+    mine = set(drop.option_ids)
+    options = [o for o in recent[0].options if o.option_id in mine]
+    seen = [(snap.taken_at, d) for snap in recent for d in snap.drops if d.drop_id == drop.drop_id]
+    rate = 0.0
+    if len(seen) > 1 and seen[0][0] > seen[1][0]:
+        (newer_at, newer), (older_at, older) = seen[0], seen[1]
+        rate = max(0.0, (newer.admitted - older.admitted) / (newer_at - older_at))
+    return DropTrend(
+        figures=drop,
+        on_sale=sum(o.on_sale for o in options),
+        sold=sum(o.sold for o in options),
+        held=sum(o.held for o in options),
+        left=sum(o.left for o in options),
+        queue_history=tuple(d.queue_length for _, d in reversed(seen)),
+        admitted_per_second=rate,
+    )
 
 
 def sale_dashboard(
@@ -135,5 +170,5 @@ def sale_dashboard(
         purchases_per_second=purchases[-1] if purchases else 0.0,
         purchases_per_second_history=purchases,
         options=tuple(trends),
-        drops=latest.drops,
+        drops=tuple(_drop_trend(drop, recent) for drop in latest.drops),
     )

@@ -132,7 +132,11 @@ def create_app(
     tokens = (
         container.access_tokens
         if container is not None
-        else JwtAccessTokens(jwt_secret_of(own_settings), ttl_seconds=own_settings.access_token_ttl)
+        else JwtAccessTokens(
+            jwt_secret_of(own_settings),
+            ttl_seconds=own_settings.access_token_ttl,
+            remember=own_settings.access_token_cache,
+        )
     )
 
     # The throttle runs before authentication, so that floods of bad tokens are counted too.
@@ -194,5 +198,10 @@ def create_app(
 
     # Wrapped around the whole ASGI handler (not as route middleware) so that unmatched routes
     # (404, 405) get a request id, an access-log line, a duration and security headers too.
-    app.asgi_handler = request_log_middleware(app.asgi_handler, observer)
+    app.asgi_handler = request_log_middleware(
+        app.asgi_handler,
+        observer,
+        sample=own_settings.access_log_sample,
+        slow_seconds=own_settings.access_log_slow_ms / 1000,
+    )
     return app

@@ -8,27 +8,42 @@ Admin routes carry ``guards=[requires_admin]``: 401 without a token, 403 with th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from litestar import Request
 from litestar.connection import ASGIConnection
+from litestar.enums import ScopeType
 from litestar.handlers.base import BaseRouteHandler
-from litestar.middleware import (
-    AbstractAuthenticationMiddleware,
-    AuthenticationResult,
-    DefineMiddleware,
-)
-from litestar.types import Scope
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from shop.domain.errors import Forbidden, Unauthorized
 from shop.domain.identity.model import Principal
 from shop.domain.identity.ports import AccessTokens
 
+# Paths under these prefixes (Litestar's schema routes, the docs) need no token.
 PUBLIC_PATHS = ("/schema", "/docs")
+EXCLUDE_FROM_AUTH = "exclude_from_auth"
 # Where a middleware that ran earlier in this request (the throttle) leaves the principal it
 # already verified, so the token's signature is checked once per request, not twice. It is
 # kept with its token and only used for that very token.
 VERIFIED_PRINCIPAL = "shop.verified_principal"
+_AUTHORIZATION = b"authorization"
+
+
+def authorization(scope: Scope) -> str | None:
+    """The request's (first) ``Authorization`` header, if any."""
+    for name, value in scope["headers"]:
+        if name == _AUTHORIZATION:
+            return value.decode("latin-1")
+    return None
+
+
+def bearer_token(header: str) -> str | None:
+    """The token of ``Bearer <token>`` (any case of the scheme), None for anything else."""
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    return token if token and scheme.lower() == "bearer" else None
 
 
 def remember_principal(scope: Scope, token: str, principal: Principal) -> None:
@@ -43,32 +58,41 @@ def _remembered_principal(scope: Scope, token: str) -> Principal | None:
     return None
 
 
-class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
-    def __init__(self, app: Any, tokens: AccessTokens, **kwargs: Any) -> None:
-        super().__init__(app, **kwargs)
-        self._tokens = tokens
-
-    async def authenticate_request(
-        self, connection: ASGIConnection[Any, Any, Any, Any]
-    ) -> AuthenticationResult:
-        header = connection.headers.get("authorization")
-        if not header:
-            raise Unauthorized("authentication required: send Authorization: Bearer <token>")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthorized("the Authorization header must be 'Bearer <token>'")
-        token = token.strip()
-        principal = _remembered_principal(connection.scope, token) or self._tokens.verify(token)
-        return AuthenticationResult(user=principal, auth=token)
-
-
-def auth_middleware(tokens: AccessTokens) -> DefineMiddleware:
-    return DefineMiddleware(
-        BearerAuthMiddleware,
-        tokens=tokens,
-        exclude=list(PUBLIC_PATHS),
-        exclude_from_auth_key="exclude_from_auth",
+def _needs_auth(scope: Scope) -> bool:
+    return (
+        scope["type"] == ScopeType.HTTP
+        and scope.get("method") != "OPTIONS"  # CORS preflights carry no credentials
+        and not scope["route_handler"].opt.get(EXCLUDE_FROM_AUTH)
+        and not scope["path"].startswith(PUBLIC_PATHS)
     )
+
+
+def auth_middleware(tokens: AccessTokens) -> Callable[[ASGIApp], ASGIApp]:
+    """Route middleware: puts the bearer token's ``Principal`` on ``scope["user"]`` (what
+    ``request.user`` reads), or raises ``Unauthorized`` (401 through the error handlers).
+
+    Raw ASGI rather than Litestar's ``AbstractAuthenticationMiddleware``: that one builds a
+    connection object and a header mapping per request and matches exclusion patterns by
+    regex; this reads one header from the scope and checks the route's ``opt``."""
+
+    def wrap(app: ASGIApp) -> ASGIApp:
+        async def authenticated(scope: Scope, receive: Receive, send: Send) -> None:
+            if _needs_auth(scope):
+                header = authorization(scope)
+                if not header:
+                    raise Unauthorized(
+                        "authentication required: send Authorization: Bearer <token>"
+                    )
+                token = bearer_token(header)
+                if token is None:
+                    raise Unauthorized("the Authorization header must be 'Bearer <token>'")
+                scope["user"] = _remembered_principal(scope, token) or tokens.verify(token)
+                scope["auth"] = token
+            await app(scope, receive, send)
+
+        return authenticated
+
+    return wrap
 
 
 def provide_principal(request: Request[Any, Any, Any]) -> Principal:

@@ -17,8 +17,7 @@ from litestar import Controller, MediaType, Response, get
 from litestar.di import NamedDependency
 
 from shop.bootstrap import Container
-from shop.domain.observation.model import DropFigures
-from shop.domain.observation.services import HISTORY, SaleDashboard, sale_dashboard
+from shop.domain.observation.services import HISTORY, DropTrend, SaleDashboard, sale_dashboard
 from shop.entrypoints.http.auth import requires_admin
 
 _PAGE = files("shop.entrypoints.http") / "admin_page"
@@ -42,29 +41,48 @@ class OptionOut(msgspec.Struct):
 
 
 class DropOut(msgspec.Struct):
-    """A drop's panel: its countdown, queue and admissions, from the snapshot."""
+    """A drop's panel: status and countdown, its options' totals, queue and admissions.
+
+    ``status`` is the drops module's verdict at the snapshot's time (``scheduled``, ``live``,
+    ``sold_out``): for up to one snapshot interval after the start it may still say
+    ``scheduled`` while ``starts_in_seconds`` reads 0."""
 
     drop_id: int
     name: str
+    status: str
     starts_at: float
     ends_at: float | None
     starts_in_seconds: float
     option_ids: list[int]
+    on_sale: int
+    sold: int
+    held: int
+    left: int
     queue_length: int
+    queue_length_history: list[int]
     admitted: int
+    admitted_per_second: float
     admission_rate: float
 
     @classmethod
-    def of(cls, drop: DropFigures, now: float) -> DropOut:
+    def of(cls, trend: DropTrend, now: float) -> DropOut:
+        drop = trend.figures
         return cls(
             drop_id=drop.drop_id,
             name=drop.name,
+            status=drop.status,
             starts_at=drop.starts_at,
             ends_at=drop.ends_at,
             starts_in_seconds=max(0.0, drop.starts_at - now),
             option_ids=list(drop.option_ids),
+            on_sale=trend.on_sale,
+            sold=trend.sold,
+            held=trend.held,
+            left=trend.left,
             queue_length=drop.queue_length,
+            queue_length_history=list(trend.queue_history),
             admitted=drop.admitted,
+            admitted_per_second=round(trend.admitted_per_second, 2),
             admission_rate=drop.admission_rate,
         )
 

@@ -17,12 +17,12 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from shop.adapters.db.sqlstate import sqlstate_of
+from shop.adapters.outages import dependency_of
 from shop.domain.errors import (
     Conflict,
     DomainError,
@@ -34,7 +34,6 @@ from shop.domain.errors import (
     Unauthorized,
     Unavailable,
 )
-from shop.domain.observation.ports import Dependency
 from shop.domain.paging import invalid_cursor
 
 _log = structlog.get_logger("shop.http.errors")
@@ -105,19 +104,11 @@ def http_error_to_response(_: Request[Any, Any, Any], exc: HTTPException) -> Res
     return error_response(exc.status_code, str(exc.detail), exc.extra, headers=exc.headers)
 
 
-def _dependency_of(exc: Exception) -> Dependency:
-    if isinstance(exc, RedisError):
-        return "redis"
-    if isinstance(exc, SQLAlchemyError) or type(exc).__module__.startswith("asyncpg"):
-        return "postgres"
-    return "other"
-
-
 def outage_to_response(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     _log.warning("dependency unavailable", error=repr(exc), path=request.url.path)
     container = getattr(request.app.state, "container", None)
     if container is not None:
-        container.observer.dependency_error(_dependency_of(exc))
+        container.observer.dependency_error(dependency_of(exc) or "other")
     return error_response(
         503, "A backing service is unavailable; please retry shortly.", headers=_retry_after(1)
     )

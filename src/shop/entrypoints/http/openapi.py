@@ -28,7 +28,6 @@ success status) the handler declares itself in one line, ``responses=raises(409)
 from __future__ import annotations
 
 import copy
-import re
 from collections.abc import Iterable
 from typing import Any, cast
 
@@ -101,13 +100,12 @@ def raises(*statuses: int, also: tuple[int, Any] | None = None) -> dict[int, Res
     return specs
 
 
-_NEVER_THROTTLED = tuple(re.compile(pattern) for pattern in NEVER_THROTTLED)
 _NOT_PARAMETERS = frozenset({"self", "request", "state", "scope", "socket", "headers", "cookies"})
 
 
 def _derived_statuses(route: HTTPRoute, handler: Any) -> set[int]:
     statuses = {400, 503}  # 400: an unknown query parameter (``query_guard``)
-    if not any(pattern.match(route.path) for pattern in _NEVER_THROTTLED):
+    if route.path not in NEVER_THROTTLED:
         statuses.add(429)
     signature = handler.parsed_fn_signature.parameters
     dependencies = set(handler.resolve_dependencies())

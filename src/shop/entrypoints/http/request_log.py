@@ -13,8 +13,10 @@ unmatched paths count under ``route="unmatched"``.
 
 from __future__ import annotations
 
+import itertools
+import os
+import random
 import time
-import uuid
 from collections.abc import Callable
 
 import structlog
@@ -29,8 +31,24 @@ UNMATCHED = "unmatched"
 _log = structlog.get_logger("shop.http")
 
 
+class RequestIds:
+    """Ids unique across processes without a random draw per request: 48 random bits drawn
+    once per process (again in a forked child) and a counter. Not secret, only distinct."""
+
+    def __init__(self) -> None:
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._prefix = os.urandom(6).hex()
+        self._sequence = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._sequence):010x}"
+
+
 def _incoming_request_id(scope: Scope) -> str | None:
-    for name, value in scope.get("headers", ()):
+    for name, value in scope["headers"]:
         if name == REQUEST_ID_HEADER:
             candidate = value.decode("latin-1")
             # Accept a caller's id only if it is short and printable: it ends up in our logs.
@@ -40,15 +58,27 @@ def _incoming_request_id(scope: Scope) -> str | None:
 
 
 def request_log_middleware(
-    app: ASGIApp, observer_of: Callable[[], SaleObserver | None] = lambda: None
+    app: ASGIApp,
+    observer_of: Callable[[], SaleObserver | None] = lambda: None,
+    *,
+    sample: float = 1.0,
+    slow_seconds: float = 0.5,
 ) -> ASGIApp:
-    """``observer_of()`` returns the process's ``SaleObserver`` once the lifespan built it."""
+    """``observer_of()`` returns the process's ``SaleObserver`` once the lifespan built it.
+
+    ``sample`` is the share of access lines written for requests that succeeded (status below
+    400) within ``slow_seconds``; errors and slow requests are always written. At INFO a
+    rendered line costs more than the rest of this wrapper, so a busy shop may sample them;
+    the duration histogram still sees every request."""
+    ids = RequestIds()
+    bind, reset = structlog.contextvars.bind_contextvars, structlog.contextvars.reset_contextvars
+    draw = random.random
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
             await app(scope, receive, send)
             return
-        request_id = _incoming_request_id(scope) or uuid.uuid4().hex
+        request_id = _incoming_request_id(scope) or ids.next()
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = 500
@@ -62,11 +92,12 @@ def request_log_middleware(
                 message = {**message, "headers": with_security_headers(headers)}
             await send(message)
 
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
-            try:
-                await app(scope, receive, send_with_headers)
-            finally:
-                elapsed = time.perf_counter() - started
+        bound = bind(request_id=request_id)
+        try:
+            await app(scope, receive, send_with_headers)
+        finally:
+            elapsed = time.perf_counter() - started
+            if status >= 400 or elapsed >= slow_seconds or sample >= 1.0 or draw() < sample:
                 _log.info(
                     "request",
                     method=scope.get("method"),
@@ -74,13 +105,14 @@ def request_log_middleware(
                     status=status,
                     ms=round(elapsed * 1000, 2),
                 )
-                observer = observer_of()
-                if observer is not None:
-                    observer.request_served(
-                        scope.get("path_template") or UNMATCHED,
-                        scope.get("method", "GET"),
-                        status,
-                        elapsed,
-                    )
+            reset(**bound)
+            observer = observer_of()
+            if observer is not None:
+                observer.request_served(
+                    scope.get("path_template") or UNMATCHED,
+                    scope.get("method", "GET"),
+                    status,
+                    elapsed,
+                )
 
     return middleware

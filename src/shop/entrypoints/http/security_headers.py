@@ -30,14 +30,21 @@ ON_HTML: tuple[tuple[bytes, bytes], ...] = (
 )
 
 
+_OURS = frozenset(name for name, _ in ALWAYS + ON_HTML)
+
+
 def with_security_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     """``headers`` completed with the security headers the handler did not set itself
-    (extended in place and returned; the caller hands in its own copy)."""
-    present = {name.lower() for name, _ in headers}
-    html = any(
-        name.lower() == b"content-type" and value.startswith(b"text/html")
-        for name, value in headers
-    )
+    (extended in place and returned; the caller hands in its own copy). One pass over the
+    response's headers: this runs for every response."""
+    present: set[bytes] = set()
+    html = False
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered in _OURS:
+            present.add(lowered)
+        elif lowered == b"content-type":
+            html = value.startswith(b"text/html")
     headers.extend(
         item for item in (ALWAYS + ON_HTML if html else ALWAYS) if item[0] not in present
     )

@@ -27,13 +27,12 @@ from typing import TYPE_CHECKING, Any
 
 import limits
 from litestar.enums import ScopeType
-from litestar.middleware import ASGIMiddleware
 
 from shop.config import Settings
 from shop.domain.errors import Unauthorized, Unavailable
 from shop.domain.identity.model import Principal
 from shop.domain.identity.throttle import BlockRule, Quota, Throttle
-from shop.entrypoints.http.auth import remember_principal
+from shop.entrypoints.http.auth import authorization, bearer_token, remember_principal
 from shop.logs import get_logger
 
 if TYPE_CHECKING:
@@ -45,7 +44,7 @@ if TYPE_CHECKING:
 THROTTLE_OPT = "throttle"
 SIGN_IN: dict[str, Any] = {THROTTLE_OPT: "sign_in"}
 # Probes and the metrics scraper: a load balancer or Prometheus must not get itself blocked.
-NEVER_THROTTLED = ("^/health$", "^/ready$", "^/metrics$")
+NEVER_THROTTLED = frozenset({"/health", "/ready", "/metrics"})
 OUTAGE_LOG_INTERVAL = 10.0
 
 _log = get_logger("shop.http.throttle")
@@ -109,14 +108,13 @@ def caller_key(address: IPAddress | None) -> str:
     return str(address)
 
 
-def quota(name: str, notation: str) -> Quota:
+def quota(name: str, notation: str, *, blockable: bool = False) -> Quota:
     item = limits.parse(notation)
-    return Quota(name=name, amount=item.amount, window=item.get_expiry())
+    return Quota(name=name, amount=item.amount, window=item.get_expiry(), blockable=blockable)
 
 
-class ThrottleMiddleware(ASGIMiddleware):
-    scopes = (ScopeType.HTTP,)
-    exclude_path_pattern = NEVER_THROTTLED
+class ThrottleMiddleware:
+    """Route middleware (raw ASGI: a path set and the route's ``opt``, no per-request objects)."""
 
     def __init__(self, settings: Settings, tokens: AccessTokens) -> None:
         self._settings = settings
@@ -125,6 +123,14 @@ class ThrottleMiddleware(ASGIMiddleware):
         self._throttle: Throttle | None = None
         self._last_outage_log = 0.0
 
+    def __call__(self, app: ASGIApp) -> ASGIApp:
+        async def throttled(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] == ScopeType.HTTP and scope["path"] not in NEVER_THROTTLED:
+                await self._admit(scope)
+            await app(scope, receive, send)
+
+        return throttled
+
     def _throttle_of(self, scope: Scope) -> Throttle:
         # The container (and so Redis) may only exist once the app's lifespan has started.
         if self._throttle is None:
@@ -132,32 +138,30 @@ class ThrottleMiddleware(ASGIMiddleware):
             settings = self._settings
             self._throttle = Throttle(
                 container.request_counter,
-                anonymous=quota("anonymous", settings.rate_limit_anonymous),
+                anonymous=quota("anonymous", settings.rate_limit_anonymous, blockable=True),
                 sign_in=quota("sign_in", settings.rate_limit_sign_in),
                 user=quota("user", settings.rate_limit_user),
                 block=BlockRule(
                     after_refusals=settings.rate_limit_block_after,
                     seconds=settings.rate_limit_block_seconds,
                 ),
+                batched=container.batched_request_counter,
             )
         return self._throttle
 
     def _principal(self, scope: Scope) -> Principal | None:
-        for name, value in scope.get("headers", ()):
-            if name == b"authorization":
-                scheme, _, token = value.decode("latin-1").partition(" ")
-                token = token.strip()
-                if scheme.lower() != "bearer" or not token:
-                    return None
-                try:
-                    principal = self._tokens.verify(token)
-                except Unauthorized:
-                    return None
-                remember_principal(scope, token, principal)
-                return principal
-        return None
+        header = authorization(scope)
+        token = None if header is None else bearer_token(header)
+        if token is None:
+            return None
+        try:
+            principal = self._tokens.verify(token)
+        except Unauthorized:
+            return None
+        remember_principal(scope, token, principal)
+        return principal
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+    async def _admit(self, scope: Scope) -> None:
         throttle = self._throttle_of(scope)
         sign_in = scope["route_handler"].opt.get(THROTTLE_OPT) == "sign_in"
         principal = None if sign_in else self._principal(scope)
@@ -172,4 +176,3 @@ class ThrottleMiddleware(ASGIMiddleware):
             if now - self._last_outage_log >= OUTAGE_LOG_INTERVAL:
                 self._last_outage_log = now
                 _log.warning("throttle skipped: counters unreachable", error=repr(exc.__cause__))
-        await next_app(scope, receive, send)

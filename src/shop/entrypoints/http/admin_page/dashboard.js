@@ -72,34 +72,86 @@
     tr.append(cell("#" + option.option_id), cell(option.on_sale), cell(option.sold, "sold-n"),
       cell(option.held), cell(option.left, "left-n"));
     const barCell = document.createElement("td");
+    barCell.append(soldHeldBar(option));
+    const sparkCell = document.createElement("td");
+    sparkCell.append(sparkline("spark", option.left_history));
+    tr.append(barCell, sparkCell, cell(option.drift, option.drift ? "bad" : "ok"));
+    return tr;
+  }
+
+  // A bar of what is sold and held out of what is on sale (an option's or a drop's).
+  function soldHeldBar(figures) {
     const bar = document.createElement("span");
     bar.className = "bar";
-    const total = Math.max(option.on_sale, 1);
-    for (const [cls, units] of [["sold", option.sold], ["held", option.held]]) {
+    const total = Math.max(figures.on_sale, 1);
+    for (const [cls, units] of [["sold", figures.sold], ["held", figures.held]]) {
       const part = document.createElement("span");
       part.className = cls;
       part.style.width = Math.min(100, (100 * units) / total) + "%";
       bar.append(part);
     }
-    barCell.append(bar);
-    const sparkCell = document.createElement("td");
+    return bar;
+  }
+
+  // A small line of recent values, drawn by spark().
+  function sparkline(cls, history) {
     const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
-    svg.setAttribute("class", "spark");
+    svg.setAttribute("class", cls);
     svg.setAttribute("viewBox", "0 0 120 24");
     svg.setAttribute("preserveAspectRatio", "none");
     svg.append(document.createElementNS("http://www.w3.org/2000/svg", "polyline"));
-    spark(svg, option.left_history);
-    sparkCell.append(svg);
-    tr.append(barCell, sparkCell, cell(option.drift, option.drift ? "bad" : "ok"));
-    return tr;
+    spark(svg, history);
+    return svg;
   }
 
+  function figure(label, value, cls) {
+    const div = document.createElement("div");
+    div.className = "figure";
+    const name = document.createElement("span");
+    name.className = "label";
+    name.textContent = label;
+    const number = document.createElement("span");
+    number.className = "n " + cls;
+    number.textContent = String(value);
+    div.append(name, number);
+    return div;
+  }
+
+  function countdown(drop) {
+    if (drop.status === "sold_out") return "sold out";
+    if (drop.starts_in_seconds > 0) return "starts in " + Math.ceil(drop.starts_in_seconds) + " s";
+    return drop.status === "scheduled" ? "opening" : drop.status;
+  }
+
+  // One card per drop: its countdown, what its options have left, its waiting room.
   function dropPanel(drop) {
     const div = document.createElement("div");
-    div.className = "card";
-    const starts = drop.starts_in_seconds > 0 ? "starts in " + Math.ceil(drop.starts_in_seconds) + " s" : "on sale";
-    div.textContent = drop.name + " — " + starts + " · queue " + drop.queue_length +
-      " · admitted " + drop.admitted + " · " + drop.admission_rate + "/s";
+    div.className = "card drop";
+    div.dataset.dropId = drop.drop_id;
+    div.dataset.status = drop.status;
+    const title = document.createElement("div");
+    title.className = "label";
+    title.textContent = drop.name + " · options " + drop.option_ids.map((id) => "#" + id).join(", ");
+    const when = document.createElement("div");
+    when.className = "value countdown " + (drop.status === "live" ? "ok" : "");
+    when.textContent = countdown(drop);
+    const figures = document.createElement("div");
+    figures.className = "figures";
+    figures.append(
+      figure("left", drop.left, "left-n"),
+      figure("sold", drop.sold, "sold-n"),
+      figure("held", drop.held, "held-n"),
+      figure("queue", drop.queue_length, "queue-n"),
+      figure("admitted", drop.admitted, "admitted-n"),
+      figure("admitted / s", drop.admitted_per_second.toFixed(1), "admitted-rate-n"),
+      figure("admission rate", drop.admission_rate + "/s", "rate-n"),
+    );
+    const bar = soldHeldBar(drop);
+    const svg = sparkline("spark queue-spark", drop.queue_length_history);
+    const drawn = document.createElement("div");
+    drawn.className = "drawn";
+    drawn.append("sold / held ", bar, " queue, last minute ", svg);
+    div.append(title, when, figures, drawn);
     return div;
   }
 
@@ -119,7 +171,12 @@
       ? board.options.map(optionRow)
       : [Object.assign(document.createElement("tr"), { innerHTML: '<td colspan="8" class="placeholder">no option on sale yet</td>' })]));
     if (board.drops_enabled) {
-      $("drops").replaceChildren(...board.drops.map(dropPanel));
+      $("drops").replaceChildren(...(board.drops.length
+        ? board.drops.map(dropPanel)
+        : [Object.assign(document.createElement("p"), { className: "placeholder", textContent: "no drop planned" })]));
+    } else {
+      $("drops").replaceChildren(Object.assign(document.createElement("p"),
+        { className: "placeholder", textContent: "this shop has no drops source" }));
     }
     const banner = $("banner");
     if (board.taken_at === null) {
