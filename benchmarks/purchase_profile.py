@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import logging
 import statistics
 import sys
 import tempfile
@@ -320,6 +321,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--data-dir", type=Path, default=None, help="default: a temporary one")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
+    # httpx logs every request at INFO: the client's own logging would count as the shop's CPU.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     strategies = [s for s in args.strategies.split(",") if s]
     unknown = [s for s in strategies if s not in STOCK_STRATEGIES]
     if unknown:
