@@ -276,12 +276,7 @@ async def test_an_admission_holds_the_per_buyer_limit(
     bought their two each. Now: 2 + 1 units held, the third waits until a unit is free."""
     option = await make_option(clean, stock=3)
     drop = await announce(client, admin_headers, [option], queue_enabled=True, per_buyer_limit=2)
-    await start_now(clean, drop["id"])
-    buyers = await _buyers(clean, 3)
-    for _, headers in buyers:
-        await client.post(_queue(drop["id"]), headers=headers)
-    tickets = await _statuses(client, drop["id"], buyers)
-    assert [t["status"] for t in tickets] == ["admitted", "admitted", "waiting"]
+    buyers, tickets = await _two_admitted_one_waiting(client, clean, drop["id"])
     first = tickets[0]["admission_token"]
     two = await place(client, {**buyers[0][1], "Admission-Token": first}, order_body((option, 2)))
     assert two.status_code == 201, two.text
@@ -292,6 +287,20 @@ async def test_an_admission_holds_the_per_buyer_limit(
     assert (await _statuses(client, drop["id"], buyers[2:]))[0]["status"] == "sold_out"
 
 
+async def _two_admitted_one_waiting(
+    client: httpx.AsyncClient, clean: Container, drop_id: int
+) -> tuple[list[tuple[uuid.UUID, dict[str, str]]], list[dict[str, Any]]]:
+    """Open the drop and queue three buyers: with the room's rule, the first two are admitted
+    (their holds take what is free) and the third waits."""
+    await start_now(clean, drop_id)
+    buyers = await _buyers(clean, 3)
+    for _, headers in buyers:
+        await client.post(_queue(drop_id), headers=headers)
+    tickets = await _statuses(client, drop_id, buyers)
+    assert [t["status"] for t in tickets] == ["admitted", "admitted", "waiting"]
+    return buyers, tickets
+
+
 async def _refused_then(
     client: httpx.AsyncClient, clean: Container, admin_headers: dict[str, str]
 ) -> tuple[int, list[tuple[uuid.UUID, dict[str, str]]], list[dict[str, Any]]]:
@@ -299,12 +308,7 @@ async def _refused_then(
     refused for it (sold out); the third waits. Returns the large option, buyers, tickets."""
     small, large = await make_option(clean, stock=1), await make_option(clean, stock=1)
     drop = await announce(client, admin_headers, [small, large], queue_enabled=True)
-    await start_now(clean, drop["id"])
-    buyers = await _buyers(clean, 3)
-    for _, headers in buyers:
-        await client.post(_queue(drop["id"]), headers=headers)
-    tickets = await _statuses(client, drop["id"], buyers)
-    assert [t["status"] for t in tickets] == ["admitted", "admitted", "waiting"]
+    buyers, tickets = await _two_admitted_one_waiting(client, clean, drop["id"])
     taken = await _buy(client, buyers[0][1], small, tickets[0]["admission_token"])
     assert taken.status_code == 201, taken.text
     refused = await _buy(client, buyers[1][1], small, tickets[1]["admission_token"])
