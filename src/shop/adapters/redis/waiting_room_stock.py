@@ -84,19 +84,19 @@ class RoomStock:
                 units[drop] = units.get(drop, 0) + line.quantity
         return units
 
-    async def _marks(self, lines: Sequence[Line], buyer: str | None) -> dict[int, int]:
+    async def _marks(self, drops: Mapping[int, int], buyer: str | None) -> dict[int, int]:
         """Each drop's refresh mark before a reservation (``RedisWaitingRoom.took``); the
         buyer's hold is kept until then."""
         try:
-            return {
-                d: await self._room.reserving(d, buyer or "") for d in await self._drops_of(lines)
-            }
+            return {d: await self._room.reserving(d, buyer or "") for d in drops}
         except Exception:  # no mark: ``took`` then reads the stock port again
             return {}
 
-    async def _took(self, lines: Sequence[Line], buyer: str | None, marks: dict[int, int]) -> None:
+    async def _took(
+        self, drops: Mapping[int, int], buyer: str | None, marks: dict[int, int]
+    ) -> None:
         try:
-            for drop_id, units in (await self._drops_of(lines)).items():
+            for drop_id, units in drops.items():
                 await self._room.took(
                     drop_id,
                     buyer or "",
@@ -139,7 +139,12 @@ class RoomStock:
         buyer: str | None = None,
         per_buyer_limit: PerBuyerLimit = None,
     ) -> Reservation:
-        marks = await self._marks(lines, buyer)
+        # The purchase's units per drop, once: most purchases are outside drops (empty).
+        try:
+            drops = await self._drops_of(lines)
+        except Exception:  # the room's map unreadable: the sale stands, the refresh catches up
+            drops = {}
+        marks = await self._marks(drops, buyer) if drops else {}
         try:
             reservation = await self._inner.reserve(
                 lines, key=key, buyer=buyer, per_buyer_limit=per_buyer_limit
@@ -152,7 +157,8 @@ class RoomStock:
             raise
         # A retry of the same key takes nothing more, yet is subtracted again: ``left`` is
         # then low (never high) until the next refresh.
-        await self._took(reservation.lines, buyer, marks)
+        if drops:
+            await self._took(drops, buyer, marks)
         return reservation
 
     async def confirm(self, key: str) -> None:

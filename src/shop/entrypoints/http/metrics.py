@@ -17,15 +17,14 @@ from litestar.di import NamedDependency
 
 from shop.bootstrap import Container
 from shop.domain.errors import Unauthorized
+from shop.entrypoints.http.auth import bearer_token
 
 
 def _authorised(request: Request[Any, Any, Any], token: str | None) -> bool:
     if token is None:
         return True
-    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(
-        presented.strip().encode(), token.encode()
-    )
+    presented = bearer_token(request.headers.get("authorization", ""))
+    return presented is not None and hmac.compare_digest(presented.encode(), token.encode())
 
 
 @get(
