@@ -162,7 +162,8 @@ def create_app(
         lifespan=[lifespan],
         state=State({"container": container} if container is not None else {}),
         dependencies={
-            "container": Provide(provide_container, sync_to_thread=False),
+            # One container for the app's life (set once, in the lifespan): computed once.
+            "container": Provide(provide_container, sync_to_thread=False, use_cache=True),
             "principal": Provide(provide_principal, sync_to_thread=False),
         },
         middleware=[

@@ -95,7 +95,18 @@ def auth_middleware(tokens: AccessTokens) -> Callable[[ASGIApp], ASGIApp]:
     return wrap
 
 
-def provide_principal(request: Request[Any, Any, Any]) -> Principal:
+def provide_principal(request: Request[Any, Any, Any], container: object) -> Principal:
+    """The caller the auth middleware verified.
+
+    ``container`` (the container dependency) is not used: asking for it makes Litestar resolve
+    the container first and then this, one after the other. Two dependencies of a handler that
+    do not depend on each other (``principal`` and ``container``, asked for by most handlers)
+    are resolved concurrently in an anyio task group, which cost 60-90 µs of CPU per request,
+    more than the rest of dependency injection and half of a whole ``whoami`` (measured with a
+    two-route Litestar app driven through ASGI: 95-126 µs per request with two independent
+    dependencies, 36-45 µs chained).
+    """
+    del container
     principal: Principal = request.user
     return principal
 
