@@ -15,9 +15,13 @@ HTTP parsing, the Rust/Python hand-over) is the same for both apps and is not in
 ratio here is stricter than the one ``shop bench`` measures over HTTP.
 
 ``anon401`` is the same shop GET without a token: counted per address by the throttle, then
-refused (401) by auth. ``--profile NAME`` (``whoami``, ``jwt``, ``ping`` or ``anon401``)
-prints the cProfile top functions of one more round, sorted by own time: where the
-microseconds go.
+refused (401) by auth. ``orderpost`` is shop's real ``POST /api/orders`` (a one-line order
+body, an Idempotency-Key, the 201 with the rendered order) whose use case is replaced by one
+that answers a fixed order and touches no storage: the floor a purchase over HTTP cannot go
+below however cheap its statements get (body decoding, header parameters, rendering,
+dependency injection, edge), printed against whoami. ``--profile NAME`` (``whoami``,
+``jwt``, ``ping``, ``anon401`` or ``orderpost``) prints the cProfile top functions of one
+more round, sorted by own time: where the microseconds go.
 """
 
 from __future__ import annotations
@@ -43,11 +47,19 @@ SECRET = "edge-profile-secret-not-for-production-0123456789"
 Driver = Callable[[], Awaitable[int]]
 
 
-def _driver(app: Any, path: str, headers: list[tuple[bytes, bytes]], expect: int = 200) -> Driver:
-    """One GET through ``app`` as granian hands it over; returns the response status."""
+def _driver(
+    app: Any,
+    path: str,
+    headers: list[tuple[bytes, bytes]],
+    expect: int = 200,
+    *,
+    method: str = "GET",
+    body: bytes = b"",
+) -> Driver:
+    """One request through ``app`` as granian hands it over; returns the response status."""
 
     async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
+        return {"type": "http.request", "body": body, "more_body": False}
 
     async def call() -> int:
         status = 0
@@ -61,7 +73,7 @@ def _driver(app: Any, path: str, headers: list[tuple[bytes, bytes]], expect: int
             "type": "http",
             "asgi": {"version": "3.0", "spec_version": "2.3"},
             "http_version": "1.1",
-            "method": "GET",
+            "method": method,
             "scheme": "http",
             "path": path,
             "raw_path": path.encode(),
@@ -113,6 +125,40 @@ async def profile(call: Driver, requests: int, top: int) -> None:
     pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(top)
 
 
+class _StoragelessOrders:
+    """The order use cases with ``place`` answering one fixed new order at once (``orderpost``)."""
+
+    def __init__(self, cases: Any) -> None:
+        from datetime import UTC, datetime
+
+        from shop.domain.orders.model import OptionPrice, Order, PaymentMethod, Placed, PlaceOrder
+        from shop.domain.stock.model import Line
+
+        self._cases = cases
+        cmd = PlaceOrder(
+            user_id=uuid.uuid4(),
+            idempotency_key="edge-profile-0001",
+            lines=(Line(1, 1),),
+            payment_method=PaymentMethod.CARD,
+            shipping_address="1 Bench Street",
+        )
+        order = Order.place(
+            cmd,
+            cmd.lines,
+            {1: OptionPrice(1, 1, 1999)},
+            order_id=uuid.uuid4(),
+            now=datetime.now(UTC),
+            rules=cases.rules,
+        )
+        self._placed = Placed(order, created=True)
+
+    async def place(self, cmd: Any) -> Any:
+        return self._placed
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cases, name)
+
+
 async def run(args: argparse.Namespace, data_dir: Path) -> None:
     # Imported here, after main() set PROMETHEUS_MULTIPROC_DIR, which prometheus_client reads
     # on import: the histogram then writes its samples to files, as under ``shop up``.
@@ -145,12 +191,29 @@ async def run(args: argparse.Namespace, data_dir: Path) -> None:
         os.environ["BENCH_JWT_SECRET"] = SECRET
         bare = importlib.import_module("benchmarks.bare_app").app
         shop = create_app(container)
+        container.order_cases = _StoragelessOrders(container.order_cases)  # type: ignore[assignment]
+        order_body = msgspec.json.encode(
+            {
+                "lines": [{"option_id": 1, "quantity": 1}],
+                "payment_method": "card",
+                "shipping_address": "1 Bench Street",
+            }
+        )
+        order_headers = [
+            *headers,
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(order_body)).encode()),
+            (b"idempotency-key", b"edge-profile-0001"),
+        ]
         drivers = {
             "ping": _driver(bare, "/ping", headers),
             "jwt": _driver(bare, "/jwt", headers),
             "whoami": _driver(shop, "/api/auth/whoami", headers),
             # No token: counted per address under the anonymous quota, then 401.
             "anon401": _driver(shop, "/api/auth/whoami", headers[:2], expect=401),
+            "orderpost": _driver(
+                shop, "/api/orders", order_headers, 201, method="POST", body=order_body
+            ),
         }
         figures = {
             name: await measure(call, requests=args.requests, rounds=args.rounds)
@@ -164,6 +227,8 @@ async def run(args: argparse.Namespace, data_dir: Path) -> None:
             )
         ratio = figures["jwt"]["cpu_us_median"] / figures["whoami"]["cpu_us_median"]
         print(f"whoami / bare JWT GET (throughput at equal CPU, granian excluded): {ratio:.2f}")
+        floor = figures["orderpost"]["cpu_us_median"] / figures["whoami"]["cpu_us_median"]
+        print(f"storage-free POST /api/orders / whoami (a purchase's HTTP floor): {floor:.2f}")
         if args.profile:
             await profile(drivers[args.profile], args.requests, args.top)
     finally:
@@ -175,7 +240,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=4000, help="requests per round")
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--profile", choices=["whoami", "jwt", "ping", "anon401"])
+    parser.add_argument("--profile", choices=["whoami", "jwt", "ping", "anon401", "orderpost"])
     parser.add_argument("--top", type=int, default=30, help="functions shown by --profile")
     parser.add_argument(
         "--set",
