@@ -11,8 +11,8 @@ option on sale with stock that never runs out (the bench's ``hot`` scenario), ea
 by its own buyer with its own Idempotency-Key. It reports, per strategy:
 
 - the wall time of the whole use case (p50, mean) and of each port call on its path
-  (``orders.quote``, ``stock.reserve``, ``orders.add``, ``stock.confirm``,
-  ``expiry.expire_at``): a step that disappears or gets cheaper shows here;
+  (``orders.quote``, ``stock.reserve``, ``orders.add``, ``stock.confirm``): a step that
+  disappears or gets cheaper shows here;
 - this process's CPU time per purchase (``time.process_time``: the app side only, the
   servers are other processes), which is what bounds throughput on the saturated machine;
 - the statements and Redis commands are not counted: read the steps.
@@ -54,7 +54,7 @@ from shop.domain.orders.model import PaymentMethod, PlaceOrder
 from shop.domain.stock.model import Line
 from shop.entrypoints.http.app import create_app
 
-STEPS = ("quote", "reserve", "add", "confirm", "expire_at")
+STEPS = ("quote", "reserve", "add", "confirm")
 DEFAULT_OUT = Path("benchmarks/results/purchase.json")
 
 
@@ -233,7 +233,6 @@ async def _measure(
                     container.order_cases,
                     orders=Timed(container.orders, steps),
                     stock=Timed(container.stock, steps),
-                    expiry=Timed(container.expiry, steps),
                 )
                 purchase = (
                     _through_http(container, client, buyers)

@@ -51,7 +51,7 @@ from shop.adapters.payments.sandbox import SandboxGateway as SandboxGateway
 from shop.adapters.payments.webhook_delivery import HttpWebhookDelivery
 from shop.adapters.queue import EXPIRE_ORDER_JOB as EXPIRE_ORDER_JOB  # for the worker
 from shop.adapters.queue import QUEUE_NAME as QUEUE_NAME
-from shop.adapters.queue import SaqExpiryScheduler, job_queue_on
+from shop.adapters.queue import job_queue_on
 from shop.adapters.queue import make_job_queue as make_job_queue
 from shop.adapters.redis.popularity import RedisPopularRanking
 from shop.adapters.redis.ratelimit import RedisRequestCounter
@@ -99,7 +99,7 @@ from shop.domain.observation.ports import (
 )
 from shop.domain.orders import services as order_services
 from shop.domain.orders.model import Order, OrderCursor, OrderPage, OrderRules, Placed, PlaceOrder
-from shop.domain.orders.ports import ExpiryScheduler, Orders
+from shop.domain.orders.ports import Orders
 from shop.domain.payments import services as payment_services
 from shop.domain.payments.model import GatewayEvent
 from shop.domain.payments.ports import PaymentGateway, Payments
@@ -353,7 +353,6 @@ class OrderCases:
     orders: Orders
     stock: StockReservation
     clock: Clock
-    expiry: ExpiryScheduler
     rules: OrderRules
     observer: SaleObserver
     # The drops a purchase may fall in (their terms, admissions, waiting rooms).
@@ -366,7 +365,6 @@ class OrderCases:
             stock=self.stock,
             orders=self.orders,
             clock=self.clock,
-            expiry=self.expiry,
             sales=self.sales,
             observer=self.observer,
         )
@@ -390,8 +388,8 @@ class OrderCases:
             order_id, orders=self.orders, stock=self.stock, clock=self.clock
         )
 
-    async def expire_overdue(self) -> int:
-        return await order_services.expire_overdue_orders(
+    async def expire_due(self) -> int:
+        return await order_services.expire_due_orders(
             orders=self.orders, stock=self.stock, clock=self.clock
         )
 
@@ -466,7 +464,6 @@ class Container:
     queue: Queue
     orders: Orders
     clock: Clock
-    expiry: ExpiryScheduler
     password_hasher: PasswordHasher
     identity_uow: Callable[[], IdentityUnitOfWork]
     request_counter: RequestCounter
@@ -529,7 +526,6 @@ class Container:
             queue=queue,
             orders=SqlOrders(engine),
             clock=SystemClock(),
-            expiry=SaqExpiryScheduler(queue),
             access_tokens=JwtAccessTokens(
                 jwt_secret_of(settings),
                 ttl_seconds=settings.access_token_ttl,
@@ -577,7 +573,6 @@ class Container:
             orders=self.orders,
             stock=self.stock,
             clock=self.clock,
-            expiry=self.expiry,
             rules=self.order_rules,
             observer=self.observer,
             sales=self.drop_sales,

@@ -74,7 +74,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_order_lines: Annotated[int, msgspec.Meta(ge=1, le=50)] = 50
     # Units of one option one customer may hold across live orders (unset: no limit).
     purchase_limit_per_option: PositiveInt | None = None
-    # How often the worker sweeps for overdue unpaid orders and unfinished stock releases.
+    # How often the worker expires unpaid orders past their pay_by (this is how they expire:
+    # placing an order schedules nothing). Cron rounds it to whole seconds.
+    order_expiry_interval: Seconds = 1.0
+    # How often the worker sweeps for unfinished stock releases and unanswered refunds.
     order_sweep_interval: Seconds = 60.0
     # Payments. The gateway's webhook is signed with the secret (unset in the zero-setup run:
     # a local one is generated beside the embedded data; prod requires it). The sandbox

@@ -45,7 +45,6 @@ async def buy(
         stock=container.stock,
         orders=container.orders,
         clock=container.clock,
-        expiry=container.expiry,
     )
     return placed.order
 

@@ -208,7 +208,6 @@ async def start_purchase(container: Container, cmd: PlaceOrder, *, name: str = "
         stock=GatedStock(container.stock, flow.stop_here),
         orders=GatedOrders(container.engine, flow),
         clock=container.clock,
-        expiry=container.expiry,
     )
     return await flow.started(work)
 

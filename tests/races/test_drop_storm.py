@@ -44,6 +44,7 @@ TTL = 120  # generous: on a loaded machine a purchase may wait long for a connec
 async def drop_shop(clean: Container) -> AsyncIterator[str]:
     env = {
         **_env(clean),
+        "SHOP_ORDER_EXPIRY_INTERVAL": "1",
         "SHOP_ORDER_SWEEP_INTERVAL": "1",
         "SHOP_DROP_ROOM_REFRESH_INTERVAL": "1",
     }

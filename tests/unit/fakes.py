@@ -11,7 +11,7 @@ import copy
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from shop.domain.errors import (
@@ -64,14 +64,6 @@ def clock_ahead(seconds: float) -> FakeClock:
     """The real time moved ``seconds`` ahead: a sweep against real stores that sees their
     reservations as that much older."""
     return FakeClock(datetime.now(UTC) + timedelta(seconds=seconds))
-
-
-@dataclass
-class FakeScheduler:
-    scheduled: list[tuple[uuid.UUID, datetime]] = field(default_factory=list)
-
-    async def expire_at(self, order_id: uuid.UUID, when: datetime) -> None:
-        self.scheduled.append((order_id, when))
 
 
 @dataclass

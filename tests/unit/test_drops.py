@@ -30,7 +30,7 @@ from shop.domain.orders import services as orders
 from shop.domain.orders.model import OrderRules, PaymentMethod, PlaceOrder
 from shop.domain.stock.model import Line
 from tests.unit.drops_fakes import FakeAdmissions, FakeDrops, FakeRoom
-from tests.unit.fakes import T0, FakeClock, FakeOrders, FakeScheduler, FakeStock
+from tests.unit.fakes import T0, FakeClock, FakeOrders, FakeStock
 
 ALICE = uuid.UUID(int=1)
 BOB = uuid.UUID(int=2)
@@ -193,7 +193,6 @@ class DropShop:
             stock=self.stock,
             orders=self.orders,
             clock=self.clock,
-            expiry=FakeScheduler(),
             sales=self.sales,
         )
 

@@ -28,7 +28,6 @@ from shop.domain.stock.model import Line, OptionStock
 from tests.unit.fakes import (
     FakeClock,
     FakeOrders,
-    FakeScheduler,
     FakeSnapshots,
     FakeStock,
     RecordingObserver,
@@ -67,7 +66,6 @@ async def _buy(
         stock=stock,
         orders=orders,
         clock=FakeClock(),
-        expiry=FakeScheduler(),
         observer=observer,
     )
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import pytest
@@ -24,7 +27,7 @@ from shop.domain.orders.model import (
     PlaceOrder,
 )
 from shop.domain.stock.model import Line
-from tests.unit.fakes import FakeClock, FakeOrders, FakeScheduler, FakeStock
+from tests.unit.fakes import FakeClock, FakeOrders, FakeStock
 
 ALICE = uuid.UUID(int=1)
 BOB = uuid.UUID(int=2)
@@ -38,7 +41,6 @@ class Shop:
         self.stock = FakeStock(stock if stock is not None else {1: 5, 2: 5})
         self.orders = FakeOrders({1: 700, 2: 1_500})
         self.clock = FakeClock()
-        self.expiry = FakeScheduler()
         self.rules = rules
 
     async def place(
@@ -60,7 +62,6 @@ class Shop:
             stock=self.stock,
             orders=self.orders,
             clock=self.clock,
-            expiry=self.expiry,
         )
         return placed.order
 
@@ -86,13 +87,12 @@ class Shop:
         return (await self.stock.available([option_id]))[option_id]
 
 
-async def test_placing_reserves_writes_confirms_and_schedules_the_expiry() -> None:
+async def test_placing_reserves_writes_and_confirms() -> None:
     shop = Shop()
     order = await shop.place((1, 2))
     assert await shop.left() == 3
     assert shop.stock.reservations[order.reservation_key].status == "confirmed"
     assert shop.orders.rows[order.id].status is OrderStatus.PENDING_PAYMENT
-    assert shop.expiry.scheduled == [(order.id, order.pay_by)]
 
 
 async def test_sold_out_writes_nothing() -> None:
@@ -303,7 +303,7 @@ async def test_the_sweep_expires_only_overdue_unpaid_orders() -> None:
     shop.clock.advance(minutes=10)
     fresh = await shop.place((1, 1), key="fresh")
     shop.clock.advance(minutes=5)
-    expired = await services.expire_overdue_orders(
+    expired = await services.expire_due_orders(
         orders=shop.orders, stock=shop.stock, clock=shop.clock, batch=2
     )
     assert expired == 3
@@ -313,6 +313,65 @@ async def test_the_sweep_expires_only_overdue_unpaid_orders() -> None:
     assert shop.orders.rows[paid.id].status is OrderStatus.PAID
     assert shop.orders.rows[fresh.id].status is OrderStatus.PENDING_PAYMENT
     assert await shop.left() == 8
+
+
+class SlowOrders(FakeOrders):
+    """Orders whose row lock takes a while (a round trip), counting how many are held at once."""
+
+    def __init__(self, prices: dict[int, int], *, failing: set[uuid.UUID] | None = None) -> None:
+        super().__init__(prices)
+        self.held = 0
+        self.most_held = 0
+        self.failing = failing if failing is not None else set()
+
+    @asynccontextmanager
+    async def locked(self, order_id: uuid.UUID) -> AsyncIterator[Order]:
+        if order_id in self.failing:
+            raise ConnectionError("the database went away")
+        self.held += 1
+        self.most_held = max(self.most_held, self.held)
+        try:
+            await asyncio.sleep(0.01)
+            async with super().locked(order_id) as order:
+                yield order
+        finally:
+            self.held -= 1
+
+
+async def backlog(shop: Shop, count: int) -> list[Order]:
+    """``count`` unpaid orders whose deadline has just passed."""
+    made = [await shop.place((1, 1), key=f"drop-{n}") for n in range(count)]
+    shop.clock.advance(minutes=15)
+    return made
+
+
+async def test_the_sweep_expires_a_backlog_concurrently_within_its_bound() -> None:
+    shop = Shop({1: 40})
+    orders = shop.orders = SlowOrders({1: 700})
+    made = await backlog(shop, 30)
+    expired = await services.expire_due_orders(
+        orders=orders, stock=shop.stock, clock=shop.clock, batch=20, concurrency=4
+    )
+    assert expired == 30
+    assert orders.most_held == 4, "concurrent, never more than the bound"
+    assert all(orders.rows[o.id].status is OrderStatus.EXPIRED for o in made)
+    assert all(orders.rows[o.id].stock_released_at is not None for o in made)
+    assert await shop.left() == 40
+
+
+async def test_one_order_failing_to_expire_does_not_hold_up_the_others() -> None:
+    shop = Shop({1: 10})
+    orders = shop.orders = SlowOrders({1: 700})
+    made = await backlog(shop, 6)
+    orders.failing.add(made[0].id)
+    with pytest.raises(ConnectionError):
+        await services.expire_due_orders(orders=orders, stock=shop.stock, clock=shop.clock, batch=4)
+    assert [orders.rows[o.id].status for o in made] == [OrderStatus.PENDING_PAYMENT] + [
+        OrderStatus.EXPIRED
+    ] * 5, "the rest of its batch and the next batch expired"
+    assert await shop.left() == 9
+    orders.failing.clear()
+    assert await services.expire_due_orders(orders=orders, stock=shop.stock, clock=shop.clock) == 1
 
 
 async def test_the_list_hides_expired_orders_and_pages_newest_first() -> None:

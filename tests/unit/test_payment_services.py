@@ -30,7 +30,7 @@ from shop.domain.payments.model import (
     RefundReason,
 )
 from shop.domain.stock.model import Line
-from tests.unit.fakes import FakeClock, FakeOrders, FakeScheduler, FakeStock
+from tests.unit.fakes import FakeClock, FakeOrders, FakeStock
 from tests.unit.payment_fakes import FakeGateway, FakePayments
 
 ALICE = uuid.UUID(int=1)
@@ -44,7 +44,6 @@ class Shop:
         self.payments = FakePayments(self.orders)
         self.gateway = FakeGateway()
         self.clock = FakeClock()
-        self.expiry = FakeScheduler()
 
     async def place(self, key: str = "k1") -> Order:
         placed = await order_services.place_order(
@@ -53,7 +52,6 @@ class Shop:
             stock=self.stock,
             orders=self.orders,
             clock=self.clock,
-            expiry=self.expiry,
         )
         return placed.order
 

@@ -53,8 +53,10 @@ def container_of(ctx: Context) -> Container:
 
 
 async def expire_order(ctx: Context, *, order_id: str) -> bool:
-    """Scheduled at the order's ``pay_by`` by ``place_order``; the adapter enqueues it by
-    name (``EXPIRE_ORDER_JOB``), which is why this function carries that name."""
+    """One order's expiry, as earlier versions enqueued it at every order's ``pay_by``.
+    Nothing enqueues it any more (``expire_due_orders`` expires orders), but jobs already in
+    Redis at an upgrade run under this name (``EXPIRE_ORDER_JOB``) and must find it
+    registered; running one after the sweep is harmless (``expire_order`` is idempotent)."""
     c = container_of(ctx)
     expired = await c.order_cases.expire(uuid.UUID(order_id))
     if expired:
@@ -62,13 +64,15 @@ async def expire_order(ctx: Context, *, order_id: str) -> bool:
     return expired
 
 
-async def expire_overdue_orders(ctx: Context) -> int:
-    """Backstop for expiry jobs lost with Redis (or never enqueued)."""
+async def expire_due_orders(ctx: Context) -> int:
+    """Expire the unpaid orders whose ``pay_by`` has passed, every ``order_expiry_interval``.
+    Safe beside itself: SAQ's cron key keeps one run in this queue at a time, and two workers'
+    runs that overlap anyway are decided per order under its row lock."""
     c = container_of(ctx)
-    expired = await c.order_cases.expire_overdue()
+    expired = await c.order_cases.expire_due()
     c.observer.orders_expired(expired)
     if expired:
-        _log.info("expired overdue orders", count=expired)
+        _log.info("expired unpaid orders", count=expired)
     return expired
 
 
@@ -182,8 +186,8 @@ def counted_job(function: JobFunction) -> JobFunction:
 
 
 def job_functions() -> list[JobFunction]:
-    """Jobs enqueued by the app (an order's expiry at its ``pay_by``, the sandbox's webhook
-    deliveries)."""
+    """Jobs enqueued by name: the sandbox's webhook deliveries, and earlier versions' per-order
+    expiry jobs (still in Redis after an upgrade)."""
     return [expire_order, deliver_sandbox_webhook]
 
 
@@ -204,7 +208,7 @@ def cron_jobs(settings: Settings) -> list[CronJob[Context]]:
     sweep = every(settings.order_sweep_interval)
     timeout = max(60, round(settings.order_sweep_interval))
     return [
-        CronJob(expire_overdue_orders, cron=sweep, timeout=timeout),
+        CronJob(expire_due_orders, cron=every(settings.order_expiry_interval), timeout=60),
         CronJob(release_stock_of_closed_orders, cron=sweep, timeout=timeout),
         CronJob(resend_pending_refunds, cron=sweep, timeout=timeout),
         CronJob(refresh_popularity_job, cron=every(settings.popularity_refresh_interval)),

@@ -7,7 +7,7 @@ trips): one read (catalog prices + an earlier order under the same idempotency k
 write (order and lines in a single ``WITH … INSERT``, atomic as any single statement is).
 
 Transitions lock the order row (``SELECT … FOR UPDATE``) for the length of the use case's
-decision, so a payment racing the expiry job, or a cancel racing the shipment, is decided
+decision, so a payment racing the expiry sweep, or a cancel racing the shipment, is decided
 one after the other on the committed state.
 """
 

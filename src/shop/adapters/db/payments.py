@@ -1,7 +1,7 @@
 """``SqlPayments``: payments and the gateway's event log on PostgreSQL (SQLAlchemy Core).
 
 A book is one transaction: the order row locked first (the lock every order transition
-takes, so the webhook, the expiry job and a cancel queue up on it), then the order's payment
+takes, so the webhook, the expiry sweep and a cancel queue up on it), then the order's payment
 rows. The event record is an ``INSERT … ON CONFLICT DO NOTHING`` on the unique provider event
 id inside that same transaction: twenty concurrent replays of one event wait on the order
 lock, and all but the first find the id taken and change nothing.

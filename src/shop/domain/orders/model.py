@@ -19,7 +19,7 @@ requests and duplicate provider callbacks are harmless. Anything else that does 
 arrow raises ``InvalidState`` carrying the current state.
 
 What this model guarantees by construction: an unpaid order is never
-deleted (it becomes ``expired`` and its stock is given back), the expiry job cannot touch a
+deleted (it becomes ``expired`` and its stock is given back), the expiry sweep cannot touch a
 paid order (only ``pending_payment`` expires), a payment must match the total and counts once,
 cancelling is allowed exactly before shipping, and the refund window starts at delivery.
 """
@@ -270,7 +270,7 @@ class Order:
     def pay(self, amount: int, now: datetime) -> bool:
         """Record the payment. The amount must be the total; a duplicate callback for a
         payment already recorded is answered without counting it twice. Past ``pay_by`` the
-        payment is refused even if the expiry job has not run yet (``expire`` first)."""
+        payment is refused even if the expiry sweep has not run yet (``expire`` first)."""
         if self.status in OrderStatus.PAID_FOR:
             if amount != self.total:
                 raise InvalidInput(

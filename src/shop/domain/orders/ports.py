@@ -11,16 +11,6 @@ from typing import Protocol
 from shop.domain.orders.model import Order, OrderCursor, OrderPage, Quote
 
 
-class ExpiryScheduler(Protocol):
-    """Runs ``expire_order`` for an order once its payment deadline has passed.
-
-    At-least-once and best effort: scheduling the same order twice runs it once or twice
-    (expiry is idempotent), and a lost job is caught by the periodic sweep.
-    """
-
-    async def expire_at(self, order_id: uuid.UUID, when: datetime) -> None: ...
-
-
 class Orders(Protocol):
     """The orders repository. Transitions go through ``locked`` so that two of them on one
     order (pay vs expire, cancel vs ship) are decided one after the other, never both."""
@@ -76,7 +66,8 @@ class Orders(Protocol):
     async def mark_stock_released(self, order_id: uuid.UUID, at: datetime) -> None: ...
 
     async def overdue(self, now: datetime, *, limit: int) -> Sequence[uuid.UUID]:
-        """Unpaid orders whose deadline has passed (the sweep's backlog), oldest deadline first."""
+        """Unpaid orders whose deadline has passed (the expiry sweep's backlog), oldest
+        deadline first. Runs every second: it must be served by an index, not a scan."""
         ...
 
     async def awaiting_release(self, *, limit: int) -> Sequence[Order]:

@@ -7,6 +7,9 @@ Two orderings matter everywhere below:
   release fails after the commit, ``stock_released_at`` stays unset and the sweep
   (``release_stock_of_closed_orders``) retries it; release is idempotent, so running it twice
   never returns units twice.
+
+Placing schedules nothing: the worker's ``expire_due_orders`` finds unpaid orders past their
+``pay_by`` through a partial index, every second or so, so a purchase pays no job enqueue.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Awaitable
 
 from shop.domain.clock import Clock
 from shop.domain.drops.services import DropSales, purchase_terms
@@ -31,11 +33,15 @@ from shop.domain.orders.model import (
     PlaceOrder,
     check_total,
 )
-from shop.domain.orders.ports import ExpiryScheduler, Orders
+from shop.domain.orders.ports import Orders
 from shop.domain.stock.ports import StockReservation
 
 MAX_PAGE_SIZE = 100
 SWEEP_BATCH = 100
+# Orders one expiry sweep expires at a time: each holds a database connection while it locks
+# and commits (the pool has 20), so a drop's backlog expires in a few round trips per batch
+# without starving the API processes' pool of the same database.
+EXPIRY_CONCURRENCY = 8
 
 
 def _key_reused() -> InvalidInput:
@@ -52,14 +58,13 @@ async def place_order(
     stock: StockReservation,
     orders: Orders,
     clock: Clock,
-    expiry: ExpiryScheduler,
     sales: DropSales | None = None,
     observer: SaleObserver | None = None,
 ) -> Placed:
     """Buy (see ``_place``), telling ``observer`` how the purchase ended, whichever way."""
     try:
         placed = await _place(
-            cmd, rules=rules, stock=stock, orders=orders, clock=clock, expiry=expiry, sales=sales
+            cmd, rules=rules, stock=stock, orders=orders, clock=clock, sales=sales
         )
     except BaseException as exc:
         if observer is not None and isinstance(exc, Exception):
@@ -77,10 +82,9 @@ async def _place(
     stock: StockReservation,
     orders: Orders,
     clock: Clock,
-    expiry: ExpiryScheduler,
     sales: DropSales | None = None,
 ) -> Placed:
-    """Buy: validate, price from the catalog, reserve, write, confirm, schedule the expiry.
+    """Buy: validate, price from the catalog, reserve, write, confirm.
 
     An order of a drop's options follows the drop's terms (``sales``): its start and end,
     payment methods and admission are checked first; its per-buyer limit goes to the stock
@@ -96,9 +100,7 @@ async def _place(
     lines = cmd.validated(rules)
     quote = await orders.quote(cmd.user_id, cmd.idempotency_key, [ln.option_id for ln in lines])
     if quote.existing_order_id is not None:
-        return await _replay(
-            cmd, quote.existing_order_id, stock=stock, orders=orders, clock=clock, expiry=expiry
-        )
+        return await _replay(cmd, quote.existing_order_id, stock=stock, orders=orders, clock=clock)
     if quote.abandoned:
         # The first attempt died after reserving and the sweep gave its units back: this key
         # can hold no order any more. Refused before taking anything.
@@ -155,8 +157,8 @@ async def _place(
             # back. (Otherwise a twin request's order holds it: answer with that order.)
             await stock.release(cmd.reservation_key)
             raise ReservationLost(cmd.reservation_key)
-        return await _replay(cmd, None, stock=stock, orders=orders, clock=clock, expiry=expiry)
-    await _settle_new_order(order, stock=stock, orders=orders, clock=clock, expiry=expiry)
+        return await _replay(cmd, None, stock=stock, orders=orders, clock=clock)
+    await _settle_new_order(order, stock=stock, orders=orders, clock=clock)
     if sales is not None and order.drop_id is not None:
         # The admission became a reserved unit: its slot in the waiting room is free. Best
         # effort: an admission left counted expires on its own.
@@ -183,27 +185,22 @@ async def _settle_new_order(
     stock: StockReservation,
     orders: Orders,
     clock: Clock,
-    expiry: ExpiryScheduler,
 ) -> None:
-    """Confirm the reservation and schedule the expiry, side by side (both after the commit).
+    """Confirm the reservation (after the commit). A reservation lost meanwhile (its units
+    went back on sale) lapses the order: it cannot be sold twice.
 
     A failure here leaves a committed order: the error reaches the client, whose retry with
-    the same key replays the order and repeats both steps (the stock sweep confirms a pending
-    reservation that has an order; the expiry sweep catches a lost job).
+    the same key replays the order and confirms again (the stock sweep confirms a pending
+    reservation that has an order). Its expiry needs nothing from here: the sweep finds it
+    by its ``pay_by``.
     """
-    steps: list[Awaitable[None]] = [stock.confirm(order.reservation_key)]
-    if order.status is OrderStatus.PENDING_PAYMENT:
-        steps.append(expiry.expire_at(order.id, order.pay_by))
-    outcomes = await asyncio.gather(*steps, return_exceptions=True)
-    for outcome in outcomes:
-        if isinstance(outcome, ReservationLost):
-            async with orders.locked(order.id) as lapsed:
-                if lapsed.status is OrderStatus.PENDING_PAYMENT:
-                    lapsed.lapse(clock.now())
-            raise outcome
-    for outcome in outcomes:
-        if isinstance(outcome, BaseException):
-            raise outcome
+    try:
+        await stock.confirm(order.reservation_key)
+    except ReservationLost:
+        async with orders.locked(order.id) as lapsed:
+            if lapsed.status is OrderStatus.PENDING_PAYMENT:
+                lapsed.lapse(clock.now())
+        raise
 
 
 async def _replay(
@@ -213,7 +210,6 @@ async def _replay(
     stock: StockReservation,
     orders: Orders,
     clock: Clock,
-    expiry: ExpiryScheduler,
 ) -> Placed:
     """Answer a repeated request with the order its first attempt placed."""
     order = (
@@ -229,9 +225,9 @@ async def _replay(
         # A racing twin may have re-reserved under the key of an order closed meanwhile.
         await stock.release(order.reservation_key)
     elif order.status is OrderStatus.PENDING_PAYMENT:
-        # The first attempt may have died between its write and its confirm; repeat both.
+        # The first attempt may have died between its write and its confirm; repeat it.
         # Later states were confirmed long ago (their reservation may even be retired).
-        await _settle_new_order(order, stock=stock, orders=orders, clock=clock, expiry=expiry)
+        await _settle_new_order(order, stock=stock, orders=orders, clock=clock)
     return Placed(order, created=False)
 
 
@@ -304,7 +300,9 @@ async def expire_order(
 ) -> bool:
     """Expire an unpaid order past its deadline and give its units back; ``True`` if this
     call expired it. Anything else (paid meanwhile, cancelled, not due yet, unknown) is left
-    as it is: SAQ delivers at least once and the sweep overlaps the job."""
+    as it is: overlapping sweeps pick the same order, and SAQ delivers the job of an earlier
+    version at least once. The row lock decides which call expires it; another that finds
+    the release still unfinished repeats it, which is idempotent: the units go back once."""
     now = clock.now()
     try:
         async with orders.locked(order_id) as order:
@@ -318,17 +316,52 @@ async def expire_order(
     return due
 
 
-async def expire_overdue_orders(
-    *, orders: Orders, stock: StockReservation, clock: Clock, batch: int = SWEEP_BATCH
+async def expire_due_orders(
+    *,
+    orders: Orders,
+    stock: StockReservation,
+    clock: Clock,
+    batch: int = SWEEP_BATCH,
+    concurrency: int = EXPIRY_CONCURRENCY,
 ) -> int:
-    """The backstop for lost expiry jobs: expire every unpaid order past its deadline."""
+    """Expire every unpaid order past its deadline; how many this call expired.
+
+    The worker runs this every ``order_expiry_interval``: it is how orders expire (placing
+    schedules nothing). Each batch (oldest deadline first, off the partial index on
+    ``pay_by``) is expired ``concurrency`` orders at a time, so a drop's thousand orders that
+    fall due in the same second are done in about a thousand round trips divided by the bound,
+    not one after the other. Every order still goes through ``expire_order``, which decides under
+    the order's row lock: two overlapping sweeps (two workers, or one slow run and the next)
+    may both pick an order, and exactly one of them expires it and releases its units; the
+    other finds it expired and does nothing. Every order of a batch is tried even if one
+    fails (its error is raised once the sweep is done, so the job is recorded as failed); the
+    sweep stops when a batch expired nothing, so orders it cannot expire never spin it.
+    """
+    gate = asyncio.Semaphore(concurrency)
+
+    async def expire(order_id: uuid.UUID) -> bool:
+        async with gate:
+            return await expire_order(order_id, orders=orders, stock=stock, clock=clock)
+
     expired = 0
+    failure: Exception | None = None
     while True:
         due = await orders.overdue(clock.now(), limit=batch)
-        done = [await expire_order(oid, orders=orders, stock=stock, clock=clock) for oid in due]
-        expired += sum(done)
-        if len(due) < batch or not any(done):
-            return expired
+        outcomes = await asyncio.gather(*(expire(oid) for oid in due), return_exceptions=True)
+        done = 0
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                if not isinstance(outcome, Exception):
+                    raise outcome
+                failure = failure or outcome
+            elif outcome:
+                done += 1
+        expired += done
+        if len(due) < batch or not done:
+            break
+    if failure is not None:
+        raise failure
+    return expired
 
 
 async def release_stock_of_closed_orders(

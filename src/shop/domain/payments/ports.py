@@ -34,7 +34,7 @@ class PaymentBook(Protocol):
     """One order and its payments, locked and changed in one transaction.
 
     The order row is locked first (``FOR UPDATE``, the same lock every order transition
-    takes), then its payments: so a webhook, the expiry job and a cancel on one order are
+    takes), then its payments: so a webhook, the expiry sweep and a cancel on one order are
     decided one after the other. Everything done in the block (order, payments, event
     record) is committed when it exits normally and discarded when it raises.
     """
