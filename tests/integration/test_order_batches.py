@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from uuid_utils.compat import uuid7
 
 from shop.adapters.db.orders import SqlOrders
-from shop.adapters.db.purchase_statements import ADD_ORDERS, QUOTES
+from shop.adapters.db.purchase_statements import ADD, ADD_ORDERS, QUOTE, QUOTES
 from shop.adapters.db.reservation_claims import mark_generation_lost
 from shop.bootstrap import Container
 from shop.domain.errors import OptionWithdrawn, Unauthorized
@@ -123,20 +123,23 @@ async def test_a_withdrawn_option_or_deleted_account_fails_only_its_own_caller(
     assert isinstance(outcomes[1], OptionWithdrawn)
     assert isinstance(outcomes[3], Unauthorized)
     # The batch aborted as a whole, then each order went again on its own.
-    assert orders.sent.count(ADD_ORDERS) == 1 + 5
+    assert orders.sent.count(ADD_ORDERS) == 1
+    assert orders.sent.count(ADD) == 5
     assert await orders.get(good.id) == good
     assert await orders.get(other.id) == other
     assert await orders.get(twin.id) is None
 
 
-async def test_a_lone_withdrawn_option_is_refused_without_a_second_insert(
-    clean: Container,
-) -> None:
+async def test_a_lone_order_or_quote_keeps_its_single_row_statement(clean: Container) -> None:
+    option = await make_option(clean, stock=5, price=500)
+    product = await product_of(clean, option)
     user_id, _ = await make_user(clean)
     orders = CountingOrders(clean.engine)
+    assert (await orders.quote(user_id, "lone", [option])).prices[option].price == 500
+    assert await orders.add(an_order(user_id, "lone", option, product_id=product))
     with pytest.raises(OptionWithdrawn):
-        await orders.add(an_order(user_id, "gone", 987_654_321, product_id=1))
-    assert orders.sent.count(ADD_ORDERS) == 1
+        await orders.add(an_order(user_id, "gone", 987_654_321, product_id=product))
+    assert orders.sent[:3] == [QUOTE, ADD, ADD]  # then the refusal's look-up
 
 
 async def test_concurrent_quotes_share_one_statement_and_each_gets_its_own(
@@ -182,4 +185,4 @@ async def test_purchases_arriving_during_a_batch_go_together_next(clean: Contain
     outcomes = await asyncio.gather(*(orders.add(order) for order in rest))
     assert await first is True
     assert outcomes == [True] * 20
-    assert orders.sent.count(ADD_ORDERS) == 2
+    assert orders.sent.count(ADD) == 1 and orders.sent.count(ADD_ORDERS) == 1

@@ -34,10 +34,15 @@ from uuid_utils.compat import uuid7
 
 from shop.adapters.coalescing import Coalescer
 from shop.adapters.db.purchase_statements import (
+    ADD,
     ADD_ORDERS,
+    QUOTE,
     QUOTES,
     add_args,
+    one_add_args,
+    one_quote_args,
     quote_args,
+    quote_of,
     quotes_from,
     written_of,
 )
@@ -197,6 +202,8 @@ class SqlOrders:
     async def _quote_batch(
         self, asks: list[tuple[uuid.UUID, str, Sequence[int]]]
     ) -> list[Quote | BaseException]:
+        if len(asks) == 1:
+            return [quote_of(await self._fetch(QUOTE, *one_quote_args(*asks[0])))]
         rows = await self._fetch(QUOTES, *quote_args(asks))
         return list(quotes_from(rows, len(asks)))
 
@@ -224,21 +231,19 @@ class SqlOrders:
         withdrawn, an account deleted) is one order's but aborts them all: then each order
         goes again on its own, so each caller gets its own outcome. Any other error is every
         caller's, and none of their orders was written (one statement)."""
+        if len(items) == 1:
+            return [await self._add_one(*items[0])]
         try:
             written = written_of(await self._fetch(ADD_ORDERS, *add_args(items)))
         except Exception as exc:
             if sqlstate_of(exc) != FOREIGN_KEY_VIOLATION:
                 raise
-            if len(items) == 1:
-                return [await self._refusal(items[0][0])]
-            return [await self._alone(order, generation) for order, generation in items]
+            return [await self._add_one(order, generation) for order, generation in items]
         return [order.id in written for order, _ in items]
 
-    async def _alone(self, order: Order, generation: str | None) -> bool | BaseException:
+    async def _add_one(self, order: Order, generation: str | None) -> bool | BaseException:
         try:
-            return await self._written(
-                order, self._fetch(ADD_ORDERS, *add_args([(order, generation)]))
-            )
+            return await self._written(order, self._fetch(ADD, *one_add_args(order, generation)))
         except Exception as exc:
             return exc
 
@@ -261,9 +266,7 @@ class SqlOrders:
                 await raw.execute(_DROP_BUYER_LOCK, f"drop-buyer:{order.drop_id}:{order.user_id}")
                 if await raw.fetchval(_OPEN_IN_DROP, order.user_id, order.drop_id) >= cap:
                     raise OpenOrderLimitExceeded(cast("int", order.drop_id), cap)
-                rows: list[Any] = await raw.fetch(
-                    ADD_ORDERS, *add_args([(order, stock_generation)])
-                )
+                rows: list[Any] = await raw.fetch(ADD, *one_add_args(order, stock_generation))
         return rows
 
     async def _refusal(self, order: Order) -> OptionWithdrawn | Unauthorized:

@@ -5,7 +5,9 @@ an asyncpg round trip and a statement for PostgreSQL to run and (for the insert)
 order. ``SqlOrders`` now hands the concurrent purchases of one process to a ``Coalescer``,
 and these statements serve a whole batch in one round trip: the quote reads every caller's
 prices and earlier order, the insert claims, writes and commits every caller's order with
-one durable commit. A lone purchase is a batch of one (same statement, same cost as before).
+one durable commit. A lone purchase keeps its single-row statement (``QUOTE``, ``ADD``): the
+multi-row ones cost a lone call more to plan and run (a sequential purchase measured slower
+with them), and the capped drop insert and the one-by-one retry of a failed batch use them too.
 
 The batch travels as parallel arrays (``unnest``); rows carry the caller's index (quote) or
 order id (insert) so each caller gets exactly the answer its own statement used to give.
@@ -22,6 +24,41 @@ from typing import Any
 
 from shop.adapters.db.reservation_claims import GENERATION_ALIVE_SQL, ORDER, VOID
 from shop.domain.orders.model import OptionPrice, Order, Quote, reservation_key
+
+# One row per known option, or a single all-NULL row when none is known, always carrying the
+# earlier order's id (if any) and the claim on the reservation key: one round trip either way.
+QUOTE = """
+    SELECT (SELECT id FROM purchase_order
+             WHERE user_id = $1 AND idempotency_key = $2) AS existing,
+           (SELECT outcome FROM reservation_claim WHERE key = $4) AS claim,
+           option.id, option.product_id, option.price, option.drop_id
+      FROM (SELECT 1) AS anchor
+      LEFT JOIN option ON option.id = ANY($3::bigint[])
+"""
+
+
+def one_quote_args(
+    user_id: uuid.UUID, idempotency_key: str, option_ids: Sequence[int]
+) -> tuple[Any, ...]:
+    """``QUOTE``'s arguments."""
+    return (user_id, idempotency_key, list(option_ids), reservation_key(user_id, idempotency_key))
+
+
+def quote_of(rows: Sequence[Any]) -> Quote:
+    """The ``Quote`` in ``QUOTE``'s rows (or in one ask's rows of ``QUOTES``)."""
+    known = [row for row in rows if row["id"] is not None]
+    return Quote(
+        prices={
+            int(row["id"]): OptionPrice(int(row["id"]), int(row["product_id"]), int(row["price"]))
+            for row in known
+        },
+        existing_order_id=rows[0]["existing"] if rows else None,
+        abandoned=bool(rows) and rows[0]["claim"] == VOID,
+        drop_of_option={
+            int(row["id"]): int(row["drop_id"]) for row in known if row["drop_id"] is not None
+        },
+    )
+
 
 # One row per (ask, known option), or a single row with NULL option columns for an ask none
 # of whose options is known; each carries the ask's earlier order (if any) and the claim on
@@ -58,29 +95,68 @@ def quotes_from(rows: Sequence[Any], count: int) -> list[Quote]:
     by_ask: list[list[Any]] = [[] for _ in range(count)]
     for row in rows:
         by_ask[int(row["idx"])].append(row)
-    return [_quote(ask_rows) for ask_rows in by_ask]
+    return [quote_of(ask_rows) for ask_rows in by_ask]
 
 
-def _quote(rows: Sequence[Any]) -> Quote:
-    known = [row for row in rows if row["id"] is not None]
-    return Quote(
-        prices={
-            int(row["id"]): OptionPrice(int(row["id"]), int(row["product_id"]), int(row["price"]))
-            for row in known
-        },
-        existing_order_id=rows[0]["existing"] if rows else None,
-        abandoned=bool(rows) and rows[0]["claim"] == VOID,
-        drop_of_option={
-            int(row["id"]): int(row["drop_id"]) for row in known if row["drop_id"] is not None
-        },
+# The claim on the reservation key ($9) decides whether the order and its lines are written:
+# a racing twin of the same idempotency key, a sweep that claimed the key void, or a counter
+# generation ($16, NULL for the PostgreSQL strategies) lost since the reservation makes this
+# write nothing, which RETURNING reports (see reservation_claims).
+ADD = f"""
+    WITH claim AS (
+        INSERT INTO reservation_claim (key, outcome)
+        SELECT $9, '{ORDER}'
+         WHERE $16::text IS NULL OR {GENERATION_ALIVE_SQL % "$16::text"}
+        ON CONFLICT (key) DO NOTHING
+        RETURNING key
+    ),
+    new_order AS (
+        INSERT INTO purchase_order (id, user_id, status, payment_method, pay_by, total,
+                                    shipping_address, idempotency_key, reservation_key,
+                                    request_fingerprint, created_at, drop_id)
+        SELECT $1::uuid, $2::uuid, $3::varchar, $4::varchar, $5::timestamptz, $6::bigint,
+               $7::text, $8::varchar, claim.key, $10::varchar, $11::timestamptz, $17::bigint
+          FROM claim
+        ON CONFLICT DO NOTHING
+        RETURNING id
+    )
+    INSERT INTO order_line (order_id, option_id, product_id, quantity, unit_price)
+    SELECT new_order.id, item.option_id, item.product_id, item.quantity, item.unit_price
+      FROM new_order,
+           unnest($12::bigint[], $13::bigint[], $14::integer[], $15::bigint[])
+               AS item(option_id, product_id, quantity, unit_price)
+    RETURNING order_id
+"""
+
+
+def one_add_args(order: Order, stock_generation: str | None) -> tuple[Any, ...]:
+    """``ADD``'s arguments."""
+    return (
+        order.id,
+        order.user_id,
+        order.status.value,
+        order.payment_method.value,
+        order.pay_by,
+        order.total,
+        order.shipping_address,
+        order.idempotency_key,
+        order.reservation_key,
+        order.request_fingerprint,
+        order.created_at,
+        [line.option_id for line in order.lines],
+        [line.product_id for line in order.lines],
+        [line.quantity for line in order.lines],
+        [line.unit_price for line in order.lines],
+        stock_generation,
+        order.drop_id,
     )
 
 
-# The claim on an order's reservation key decides whether the order and its lines are
-# written: a racing twin of the same idempotency key (in another statement, or earlier in this
-# batch: the first of a batch's twins is the one that may claim), a sweep that claimed the key
-# void, or a counter generation (NULL for the PostgreSQL strategies) lost since the
-# reservation makes this write nothing for that order, which the final SELECT reports by
+# ``ADD`` for a batch. An order's claim on its reservation key decides whether the order and
+# its lines are written: a racing twin of the same idempotency key (in another statement, or
+# earlier in this batch: the first of a batch's twins is the one that may claim), a sweep that
+# claimed the key void, or a counter generation (NULL for the PostgreSQL strategies) lost since
+# the reservation makes this write nothing for that order, which the final SELECT reports by
 # leaving its id out (see reservation_claims). The claims are taken in reservation-key order,
 # so two batches holding the same two keys cannot wait on each other (no deadlock). One
 # statement: it commits every order of the batch or, on an error, none.
