@@ -230,7 +230,9 @@ class SqlOrders:
         """One statement, one commit for the batch. A foreign key violation (an option
         withdrawn, an account deleted) is one order's but aborts them all: then each order
         goes again on its own, so each caller gets its own outcome. Any other error is every
-        caller's, and none of their orders was written (one statement)."""
+        caller's: one statement committed all of their orders or none (even when only its
+        answer was lost), and the use case's release claims each key void before giving its
+        units back, so it frees only those of orders that were not written."""
         if len(items) == 1:
             return [await self._add_one(*items[0])]
         try:
