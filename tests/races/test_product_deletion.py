@@ -32,7 +32,7 @@ from tests.races.test_order_race import buyers
 
 STRATEGIES = sorted(STOCK_STRATEGIES)
 BUYERS = 60
-# Buyers parked at their order write at once: each holds a pooled connection while it waits.
+# Buyers parked at their order write at once (their orders batched behind one waiting insert).
 HELD_BUYERS = 12
 
 
@@ -124,15 +124,19 @@ async def order_writes_held(container: Container) -> AsyncIterator[None]:
 
 
 async def wait_until_parked(container: Container, count: int) -> None:
+    """``count`` buyers hold their reservation and their order writes are waiting on the
+    lock: the first batch's insert in PostgreSQL, the others queued behind it in the
+    process (group commit: buyers share one insert, so one waiting statement can be many)."""
     query = text(
-        "SELECT count(*) FROM pg_stat_activity "
-        "WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO purchase_order%'"
+        "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'purchase_order'::regclass"
     )
     async with asyncio.timeout(20):
         while True:
             async with container.engine.connect() as conn:
-                if (await conn.scalar(query) or 0) >= count:
-                    return
+                blocked = await conn.scalar(query) or 0
+            if blocked and len(await _open_keys(container)) >= count:
+                await asyncio.sleep(0.05)  # the last reserved buyer hands its order over
+                return
             await asyncio.sleep(0.02)
 
 

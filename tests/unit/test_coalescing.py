@@ -98,6 +98,23 @@ async def test_a_cancelled_caller_does_not_cancel_the_batch() -> None:
     assert run.batches == [[1, 2]]
 
 
+async def test_a_caller_cancelled_while_queued_is_not_sent() -> None:
+    run = Recorder()
+    run.release.clear()
+    coalescer = Coalescer(run)
+    first = asyncio.create_task(coalescer.submit(1))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    queued = [asyncio.create_task(coalescer.submit(i)) for i in (2, 3)]
+    await asyncio.sleep(0)
+    queued[0].cancel()
+    await asyncio.sleep(0)
+    run.release.set()
+    assert await first == 10
+    assert await queued[1] == 30
+    assert run.batches == [[1], [3]]
+
+
 async def test_a_wrong_number_of_outcomes_is_every_items_error() -> None:
     async def run(items: list[int]) -> Sequence[int | BaseException]:
         return items[:-1]

@@ -10,9 +10,10 @@ batches grow only as load does. So sequential latency is unchanged and a saturat
 sends a round trip per batch, not per call.
 
 Each call gets its own answer or its own exception: ``run`` returns one outcome per item, in
-order, and an exception it raises is every item's. A caller that is cancelled while waiting
-does not cancel its batch (the other callers' items are in it); its item's outcome is dropped,
-as a statement that reached the server before its caller went away would be.
+order, and an exception it raises is every item's. A caller that is cancelled while its batch
+is in flight does not cancel it (the other callers' items are in it); its item's outcome is
+dropped, as a statement that reached the server before its caller went away would be. One
+cancelled while still queued is left out of the next batch.
 
 What is lost: the batch runs in the coalescer's task, not the caller's, so context variables
 (the request id in a log line, the current trace span) are those of the first caller of the
@@ -74,6 +75,11 @@ class Coalescer(Generic[In, Out]):
         while self._waiting:
             batch = self._waiting[: self._max_batch]
             del self._waiting[: self._max_batch]
+            # A caller cancelled before its batch left is not sent for: its order (say) is
+            # not written, as a statement still waiting for a pooled connection would not be.
+            batch = [(item, future) for item, future in batch if not future.done()]
+            if not batch:
+                continue
             try:
                 outcomes = await self._run([item for item, _ in batch])
                 if len(outcomes) != len(batch):

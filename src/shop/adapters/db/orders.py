@@ -4,7 +4,9 @@ Core rather than the ORM: an order is written once and then changes a status and
 so an identity map and unit-of-work flushes would only add work on the purchase hot path.
 That path costs two statements here, each on an autocommit connection (no BEGIN/COMMIT round
 trips): one read (catalog prices + an earlier order under the same idempotency key) and one
-write (order and lines in a single ``WITH … INSERT``, atomic as any single statement is).
+write (order and lines in a single ``WITH … INSERT``, atomic as any single statement is),
+each shared by the purchases of this process that arrive together (group commit, see
+``purchase_statements``).
 
 Transitions lock the order row (``SELECT … FOR UPDATE``) for the length of the use case's
 decision, so a payment racing the expiry sweep, or a cancel racing the shipment, is decided
@@ -14,7 +16,7 @@ one after the other on the committed state.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, cast
@@ -30,17 +32,25 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from uuid_utils.compat import uuid7
 
-from shop.adapters.db.reservation_claims import (
-    GENERATION_ALIVE_SQL,
-    ORDER,
-    VOID,
-    claim_void,
+from shop.adapters.coalescing import Coalescer
+from shop.adapters.db.purchase_statements import (
+    ADD,
+    ADD_ORDERS,
+    QUOTE,
+    QUOTES,
+    add_args,
+    one_add_args,
+    one_quote_args,
+    quote_args,
+    quote_of,
+    quotes_from,
+    written_of,
 )
+from shop.adapters.db.reservation_claims import claim_void
 from shop.adapters.db.sqlstate import FOREIGN_KEY_VIOLATION, sqlstate_of
 from shop.adapters.db.tables import OrderLineRow, OrderRow, sql_list
 from shop.domain.errors import NotFound, OpenOrderLimitExceeded, OptionWithdrawn, Unauthorized
 from shop.domain.orders.model import (
-    OptionPrice,
     Order,
     OrderCursor,
     OrderLine,
@@ -48,7 +58,6 @@ from shop.domain.orders.model import (
     OrderStatus,
     PaymentMethod,
     Quote,
-    reservation_key,
 )
 
 order_t = cast("Table", OrderRow.__table__)
@@ -132,47 +141,6 @@ async def _orders_with_lines(conn: AsyncConnection, rows: Sequence[Row[Any]]) ->
     return [_to_order(row, lines[row.id]) for row in rows]
 
 
-# The purchase path's two statements, written once as SQL and run on the pooled connection's
-# asyncpg driver directly: building them per request with the expression language, and
-# SQLAlchemy's cursor layer around asyncpg, cost more CPU than the round trips themselves
-# (profiled with py-spy under ``shop bench``: ~40% of a purchase's CPU).
-_QUOTE = """
-    SELECT (SELECT id FROM purchase_order
-             WHERE user_id = $1 AND idempotency_key = $2) AS existing,
-           (SELECT outcome FROM reservation_claim WHERE key = $4) AS claim,
-           option.id, option.product_id, option.price, option.drop_id
-      FROM (SELECT 1) AS anchor
-      LEFT JOIN option ON option.id = ANY($3::bigint[])
-"""
-# The claim on the reservation key ($9) decides whether the order and its lines are written:
-# a racing twin of the same idempotency key, a sweep that claimed the key void, or a counter
-# generation ($16, NULL for the PostgreSQL strategies) lost since the reservation makes this
-# write nothing, which RETURNING reports (see reservation_claims).
-_ADD = f"""
-    WITH claim AS (
-        INSERT INTO reservation_claim (key, outcome)
-        SELECT $9, '{ORDER}'
-         WHERE $16::text IS NULL OR {GENERATION_ALIVE_SQL % "$16::text"}
-        ON CONFLICT (key) DO NOTHING
-        RETURNING key
-    ),
-    new_order AS (
-        INSERT INTO purchase_order (id, user_id, status, payment_method, pay_by, total,
-                                    shipping_address, idempotency_key, reservation_key,
-                                    request_fingerprint, created_at, drop_id)
-        SELECT $1::uuid, $2::uuid, $3::varchar, $4::varchar, $5::timestamptz, $6::bigint,
-               $7::text, $8::varchar, claim.key, $10::varchar, $11::timestamptz, $17::bigint
-          FROM claim
-        ON CONFLICT DO NOTHING
-        RETURNING id
-    )
-    INSERT INTO order_line (order_id, option_id, product_id, quantity, unit_price)
-    SELECT new_order.id, item.option_id, item.product_id, item.quantity, item.unit_price
-      FROM new_order,
-           unnest($12::bigint[], $13::bigint[], $14::integer[], $15::bigint[])
-               AS item(option_id, product_id, quantity, unit_price)
-    RETURNING order_id
-"""
 _STILL_LISTED = "SELECT id FROM option WHERE id = ANY($1::bigint[])"
 # The open-order cap of a drop: one customer's orders in one drop queue on this lock, and
 # each counts the unpaid orders the previous one committed (READ COMMITTED takes a fresh
@@ -204,12 +172,24 @@ async def locked_order(conn: AsyncConnection, order_id: uuid.UUID) -> AsyncItera
 
 
 class SqlOrders:
-    """The ``Orders`` port on PostgreSQL."""
+    """The ``Orders`` port on PostgreSQL.
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    The purchase path's quote and (uncapped) order insert are group-committed: the concurrent
+    calls of this process wait while a batch is in flight and go together as the next one,
+    one statement and one pool checkout per batch (``purchase_statements``). ``max_batch``
+    and ``in_flight`` are the coalescers' (see ``Coalescer``).
+    """
+
+    def __init__(self, engine: AsyncEngine, *, max_batch: int = 128, in_flight: int = 1) -> None:
         self._engine = engine
         # Same pool; single statements on it commit by themselves (no BEGIN/COMMIT trips).
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._quotes: Coalescer[tuple[uuid.UUID, str, Sequence[int]], Quote] = Coalescer(
+            self._quote_batch, max_batch=max_batch, in_flight=in_flight
+        )
+        self._adds: Coalescer[tuple[Order, str | None], bool] = Coalescer(
+            self._add_batch, max_batch=max_batch, in_flight=in_flight
+        )
 
     def next_id(self) -> uuid.UUID:
         return uuid7()
@@ -217,30 +197,15 @@ class SqlOrders:
     async def quote(
         self, user_id: uuid.UUID, idempotency_key: str, option_ids: Sequence[int]
     ) -> Quote:
-        # One row per known option, or a single all-NULL row when none is known, always
-        # carrying the earlier order's id (if any): one round trip either way.
-        rows = await self._fetch(
-            _QUOTE,
-            user_id,
-            idempotency_key,
-            list(option_ids),
-            reservation_key(user_id, idempotency_key),
-        )
-        prices = {
-            int(row["id"]): OptionPrice(int(row["id"]), int(row["product_id"]), int(row["price"]))
-            for row in rows
-            if row["id"] is not None
-        }
-        return Quote(
-            prices=prices,
-            existing_order_id=rows[0]["existing"] if rows else None,
-            abandoned=bool(rows) and rows[0]["claim"] == VOID,
-            drop_of_option={
-                int(row["id"]): int(row["drop_id"])
-                for row in rows
-                if row["id"] is not None and row["drop_id"] is not None
-            },
-        )
+        return await self._quotes.submit((user_id, idempotency_key, list(option_ids)))
+
+    async def _quote_batch(
+        self, asks: list[tuple[uuid.UUID, str, Sequence[int]]]
+    ) -> list[Quote | BaseException]:
+        if len(asks) == 1:
+            return [quote_of(await self._fetch(QUOTE, *one_quote_args(*asks[0])))]
+        rows = await self._fetch(QUOTES, *quote_args(asks))
+        return list(quotes_from(rows, len(asks)))
 
     async def abandon(self, reservation_key: str) -> bool:
         async with self._autocommit.connect() as conn:
@@ -254,24 +219,45 @@ class SqlOrders:
         open_order_cap: int | None = None,
     ) -> bool:
         """Write the order and its lines, or nothing; ``OptionWithdrawn`` if an option was
-        deleted (with its product) since the quote."""
+        deleted (with its product) since the quote. ``True`` once the order is committed."""
+        if open_order_cap is not None and order.drop_id is not None:
+            return await self._written(
+                order, self._add_capped(order, stock_generation, open_order_cap)
+            )
+        return await self._adds.submit((order, stock_generation))
+
+    async def _add_batch(self, items: list[tuple[Order, str | None]]) -> list[bool | BaseException]:
+        """One statement, one commit for the batch. A foreign key violation (an option
+        withdrawn, an account deleted) is one order's but aborts them all: then each order
+        goes again on its own, so each caller gets its own outcome. Any other error is every
+        caller's: one statement committed all of their orders or none (even when only its
+        answer was lost), and the use case's release claims each key void before giving its
+        units back, so it frees only those of orders that were not written."""
+        if len(items) == 1:
+            return [await self._add_one(*items[0])]
         try:
-            if open_order_cap is not None and order.drop_id is not None:
-                written = await self._add_capped(order, stock_generation, open_order_cap)
-            else:
-                written = await self._add(order, stock_generation)
+            written = written_of(await self._fetch(ADD_ORDERS, *add_args(items)))
         except Exception as exc:
             if sqlstate_of(exc) != FOREIGN_KEY_VIOLATION:
                 raise
-            withdrawn = await self._withdrawn(order)
-            if withdrawn is None:
-                # The other reference is the customer's account: a validly signed token
-                # outlived it. Who is asking can no longer be established: 401.
-                raise Unauthorized(
-                    "the account no longer exists; sign up or log in again"
-                ) from None
-            raise withdrawn from None
-        return bool(written)
+            return [await self._add_one(order, generation) for order, generation in items]
+        return [order.id in written for order, _ in items]
+
+    async def _add_one(self, order: Order, generation: str | None) -> bool | BaseException:
+        try:
+            return await self._written(order, self._fetch(ADD, *one_add_args(order, generation)))
+        except Exception as exc:
+            return exc
+
+    async def _written(self, order: Order, write: Awaitable[list[Any]]) -> bool:
+        """Whether ``write`` wrote ``order``, or why it could not."""
+        try:
+            rows = await write
+        except Exception as exc:
+            if sqlstate_of(exc) != FOREIGN_KEY_VIOLATION:
+                raise
+            raise await self._refusal(order) from None
+        return bool(rows)
 
     async def _add_capped(self, order: Order, stock_generation: str | None, cap: int) -> list[Any]:
         """The insert behind the customer's per-drop lock, if the cap leaves room."""
@@ -282,44 +268,21 @@ class SqlOrders:
                 await raw.execute(_DROP_BUYER_LOCK, f"drop-buyer:{order.drop_id}:{order.user_id}")
                 if await raw.fetchval(_OPEN_IN_DROP, order.user_id, order.drop_id) >= cap:
                     raise OpenOrderLimitExceeded(cast("int", order.drop_id), cap)
-                rows: list[Any] = await raw.fetch(_ADD, *self._add_args(order, stock_generation))
+                rows: list[Any] = await raw.fetch(ADD, *one_add_args(order, stock_generation))
         return rows
 
-    async def _add(self, order: Order, stock_generation: str | None) -> list[Any]:
-        return await self._fetch(_ADD, *self._add_args(order, stock_generation))
-
-    @staticmethod
-    def _add_args(order: Order, stock_generation: str | None) -> tuple[Any, ...]:
-        return (
-            order.id,
-            order.user_id,
-            order.status.value,
-            order.payment_method.value,
-            order.pay_by,
-            order.total,
-            order.shipping_address,
-            order.idempotency_key,
-            order.reservation_key,
-            order.request_fingerprint,
-            order.created_at,
-            [line.option_id for line in order.lines],
-            [line.product_id for line in order.lines],
-            [line.quantity for line in order.lines],
-            [line.unit_price for line in order.lines],
-            stock_generation,
-            order.drop_id,
-        )
-
-    async def _withdrawn(self, order: Order) -> OptionWithdrawn | None:
-        """Which line lost its option. The product delete that raced the write committed
-        first (the foreign key check waited for it), so the option is gone for good; the
-        statement wrote neither the order nor any line."""
+    async def _refusal(self, order: Order) -> OptionWithdrawn | Unauthorized:
+        """Why the insert of ``order`` broke a foreign key. The product delete that raced the
+        write committed first (the foreign key check waited for it), so the option is gone
+        for good; the statement wrote neither the order nor any line. With every option
+        still listed, the other reference is the customer's account: a validly signed token
+        outlived it, and who is asking can no longer be established (401)."""
         rows = await self._fetch(_STILL_LISTED, [line.option_id for line in order.lines])
         listed = {int(row["id"]) for row in rows}
         for line in order.lines:
             if line.option_id not in listed:
                 return OptionWithdrawn(line.option_id, requested=line.quantity)
-        return None
+        return Unauthorized("the account no longer exists; sign up or log in again")
 
     async def _fetch(self, sql: str, *args: Any) -> list[Any]:
         """Run one statement on a pooled connection's asyncpg driver, in autocommit."""

@@ -21,9 +21,10 @@ from shop.domain.stock.model import ReservationStatus
 
 VOID = "void"
 
-# The order insert claims its key in the statement that writes it (``adapters/db/orders.py``
-# ``_ADD``), guarded by the generation fence for a reservation taken from the counter: one
-# taken from a state Redis lost since was already counted as unsold by the rebuild.
+# The order insert claims its key in the statement that writes it (``ADD``, or ``ADD_ORDERS``
+# for a batch, in ``adapters/db/purchase_statements.py``), guarded by the generation fence for
+# a reservation taken from the counter: one taken from a state Redis lost since was already
+# counted as unsold by the rebuild.
 ORDER = "order"
 GENERATION_ALIVE_SQL = f"shop_stock_generation_alive({FENCE_LOCK}, %s)"
 
