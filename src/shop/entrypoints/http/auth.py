@@ -13,6 +13,7 @@ from typing import Any
 
 from litestar import Request
 from litestar.connection import ASGIConnection
+from litestar.di import NamedDependency
 from litestar.enums import ScopeType
 from litestar.handlers.base import BaseRouteHandler
 from litestar.types import ASGIApp, Receive, Scope, Send
@@ -95,7 +96,9 @@ def auth_middleware(tokens: AccessTokens) -> Callable[[ASGIApp], ASGIApp]:
     return wrap
 
 
-def provide_principal(request: Request[Any, Any, Any], container: object) -> Principal:
+def provide_principal(
+    request: Request[Any, Any, Any], container: NamedDependency[object]
+) -> Principal:
     """The caller the auth middleware verified.
 
     ``container`` (the container dependency) is not used: asking for it makes Litestar resolve
