@@ -4,7 +4,11 @@
 decrements every line, records the reservation under its key and indexes it as pending — all
 or nothing, atomically, so the hot path is a single round trip and a counter never goes
 negative. ``confirm`` and ``release`` are scripts too, idempotent per key: a released key's
-record is gone, so a second release finds nothing to give back.
+record is gone, so a second release finds nothing to give back. The purchase path's two
+scripts (``reserve``, ``confirm``) of concurrent purchases share their round trips: they go
+through one ``ScriptBatches`` per process, a pipeline per batch, each script still atomic
+and answered alone (``script_batches``). ``release`` (a failed order, a cancel, the sweep)
+goes alone.
 
 PostgreSQL stays the ledger (``stock_total`` and the lines of live orders). The sync job
 copies the counters to ``option.stock`` (the home's ``sync``), so the database is at most one
@@ -46,6 +50,7 @@ from shop.adapters.db.stock_fence import (
 from shop.adapters.db.stock_restock import RestockRecord, record_restock
 from shop.adapters.db.stock_rows import add_to_total, db_stock
 from shop.adapters.redis import stock_counter_scripts as lua
+from shop.adapters.redis.script_batches import ScriptBatches
 from shop.adapters.redis.stock_counter_home import RedisCounterHome
 from shop.adapters.redis.stock_counter_records import as_text, decode_record, encode_lines
 from shop.adapters.redis.stock_keys import (
@@ -84,6 +89,7 @@ class RedisCounterStock:
         self.home = RedisCounterHome(engine, redis, recovery_grace=recovery_grace)
         self._recovery = self.home.recovery
         self._wait = wait
+        self.batches = ScriptBatches(redis)
         self._reserve = redis.register_script(lua.RESERVE)
         self._confirm = redis.register_script(lua.CONFIRM)
         self._release = redis.register_script(lua.RELEASE)
@@ -108,7 +114,7 @@ class RedisCounterStock:
             )
         deadline = time.monotonic() + self._wait
         while True:
-            outcome = await self._reserve(keys=keys, args=args)
+            outcome = await self.batches.run(self._reserve, keys, args)
             kind = as_text(outcome[0])
             if kind == "ok":
                 return Reservation(key=key, lines=merged, generation=as_text(outcome[1]))
@@ -128,7 +134,9 @@ class RedisCounterStock:
     async def confirm(self, key: str) -> None:
         deadline = time.monotonic() + self._wait
         while True:
-            outcome = await self._confirm(keys=[ACTIVE, GENERATION, RECORDS, PENDING], args=[key])
+            outcome = await self.batches.run(
+                self._confirm, [ACTIVE, GENERATION, RECORDS, PENDING], [key]
+            )
             kind = as_text(outcome[0])
             if kind == "ok":
                 return
