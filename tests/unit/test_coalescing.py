@@ -127,3 +127,23 @@ async def test_a_wrong_number_of_outcomes_is_every_items_error() -> None:
 def test_bounds_are_checked() -> None:
     with pytest.raises(ValueError):
         Coalescer(Recorder(), max_batch=0)
+
+
+def test_a_coalescer_outlives_its_event_loop() -> None:
+    """A batch left in flight by a loop closed without cancelling its tasks (``run_until_complete``
+    then ``close``) must not block the next loop's calls."""
+    run = Recorder()
+    coalescer = Coalescer(run)
+
+    async def leave_one_in_flight() -> None:
+        run.release.clear()
+        asyncio.get_running_loop().create_task(coalescer.submit(1))
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+
+    old = asyncio.new_event_loop()
+    old.run_until_complete(leave_one_in_flight())
+    old.close()
+    run.release = asyncio.Event()
+    run.release.set()
+    assert asyncio.run(asyncio.wait_for(coalescer.submit(2), 2)) == 20

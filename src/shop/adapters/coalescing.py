@@ -49,9 +49,15 @@ class Coalescer(Generic[In, Out]):
         self._waiting: list[tuple[In, asyncio.Future[Out]]] = []
         self._draining = 0  # counted in ``_drain`` itself: a finished one frees its slot at once
         self._tasks: set[asyncio.Task[None]] = set()  # strong references, or a task may vanish
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def submit(self, item: In) -> Out:
-        future: asyncio.Future[Out] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            # A container used by one ``asyncio.run`` after another (a CLI command, the
+            # bench's set-up): what an earlier loop left queued or in flight died with it.
+            self._loop, self._waiting, self._draining = loop, [], 0
+        future: asyncio.Future[Out] = loop.create_future()
         self._waiting.append((item, future))
         if self._draining < self._in_flight:
             self._start()
