@@ -98,6 +98,13 @@ _CONFIRM = (
     f"settled_at = now() WHERE key = $1 AND status = '{_PENDING}' AND {fence_sql('$2')} "
     f"AND {ASYNC_COMMIT_SQL} RETURNING key"
 )
+# ``_CONFIRM`` for the concurrent confirmations of a batch (``PostgresStock.confirm``): the same
+# conditions, row by row, in one statement and one commit (no flush either).
+_CONFIRM_ALL = (
+    f"UPDATE stock_reservation SET status = '{ReservationStatus.CONFIRMED.value}', "
+    f"settled_at = now() WHERE key = ANY($1::varchar[]) AND status = '{_PENDING}' "
+    f"AND {fence_sql('$2')} AND {ASYNC_COMMIT_SQL} RETURNING key"
+)
 _RAW_STATUS = "SELECT status FROM stock_reservation WHERE key = $1"
 _RELEASE = text(
     f"UPDATE stock_reservation SET status = '{ReservationStatus.RELEASED.value}', "
@@ -206,6 +213,14 @@ async def confirm_in(raw: Raw, key: str, *, strategy: str) -> None:
             # still holding units): the order just written holds no units, and confirming it
             # would sell what is no longer set aside.
             raise ReservationLost(key)
+
+
+async def confirm_all_in(raw: Raw, keys: Sequence[str], *, strategy: str) -> set[str]:
+    """Confirm every pending reservation of ``keys`` in one statement; returns those it
+    confirmed. A key it did not (already confirmed, released, moved, or the fence said no)
+    owes its caller ``confirm_in``'s answer, which only ``confirm_in`` can tell apart."""
+    rows = await raw.fetch(_CONFIRM_ALL, list(keys), strategy)
+    return {str(row["key"]) for row in rows}
 
 
 async def settle_release(
