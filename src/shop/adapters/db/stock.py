@@ -25,6 +25,7 @@ from shop.adapters.db.stock_fence import share_fence
 from shop.adapters.db.stock_restock import record_restock
 from shop.adapters.db.stock_rows import (
     Raw,
+    active_strategy,
     add_to_total,
     confirm_all_in,
     confirm_in,
@@ -34,6 +35,7 @@ from shop.adapters.db.stock_rows import (
     raw_transaction,
     record_reservation,
     release_in,
+    strategy_moved,
     take_units,
 )
 from shop.adapters.db.stock_state import PostgresHome
@@ -81,14 +83,28 @@ class PostgresStock:
 
     async def _confirm_batch(self, keys: list[str]) -> list[BaseException | None]:
         """A lone confirmation keeps its single statement; a batch goes as one statement,
-        and each key it did not confirm goes again on its own, so each caller gets the
-        answer (``StrategyMoved``, ``ReservationLost`` or none) its own statement gave. A
-        failure of the batch statement itself is every caller's: it confirmed all or none,
-        and confirming is idempotent, so each may retry."""
+        and each caller gets the answer (``StrategyMoved``, ``ReservationLost`` or none) its
+        own statement gave. A failure of the batch statement itself is every caller's: it
+        confirmed all or none, and confirming is idempotent, so each may retry.
+
+        For the keys the batch did not confirm, the active strategy is read once, at once:
+        moved, and each of them gets ``StrategyMoved`` as ``confirm_in`` would answer it.
+        Asking ``confirm_in`` key by key instead spreads those reads over a loop long enough
+        for a switch back to land in it, after which a key whose ``_CONFIRM`` the fence
+        refused reads as active and still pending: ``ReservationLost`` for a reservation
+        that holds its units (the switch race test caught it). Still active, and each goes
+        through ``confirm_in`` on its own (already confirmed, released, moved, unknown)."""
         async with raw_connection(self._autocommit) as raw:
             if len(keys) == 1:
                 return [await self._confirm_one(raw, keys[0])]
             confirmed = await confirm_all_in(raw, keys, strategy=self.name)
+            if not confirmed.issuperset(keys):
+                active = await active_strategy(raw)
+                if active != self.name:
+                    return [
+                        None if key in confirmed else strategy_moved(active, self.name)
+                        for key in keys
+                    ]
             return [None if key in confirmed else await self._confirm_one(raw, key) for key in keys]
 
     async def _confirm_one(self, raw: Raw, key: str) -> BaseException | None:

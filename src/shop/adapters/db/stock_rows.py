@@ -200,12 +200,20 @@ async def record_reservation(
     return Reservation(key=key, lines=lines_from_json(_json(row["lines"])))
 
 
+async def active_strategy(raw: Raw) -> str | None:
+    return cast("str | None", await raw.fetchval(_RAW_ACTIVE_NOW))
+
+
+def strategy_moved(active: str | None, strategy: str) -> StrategyMoved:
+    return StrategyMoved(f"stock strategy is {active!r}, not {strategy!r}")
+
+
 async def confirm_in(raw: Raw, key: str, *, strategy: str) -> None:
     """Mark a pending reservation confirmed (its order is written); idempotent."""
     if await raw.fetchval(_CONFIRM, key, strategy) is None:
-        active = await raw.fetchval(_RAW_ACTIVE_NOW)
+        active = await active_strategy(raw)
         if active != strategy:
-            raise StrategyMoved(f"stock strategy is {active!r}, not {strategy!r}")
+            raise strategy_moved(active, strategy)
         status = await raw.fetchval(_RAW_STATUS, key)
         if status not in (ReservationStatus.CONFIRMED, ReservationStatus.SOLD):
             # Released (swept as abandoned), never made, or left ``moved`` by a switch to the
@@ -218,7 +226,7 @@ async def confirm_in(raw: Raw, key: str, *, strategy: str) -> None:
 async def confirm_all_in(raw: Raw, keys: Sequence[str], *, strategy: str) -> set[str]:
     """Confirm every pending reservation of ``keys`` in one statement; returns those it
     confirmed. A key it did not (already confirmed, released, moved, or the fence said no)
-    owes its caller ``confirm_in``'s answer, which only ``confirm_in`` can tell apart."""
+    owes its caller ``confirm_in``'s answer (see ``PostgresStock.confirm``)."""
     rows = await raw.fetch(_CONFIRM_ALL, list(keys), strategy)
     return {str(row["key"]) for row in rows}
 
