@@ -98,6 +98,13 @@ _CONFIRM = (
     f"settled_at = now() WHERE key = $1 AND status = '{_PENDING}' AND {fence_sql('$2')} "
     f"AND {ASYNC_COMMIT_SQL} RETURNING key"
 )
+# ``_CONFIRM`` for the concurrent confirmations of a batch (``PostgresStock.confirm``): the same
+# conditions, row by row, in one statement and one commit (no flush either).
+_CONFIRM_ALL = (
+    f"UPDATE stock_reservation SET status = '{ReservationStatus.CONFIRMED.value}', "
+    f"settled_at = now() WHERE key = ANY($1::varchar[]) AND status = '{_PENDING}' "
+    f"AND {fence_sql('$2')} AND {ASYNC_COMMIT_SQL} RETURNING key"
+)
 _RAW_STATUS = "SELECT status FROM stock_reservation WHERE key = $1"
 _RELEASE = text(
     f"UPDATE stock_reservation SET status = '{ReservationStatus.RELEASED.value}', "
@@ -193,12 +200,20 @@ async def record_reservation(
     return Reservation(key=key, lines=lines_from_json(_json(row["lines"])))
 
 
+async def active_strategy(raw: Raw) -> str | None:
+    return cast("str | None", await raw.fetchval(_RAW_ACTIVE_NOW))
+
+
+def strategy_moved(active: str | None, strategy: str) -> StrategyMoved:
+    return StrategyMoved(f"stock strategy is {active!r}, not {strategy!r}")
+
+
 async def confirm_in(raw: Raw, key: str, *, strategy: str) -> None:
     """Mark a pending reservation confirmed (its order is written); idempotent."""
     if await raw.fetchval(_CONFIRM, key, strategy) is None:
-        active = await raw.fetchval(_RAW_ACTIVE_NOW)
+        active = await active_strategy(raw)
         if active != strategy:
-            raise StrategyMoved(f"stock strategy is {active!r}, not {strategy!r}")
+            raise strategy_moved(active, strategy)
         status = await raw.fetchval(_RAW_STATUS, key)
         if status not in (ReservationStatus.CONFIRMED, ReservationStatus.SOLD):
             # Released (swept as abandoned), never made, or left ``moved`` by a switch to the
@@ -206,6 +221,14 @@ async def confirm_in(raw: Raw, key: str, *, strategy: str) -> None:
             # still holding units): the order just written holds no units, and confirming it
             # would sell what is no longer set aside.
             raise ReservationLost(key)
+
+
+async def confirm_all_in(raw: Raw, keys: Sequence[str], *, strategy: str) -> set[str]:
+    """Confirm every pending reservation of ``keys`` in one statement; returns those it
+    confirmed. A key it did not (already confirmed, released, moved, or the fence said no)
+    owes its caller ``confirm_in``'s answer (see ``PostgresStock.confirm``)."""
+    rows = await raw.fetch(_CONFIRM_ALL, list(keys), strategy)
+    return {str(row["key"]) for row in rows}
 
 
 async def settle_release(
