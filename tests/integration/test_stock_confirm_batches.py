@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from shop.adapters.db import stock as stock_module
 from shop.adapters.db.stock import PostgresStock
-from shop.adapters.db.stock_fence import StrategyMoved
+from shop.adapters.db.stock_fence import STRATEGY_SETTING, StrategyMoved
 from shop.adapters.db.stock_rows import Raw, confirm_all_in, confirm_in
 from shop.bootstrap import Container
 from shop.domain.errors import ReservationLost
@@ -139,3 +139,45 @@ async def test_concurrent_confirms_go_as_fewer_statements(
     assert all(kind == "all" for kind, _ in counted)  # every key confirmed by its batch
     assert len(counted) == 5  # batches of at most 8
     assert set((await statuses(clean, keys)).values()) == {"confirmed"}
+
+
+class SwitchBackAfterFirstStatement:
+    """A real asyncpg connection on which the active strategy moves back to ``db`` right after
+    the first statement ran: the fence refused that statement, the reads after it see ``db``
+    active again and the reservation pending (as a switch back that re-imported it leaves it)."""
+
+    def __init__(self, raw: Raw) -> None:
+        self._raw = raw
+        self._first = True
+
+    async def fetchval(self, sql: str, *args: object) -> object:
+        value = await self._raw.fetchval(sql, *args)
+        if self._first:
+            self._first = False
+            await self._raw.execute(
+                "UPDATE app_setting SET value = 'db' WHERE name = $1", STRATEGY_SETTING
+            )
+        return value
+
+
+async def test_a_confirm_the_fence_refused_during_a_switch_undone_since_is_strategy_moved(
+    clean: Container,
+) -> None:
+    """Regression: it answered ReservationLost, which lapses the order just written while its
+    units stay held; StrategyMoved makes the switchable stock ask the active strategy again."""
+    await clean.stock_operations.use("db")
+    stock = PostgresStock(clean.engine)
+    option_id = await make_option(clean, stock=10)
+    await stock.reserve([Line(option_id, 1)], key="raced")
+    async with clean.engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE app_setting SET value = 'counter' WHERE name = :n"),
+            {"n": STRATEGY_SETTING},
+        )
+    engine = clean.engine.execution_options(isolation_level="AUTOCOMMIT")
+    async with engine.connect() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        with pytest.raises(StrategyMoved):
+            await confirm_in(SwitchBackAfterFirstStatement(raw), "raced", strategy="db")
+    await stock.confirm("raced")  # asked again, the active strategy confirms it
+    assert await statuses(clean, ["raced"]) == {"raced": "confirmed"}

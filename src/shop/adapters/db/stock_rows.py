@@ -215,6 +215,11 @@ async def confirm_in(raw: Raw, key: str, *, strategy: str) -> None:
         if active != strategy:
             raise strategy_moved(active, strategy)
         status = await raw.fetchval(_RAW_STATUS, key)
+        if status == ReservationStatus.PENDING:
+            # Only the fence refuses a pending reservation: the strategy moved away and back
+            # between that statement and these reads (a switch back re-imports the record as
+            # pending). The switch machinery asks the active strategy again, which confirms.
+            raise strategy_moved(active, strategy)
         if status not in (ReservationStatus.CONFIRMED, ReservationStatus.SOLD):
             # Released (swept as abandoned), never made, or left ``moved`` by a switch to the
             # counter whose Redis record ended there (a switch back re-imports every record
