@@ -6,8 +6,9 @@ foreign key breaks the batch. Example tests pin single mixes; this hypothesis
 ``RuleBasedStateMachine`` starts bursts of up to 12 ``add`` calls together (so they share
 batches), drawn from: a fresh key, a twin of a fresh key in the same burst (same customer and
 Idempotency-Key, another order id), a retry of a key of an earlier step, a key claimed void, an
-option whose product was deleted, a reservation taken from a lost counter generation; with
-quotes of known keys and sometimes an ``abandon`` (the sweep's void claim) in the same gather.
+option whose product was deleted, a reservation taken from a lost counter generation, a
+customer whose account is gone; with quotes of known keys and sometimes an ``abandon`` (the
+sweep's void claim) in the same gather.
 
 After every step, what each caller got is checked against the claims before the burst, and
 PostgreSQL is read directly:
@@ -49,7 +50,7 @@ from shop.adapters.db.orders import SqlOrders
 from shop.adapters.db.purchase_statements import ADD, ADD_ORDERS, QUOTES
 from shop.adapters.db.reservation_claims import ORDER, VOID, mark_generation_lost
 from shop.bootstrap import Container
-from shop.domain.errors import OptionWithdrawn
+from shop.domain.errors import OptionWithdrawn, Unauthorized
 from shop.domain.orders.model import (
     OptionPrice,
     Order,
@@ -70,7 +71,9 @@ USERS = 2
 PRICES = (300, 9_000)  # the listed options
 LOST_GENERATION = "generation-lost"
 ALIVE_GENERATION = "generation-alive"
-KINDS = ("fresh",) * 3 + ("twin",) * 3 + ("retry",) * 2 + ("voided", "withdrawn", "lost")
+KINDS = (
+    ("fresh",) * 3 + ("twin",) * 3 + ("retry",) * 2 + ("voided", "withdrawn", "lost", "stranger")
+)
 STATEMENTS = {
     ADD_ORDERS: "batched add",
     QUOTES: "batched quote",
@@ -139,6 +142,7 @@ def batch_machine(harness: Harness, max_batch: int) -> type[RuleBasedStateMachin
             self.prices: dict[int, OptionPrice] = {}  # every option, the withdrawn one too
             self.listed: list[int] = []
             self.withdrawn = 0
+            self.strangers: set[uuid.UUID] = set()  # customers without an account
             self.keys: list[Key] = []
             self.next_key = 0
             # The model: the claim on each reservation key (ORDER with its order, or VOID),
@@ -169,11 +173,15 @@ def batch_machine(harness: Harness, max_batch: int) -> type[RuleBasedStateMachin
 
         # -- building the calls --------------------------------------------------------------
 
-        def _fresh(self, user: int, picks: list[tuple[int, int]], *, withdrawn: bool) -> Key:
+        def _fresh(self, user: int, picks: list[tuple[int, int]], kind: str) -> Key:
             lines = [Line(self.listed[option % len(self.listed)], qty) for option, qty in picks]
-            if withdrawn:
+            if kind == "withdrawn":
                 lines.append(Line(self.withdrawn, 1))
-            key = Key(self.users[user], f"key-{self.next_key}", tuple(merge_lines(lines)))
+            user_id = self.users[user]
+            if kind == "stranger":  # a validly signed token that outlived its account
+                user_id = uuid.uuid4()
+                self.strangers.add(user_id)
+            key = Key(user_id, f"key-{self.next_key}", tuple(merge_lines(lines)))
             self.next_key += 1
             return key
 
@@ -214,7 +222,7 @@ def batch_machine(harness: Harness, max_batch: int) -> type[RuleBasedStateMachin
                     key = voided[pick % len(voided)]
                     adds.append(Add(key, self._order(key), None))
                     continue
-                key = self._fresh(user, picks, withdrawn=kind == "withdrawn")
+                key = self._fresh(user, picks, kind)
                 generation = (
                     LOST_GENERATION if kind == "lost" else (None, ALIVE_GENERATION)[pick % 2]
                 )
@@ -255,20 +263,18 @@ def batch_machine(harness: Harness, max_batch: int) -> type[RuleBasedStateMachin
             adds = self._adds(draws)
             quoted = [self.keys[pick % len(self.keys)] for pick in quotes] if self.keys else []
             voided = None if void is None else self.keys[void % len(self.keys)]
-            calls: list[tuple[str, Any, Coroutine[Any, Any, Any]]] = [
-                ("add", add, self.orders.add(add.order, stock_generation=add.generation))
-                for add in adds
-            ]
-            calls += [
-                ("quote", key, self.orders.quote(key.user_id, key.idempotency_key, self._ids(key)))
-                for key in quoted
-            ]
+            calls: list[tuple[str, Any]] = [("add", add) for add in adds]
+            calls += [("quote", key) for key in quoted]
             if voided is not None:
-                calls.append(("void", voided, self.orders.abandon(voided.reservation_key)))
+                calls.append(("void", voided))
+            # Shuffled before any coroutine exists: the shuffle draws, and a draw may end the
+            # example (hypothesis stops it), which would leave started calls never awaited.
             rnd.shuffle(calls)
-            results = harness.run(self._gather([call for _, _, call in calls]))
+            results = harness.run(
+                self._gather([self._call(kind, subject) for kind, subject in calls])
+            )
             outcomes = [
-                (kind, subject, got) for (kind, subject, _), got in zip(calls, results, strict=True)
+                (kind, subject, got) for (kind, subject), got in zip(calls, results, strict=True)
             ]
             self._record(before, outcomes)
 
@@ -280,6 +286,15 @@ def batch_machine(harness: Harness, max_batch: int) -> type[RuleBasedStateMachin
             before = dict(self.claims), dict(self.order_of)
             got = harness.run(self.orders.abandon(key.reservation_key))
             self._record(before, [("void", key, got)])
+
+        def _call(self, kind: str, subject: Any) -> Coroutine[Any, Any, Any]:
+            if kind == "add":
+                return self.orders.add(subject.order, stock_generation=subject.generation)
+            if kind == "quote":
+                return self.orders.quote(
+                    subject.user_id, subject.idempotency_key, self._ids(subject)
+                )
+            return self.orders.abandon(subject.reservation_key)
 
         async def _gather(self, calls: list[Coroutine[Any, Any, Any]]) -> list[Any]:
             return list(await asyncio.gather(*calls, return_exceptions=True))
@@ -297,7 +312,9 @@ def batch_machine(harness: Harness, max_batch: int) -> type[RuleBasedStateMachin
             """Check each outcome against the claims before the step, then update the model."""
             claims_before, orders_before = before
             for _, _, got in outcomes:
-                if isinstance(got, BaseException) and not isinstance(got, OptionWithdrawn):
+                if isinstance(got, BaseException) and not isinstance(
+                    got, OptionWithdrawn | Unauthorized
+                ):
                     raise got
             won: dict[str, list[Add]] = {}
             voided: set[str] = set()
@@ -337,7 +354,11 @@ def batch_machine(harness: Harness, max_batch: int) -> type[RuleBasedStateMachin
 
         def _eligible(self, add: Add) -> bool:
             """An add that, on an unclaimed key, must write (or lose to a twin or the sweep)."""
-            return add.generation != LOST_GENERATION and self.withdrawn not in self._ids(add.key)
+            return (
+                add.generation != LOST_GENERATION
+                and self.withdrawn not in self._ids(add.key)
+                and add.key.user_id not in self.strangers
+            )
 
         def _check_add(self, add: Add, got: Any, claim: str | None, voided: set[str]) -> None:
             rkey = add.key.reservation_key
@@ -352,6 +373,11 @@ def batch_machine(harness: Harness, max_batch: int) -> type[RuleBasedStateMachin
                 )
                 if isinstance(got, OptionWithdrawn):
                     assert got.option_id == self.withdrawn
+            elif add.key.user_id in self.strangers:
+                allowed = (False,) if rkey in voided else ()
+                assert isinstance(got, Unauthorized) or got in allowed, (
+                    f"{rkey}: no such account, add gave {got!r}"
+                )
             elif add.generation == LOST_GENERATION:
                 assert got is False, f"{rkey}: lost generation, add gave {got!r}"
             else:
@@ -362,6 +388,8 @@ def batch_machine(harness: Harness, max_batch: int) -> type[RuleBasedStateMachin
                 return f"add on a key claimed {claim}"
             if self.withdrawn in self._ids(add.key):
                 return "add of a withdrawn option"
+            if add.key.user_id in self.strangers:
+                return "add by a deleted account"
             if add.generation == LOST_GENERATION:
                 return "add from a lost generation"
             return "add written" if got is True else "add lost to a twin or an abandon"
@@ -491,6 +519,7 @@ SEEN = (
     "add on a key claimed order",
     "add on a key claimed void",
     "add of a withdrawn option",
+    "add by a deleted account",
     "add from a lost generation",
     "abandon won",
     "abandon lost",
