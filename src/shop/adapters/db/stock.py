@@ -1,7 +1,10 @@
 """The ``db`` stock strategy: PostgreSQL alone decides who gets the last unit.
 
 A conditional ``UPDATE option SET stock = stock - n WHERE id = :id AND stock >= n`` per line,
-in option-id order, inside one transaction that also records the reservation. The row lock
+in option-id order, inside one transaction that also records the reservation and counts it
+against its buyer: one call of the SQL function ``shop_reserve_stock`` (migration 0008), so a
+reservation is one round trip and a hot row is locked only for the server's own time between
+its decrement and the commit, never across a network round trip. The row lock
 taken by the UPDATE serialises buyers of one option; the ``stock >= n`` predicate is
 re-checked on the locked row (READ COMMITTED re-evaluates it after waiting), so no schedule of
 concurrent buyers can take more than there is. Lines in id order mean two multi-line orders
@@ -29,14 +32,11 @@ from shop.adapters.db.stock_rows import (
     add_to_total,
     confirm_all_in,
     confirm_in,
-    count_for_buyer,
     db_stock,
     raw_connection,
-    raw_transaction,
-    record_reservation,
     release_in,
+    reserve_in,
     strategy_moved,
-    take_units,
 )
 from shop.adapters.db.stock_state import PostgresHome
 from shop.domain.stock.model import Line, PerBuyerLimit, Reservation, merge_lines
@@ -68,15 +68,11 @@ class PostgresStock:
     ) -> Reservation:
         check_limit_arguments(buyer, per_buyer_limit)
         merged = merge_lines(lines)
-        async with raw_transaction(self._autocommit) as raw:
-            existing = await record_reservation(raw, key, merged, buyer, strategy=self.name)
-            if existing is not None:
-                return existing
-            # The buyer's tally first: a customer over the limit never queues on the hot row.
-            if buyer is not None:
-                await count_for_buyer(raw, buyer, merged, per_buyer_limit)
-            await take_units(raw, merged)
-        return Reservation(key=key, lines=merged)
+        async with raw_connection(self._autocommit) as raw:
+            existing = await reserve_in(
+                raw, key, merged, buyer, per_buyer_limit, strategy=self.name
+            )
+        return existing or Reservation(key=key, lines=merged)
 
     async def confirm(self, key: str) -> None:
         await self._confirms.submit(key)

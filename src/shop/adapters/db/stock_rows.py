@@ -7,6 +7,7 @@ what lock it holds meanwhile. See ``stock.py`` for why these statements keep the
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, cast
@@ -43,7 +44,6 @@ tally = cast("Table", StockBuyerTallyRow.__table__)
 
 OPEN_STATUSES = ReservationStatus.values(ReservationStatus.OPEN)
 _PENDING = ReservationStatus.PENDING.value
-_REUSABLE = sql_list(ReservationStatus.values(ReservationStatus.REUSABLE))
 
 
 def lines_to_json(lines: Sequence[Line]) -> dict[str, int]:
@@ -65,7 +65,6 @@ def lines_from_json(raw: Mapping[str, int]) -> tuple[Line, ...]:
 # the transaction on that driver (``raw_transaction``).
 _ACTIVE_NOW = text(f"SELECT value FROM app_setting WHERE name = '{STRATEGY_SETTING}'")
 _RAW_ACTIVE_NOW = f"SELECT value FROM app_setting WHERE name = '{STRATEGY_SETTING}'"
-_TAKE = "UPDATE option SET stock = stock - $2 WHERE id = $1 AND stock >= $2 RETURNING id"
 _RETURN = text("UPDATE option SET stock = stock + :qty WHERE id = :id")
 _LEFT = "SELECT id, stock FROM option WHERE id = ANY($1::bigint[])"
 # The reservation and its confirmation commit without waiting for their WAL to reach the
@@ -80,19 +79,14 @@ _LEFT = "SELECT id, stock FROM option WHERE id = ANY($1::bigint[])"
 # What it saves is one disk flush per purchase for each (two for ``db`` and ``redlock``), and
 # for ``redlock`` the flush inside the lock, which a hot option waits on in turn.
 ASYNC_COMMIT_SQL = "set_config('synchronous_commit', 'off', true) = 'off'"
-# A key whose reservation gave its units back (or now lives in Redis) may reserve again.
-_RECORD = (
-    "INSERT INTO stock_reservation (key, lines, buyer) "
-    f"SELECT $1, $2::jsonb, $3 WHERE {fence_sql('$4')} AND {ASYNC_COMMIT_SQL} "
-    "ON CONFLICT (key) DO UPDATE SET lines = EXCLUDED.lines, buyer = EXCLUDED.buyer, "
-    f"status = '{_PENDING}', created_at = now(), settled_at = NULL "
-    f"WHERE stock_reservation.status IN ({_REUSABLE}) "
-    "RETURNING key"
-)
-_EXISTING = (
-    f"SELECT (SELECT value FROM app_setting WHERE name = '{STRATEGY_SETTING}') AS active, "
-    "(SELECT lines FROM stock_reservation WHERE key = $1) AS lines"
-)
+# The whole reservation (record, tallies, decrements; the fence and the asynchronous commit
+# folded in) is one call of ``shop_reserve_stock`` (migration 0008, which says why), one
+# statement committing on its own: a refusal raises and nothing of it stays.
+_RESERVE = "SELECT shop_reserve_stock($1, $2::jsonb, $3, $4, $5::bigint[], $6::int[], $7::int[])"
+# Its refusals (SQLSTATE, DETAIL = the active strategy or the option id).
+MOVED_STATE = "SHMOV"
+OVER_LIMIT_STATE = "SHLIM"
+SHORT_STATE = "SHSLD"
 _CONFIRM = (
     f"UPDATE stock_reservation SET status = '{ReservationStatus.CONFIRMED.value}', "
     f"settled_at = now() WHERE key = $1 AND status = '{_PENDING}' AND {fence_sql('$2')} "
@@ -149,25 +143,16 @@ async def ensure_active(conn: AsyncConnection, strategy: str) -> None:
         raise StrategyMoved(f"stock strategy is {active!r}, not {strategy!r}")
 
 
-async def take_units(raw: Raw, lines: Sequence[Line]) -> None:
-    """Decrement every line or raise ``SoldOut`` (the caller's transaction then rolls back)."""
-    for line in lines:
-        if await raw.fetchval(_TAKE, line.option_id, line.quantity) is None:
-            raise SoldOut(line.option_id, requested=line.quantity)
-
-
-async def refuse_if_short(raw: Raw, lines: Sequence[Line]) -> None:
-    """Raise ``SoldOut`` now if a line cannot fit, without any lock.
+async def fits(raw: Raw, lines: Sequence[Line]) -> bool:
+    """Whether every line fits in what is left, read without any lock.
 
     A read may be stale only in the direction of units coming back (a release just
-    committed), so it can refuse a buyer who would have fit a moment later, never let one
+    committed), so it can say no to a buyer who would have fit a moment later, never let one
     through: the conditional UPDATE still decides.
     """
     rows = await raw.fetch(_LEFT, [line.option_id for line in lines])
     left = {int(row["id"]): int(row["stock"]) for row in rows}
-    for line in lines:
-        if left.get(line.option_id, 0) < line.quantity:
-            raise SoldOut(line.option_id, requested=line.quantity)
+    return all(left.get(line.option_id, 0) >= line.quantity for line in lines)
 
 
 async def return_units(conn: AsyncConnection, lines: Sequence[Line]) -> None:
@@ -175,29 +160,69 @@ async def return_units(conn: AsyncConnection, lines: Sequence[Line]) -> None:
         await conn.execute(_RETURN, {"id": line.option_id, "qty": line.quantity})
 
 
-async def record_reservation(
+async def reserve_in(
     raw: Raw,
     key: str,
     lines: Sequence[Line],
-    buyer: str | None = None,
+    buyer: str | None,
+    per_buyer_limit: PerBuyerLimit,
     *,
     strategy: str,
 ) -> Reservation | None:
-    """Record the reservation; ``None`` means this call owns it and must take the units.
+    """Record the reservation, count it against the buyer, take its units: ``None`` means
+    this call did all three, in one statement that commits on its own.
 
-    If the key already holds units, return that reservation (a retry takes nothing more). A
-    key whose reservation was released is taken over again. ``ON CONFLICT DO UPDATE`` locks
-    the existing row even when its WHERE is false, so of two concurrent retries exactly one
-    takes over; the other then reads the row the winner committed. Raises ``StrategyMoved``
-    (having written nothing) unless ``strategy`` is the active one.
+    The refusals come in the order a buyer should hear them: a key that already holds units
+    returns that reservation (a retry takes nothing more), then the buyer's limit
+    (``PurchaseLimitExceeded``), then the stock (``SoldOut``, or ``OptionWithdrawn`` when a
+    tally row's option was deleted meanwhile). A key whose reservation was released is taken
+    over again; ``ON CONFLICT DO UPDATE`` locks the existing row even when its WHERE is false,
+    so of two concurrent retries exactly one takes over, and the other then reads the row the
+    winner committed. ``StrategyMoved`` (nothing written) unless ``strategy`` is the active one.
+    ``lines`` must be merged (``merge_lines``): one per option, in id order.
     """
-    recorded = await raw.fetchval(_RECORD, key, json.dumps(lines_to_json(lines)), buyer, strategy)
-    if recorded is not None:
+    limits = [limit_for(per_buyer_limit, line.option_id) for line in lines]
+    try:
+        existing = await raw.fetchval(
+            _RESERVE,
+            key,
+            json.dumps(lines_to_json(lines)),
+            buyer,
+            strategy,
+            [line.option_id for line in lines],
+            [line.quantity for line in lines],
+            limits,
+        )
+    except Exception as exc:
+        raise _refusal(exc, lines, limits, strategy) from None
+    if existing is None:
         return None
-    row = await raw.fetchrow(_EXISTING, key)
-    if row["active"] != strategy or row["lines"] is None:
-        raise StrategyMoved(f"stock strategy is {row['active']!r}, not {strategy!r}")
-    return Reservation(key=key, lines=lines_from_json(_json(row["lines"])))
+    return Reservation(key=key, lines=lines_from_json(_json(existing)))
+
+
+def _refusal(
+    exc: Exception, lines: Sequence[Line], limits: Sequence[int | None], strategy: str
+) -> Exception:
+    """The domain answer for ``shop_reserve_stock``'s refusal ``exc`` (itself if none)."""
+    state = sqlstate_of(exc)
+    detail = str(getattr(exc, "detail", "") or "")
+    if state == MOVED_STATE:
+        return strategy_moved(detail or None, strategy)
+    quantities = {line.option_id: line.quantity for line in lines}
+    if state == OVER_LIMIT_STATE:
+        option_id = int(detail)
+        limit = dict(zip(quantities, limits, strict=True))[option_id]
+        return PurchaseLimitExceeded(option_id, cast("int", limit))
+    if state == SHORT_STATE:
+        option_id = int(detail)
+        return SoldOut(option_id, requested=quantities[option_id])
+    if state == FOREIGN_KEY_VIOLATION:
+        # A tally row's option was deleted while this waited: PostgreSQL's DETAIL names it
+        # ("Key (option_id)=(7) is not present ...").
+        named = re.search(r"\(option_id\)=\((\d+)\)", detail)
+        option_id = int(named.group(1)) if named else lines[0].option_id
+        return OptionWithdrawn(option_id, requested=quantities.get(option_id))
+    return exc
 
 
 async def active_strategy(raw: Raw) -> str | None:
@@ -251,47 +276,6 @@ async def settle_release(
         buyer=row.buyer,
         created_at=row.created_at.timestamp(),
     )
-
-
-async def count_for_buyer(
-    raw: Raw, buyer: str, lines: Sequence[Line], per_buyer_limit: PerBuyerLimit
-) -> None:
-    """Add the lines to the buyer's tallies, or raise ``PurchaseLimitExceeded``.
-
-    The upsert locks the (option, buyer) row until commit, so concurrent requests of one
-    buyer queue here and each sees the total the previous one committed. A tally row of an
-    option deleted meanwhile (its product delete committed while this waited) breaks the
-    foreign key: ``OptionWithdrawn``, and the caller's transaction rolls back.
-    """
-    for line in lines:
-        limit = limit_for(per_buyer_limit, line.option_id)
-        try:
-            if limit is None:
-                counted = await raw.fetchval(_COUNT_UNLIMITED, line.option_id, buyer, line.quantity)
-            else:
-                counted = await raw.fetchval(
-                    _COUNT_LIMITED, line.option_id, buyer, line.quantity, limit
-                )
-        except Exception as exc:
-            if sqlstate_of(exc) != FOREIGN_KEY_VIOLATION:
-                raise
-            raise OptionWithdrawn(line.option_id, requested=line.quantity) from None
-        if counted is None:
-            raise PurchaseLimitExceeded(line.option_id, cast("int", limit))
-
-
-_COUNT_UNLIMITED = (
-    "INSERT INTO stock_buyer_tally (option_id, buyer, units) VALUES ($1, $2, $3) "
-    "ON CONFLICT (option_id, buyer) DO UPDATE "
-    "SET units = stock_buyer_tally.units + EXCLUDED.units RETURNING units"
-)
-_COUNT_LIMITED = (
-    "INSERT INTO stock_buyer_tally (option_id, buyer, units) "
-    "SELECT $1::bigint, $2::varchar, $3::integer WHERE $3::integer <= $4::integer "
-    "ON CONFLICT (option_id, buyer) DO UPDATE "
-    "SET units = stock_buyer_tally.units + EXCLUDED.units "
-    "WHERE stock_buyer_tally.units + EXCLUDED.units <= $4::integer RETURNING units"
-)
 
 
 _UNCOUNT = text(

@@ -2,16 +2,17 @@
 
 The lock orders buyers of one option so they do not pile up on its row lock in PostgreSQL;
 it is not what keeps the stock right. The guarded section is the ``db`` strategy's
-``UPDATE option SET stock = stock - n WHERE id = :id AND stock >= n`` (``take_units``): if a
+``UPDATE option SET stock = stock - n WHERE id = :id AND stock >= n`` (``shop_reserve_stock``): if a
 lease expires mid-section (a GC pause, a slow disk) and a second holder enters, the row lock
 and the ``stock >= n`` predicate still let only what is there be taken. Without that fencing
 guard, a read-modify-write under an expired lease would oversell.
 
 Keeping it fast, since one hot option is served one holder at a time:
-- everything that does not need the lock happens before it: the connection checkout, the
-  fence, recording the reservation, the buyer's tally, and a lock-free "already sold out?"
-  check (the last buyers of a sold-out option never queue for the lock);
-- inside the lock: the decrement(s) and the commit, nothing else;
+- before the lock: the connection checkout and a lock-free "already sold out?" read (the
+  last buyers of a sold-out option never queue for the lock: they go through the
+  reservation unlocked, which refuses them in the right order);
+- inside the lock: one round trip, the ``db`` strategy's reservation statement
+  (``shop_reserve_stock``: record, tally, decrement(s), commit on the server);
 - within one process, buyers of one option queue on a local ``asyncio.Lock`` first, so only
   one task per process polls Redis for the Redlock; and while buyers are queued, the holder
   hands its acquisition to the next one instead of releasing and re-acquiring it, for at
@@ -52,13 +53,7 @@ from redis.exceptions import LockError, RedisError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shop.adapters.db.stock import PostgresStock
-from shop.adapters.db.stock_rows import (
-    count_for_buyer,
-    raw_connection,
-    record_reservation,
-    refuse_if_short,
-    take_units,
-)
+from shop.adapters.db.stock_rows import fits, raw_connection, reserve_in
 from shop.adapters.redis.stock_keys import lock_name
 from shop.domain.errors import Unavailable
 from shop.domain.stock.model import Line, PerBuyerLimit, Reservation, merge_lines
@@ -146,23 +141,18 @@ class RedlockStock(PostgresStock):
     ) -> Reservation:
         check_limit_arguments(buyer, per_buyer_limit)
         merged = merge_lines(lines)
-        # The locks are entered inside the transaction but left after it (contexts exit in
-        # reverse): the commit happens while they are held, and a failure rolls back before
-        # they are released.
-        async with (
-            raw_connection(self._autocommit) as raw,
-            contextlib.AsyncExitStack() as held,
-            raw.transaction(),
-        ):
-            existing = await record_reservation(raw, key, merged, buyer, strategy=self.name)
-            if existing is not None:
-                return existing
-            if buyer is not None:
-                await count_for_buyer(raw, buyer, merged, per_buyer_limit)
-            await refuse_if_short(raw, merged)
-            await held.enter_async_context(self._locked([line.option_id for line in merged]))
-            await take_units(raw, merged)
-        return Reservation(key=key, lines=merged)
+        # The lock-free "already sold out?" read decides only whether to queue: a buyer it
+        # refuses still goes through the reservation (unlocked: the conditional UPDATE, not
+        # the lock, keeps the stock right), which answers a retry with its reservation and an
+        # over-limit buyer with the limit, as the locked path would. The reservation is one
+        # statement, committed before the locks are left.
+        async with raw_connection(self._autocommit) as raw, contextlib.AsyncExitStack() as held:
+            if await fits(raw, merged):
+                await held.enter_async_context(self._locked([line.option_id for line in merged]))
+            existing = await reserve_in(
+                raw, key, merged, buyer, per_buyer_limit, strategy=self.name
+            )
+        return existing or Reservation(key=key, lines=merged)
 
     @asynccontextmanager
     async def _locked(self, option_ids: Sequence[int]) -> AsyncIterator[None]:
