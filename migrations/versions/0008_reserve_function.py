@@ -1,4 +1,4 @@
-"""stock: shop_reserve_stock, a db/redlock reservation in one statement
+"""stock: shop_reserve_stock(s), a db/redlock reservation (or a batch of them) in one statement
 
 Revision ID: 0008_reserve_function
 Revises: 0007_drops
@@ -18,7 +18,12 @@ statement's transaction rolls back whole, as the old transaction did:
 - a tally row of an option deleted meanwhile breaks its foreign key (23503), as before.
 
 It returns NULL when this call recorded the reservation and took its units, or the lines of
-the reservation the key already holds (a retry takes nothing more). The values (fence lock
+the reservation the key already holds (a retry takes nothing more).
+
+``shop_reserve_stocks(items, strategy)`` runs it for each item of a JSON array, in order, each
+in a subtransaction of its own (a refused item rolls back alone), and answers a JSON array:
+``{"lines": …}`` (null, or the key's earlier lines) or ``{"state": SQLSTATE, "detail": …}``
+per item. The values (fence lock
 key, statuses) are written out: a migration describes the schema as of its revision.
 """
 
@@ -93,12 +98,52 @@ END
 $$
 """
 
+RESERVE_MANY_FUNCTION = """
+CREATE FUNCTION shop_reserve_stocks(p_items jsonb, p_strategy text) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    item jsonb;
+    outcomes jsonb := '[]'::jsonb;
+    existing jsonb;
+    refused_state text;
+    refused_detail text;
+BEGIN
+    FOR item IN SELECT value FROM jsonb_array_elements(p_items) WITH ORDINALITY ORDER BY ordinality
+    LOOP
+        BEGIN
+            existing := shop_reserve_stock(
+                item->>'key', item->'lines', item->>'buyer', p_strategy,
+                ARRAY(SELECT (v #>> '{}')::bigint FROM jsonb_array_elements(item->'ids')
+                      WITH ORDINALITY AS e(v, n) ORDER BY n),
+                ARRAY(SELECT (v #>> '{}')::integer FROM jsonb_array_elements(item->'qty')
+                      WITH ORDINALITY AS e(v, n) ORDER BY n),
+                ARRAY(SELECT (v #>> '{}')::integer FROM jsonb_array_elements(item->'lim')
+                      WITH ORDINALITY AS e(v, n) ORDER BY n)
+            );
+            outcomes := outcomes || jsonb_build_array(jsonb_build_object('lines', existing));
+        EXCEPTION
+            WHEN SQLSTATE 'SHMOV' OR SQLSTATE 'SHLIM' OR SQLSTATE 'SHSLD'
+                OR foreign_key_violation THEN
+                GET STACKED DIAGNOSTICS refused_state = RETURNED_SQLSTATE,
+                    refused_detail = PG_EXCEPTION_DETAIL;
+                outcomes := outcomes || jsonb_build_array(
+                    jsonb_build_object('state', refused_state, 'detail', refused_detail)
+                );
+        END;
+    END LOOP;
+    RETURN outcomes;
+END
+$$
+"""
+
 
 def upgrade() -> None:
     op.execute(RESERVE_FUNCTION)
+    op.execute(RESERVE_MANY_FUNCTION)
 
 
 def downgrade() -> None:
+    op.execute("DROP FUNCTION shop_reserve_stocks(jsonb, text)")
     op.execute(
         "DROP FUNCTION shop_reserve_stock(varchar, jsonb, varchar, text, bigint[], integer[], "
         "integer[])"

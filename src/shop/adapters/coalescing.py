@@ -108,6 +108,11 @@ class Coalescer(Generic[In, Out]):
                     future.set_result(outcome)
 
     @property
+    def idle(self) -> bool:
+        """Nothing queued and no batch in flight: the coalescer may be dropped."""
+        return not self._waiting and not self._draining
+
+    @property
     def waiting(self) -> int:
         """Items submitted and not yet sent (for tests and metrics)."""
         return len(self._waiting)

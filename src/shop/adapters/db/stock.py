@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shop.adapters.coalescing import Coalescer
 from shop.adapters.db.stock_fence import share_fence
+from shop.adapters.db.stock_reserve import ReservationAsk, reserve_in
 from shop.adapters.db.stock_restock import record_restock
 from shop.adapters.db.stock_rows import (
     Raw,
@@ -35,7 +36,6 @@ from shop.adapters.db.stock_rows import (
     db_stock,
     raw_connection,
     release_in,
-    reserve_in,
     strategy_moved,
 )
 from shop.adapters.db.stock_state import PostgresHome
@@ -68,11 +68,9 @@ class PostgresStock:
     ) -> Reservation:
         check_limit_arguments(buyer, per_buyer_limit)
         merged = merge_lines(lines)
+        ask = ReservationAsk(key, merged, buyer, per_buyer_limit)
         async with raw_connection(self._autocommit) as raw:
-            existing = await reserve_in(
-                raw, key, merged, buyer, per_buyer_limit, strategy=self.name
-            )
-        return existing or Reservation(key=key, lines=merged)
+            return await reserve_in(raw, ask, strategy=self.name)
 
     async def confirm(self, key: str) -> None:
         await self._confirms.submit(key)

@@ -7,7 +7,6 @@ what lock it holds meanwhile. See ``stock.py`` for why these statements keep the
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, cast
@@ -15,23 +14,16 @@ from typing import Any, cast
 from sqlalchemy import Table, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from shop.adapters.db.sqlstate import FOREIGN_KEY_VIOLATION, sqlstate_of
 from shop.adapters.db.stock_fence import FENCE_SQL, STRATEGY_SETTING, StrategyMoved, fence_sql
 from shop.adapters.db.tables import OptionRow, StockBuyerTallyRow, StockReservationRow, sql_list
 from shop.domain.errors import (
     NotFound,
-    OptionWithdrawn,
-    PurchaseLimitExceeded,
     ReservationLost,
-    SoldOut,
 )
 from shop.domain.stock.model import (
     HeldReservation,
     Line,
-    PerBuyerLimit,
-    Reservation,
     ReservationStatus,
-    limit_for,
     merge_lines,
 )
 
@@ -79,14 +71,6 @@ _LEFT = "SELECT id, stock FROM option WHERE id = ANY($1::bigint[])"
 # What it saves is one disk flush per purchase for each (two for ``db`` and ``redlock``), and
 # for ``redlock`` the flush inside the lock, which a hot option waits on in turn.
 ASYNC_COMMIT_SQL = "set_config('synchronous_commit', 'off', true) = 'off'"
-# The whole reservation (record, tallies, decrements; the fence and the asynchronous commit
-# folded in) is one call of ``shop_reserve_stock`` (migration 0008, which says why), one
-# statement committing on its own: a refusal raises and nothing of it stays.
-_RESERVE = "SELECT shop_reserve_stock($1, $2::jsonb, $3, $4, $5::bigint[], $6::int[], $7::int[])"
-# Its refusals (SQLSTATE, DETAIL = the active strategy or the option id).
-MOVED_STATE = "SHMOV"
-OVER_LIMIT_STATE = "SHLIM"
-SHORT_STATE = "SHSLD"
 _CONFIRM = (
     f"UPDATE stock_reservation SET status = '{ReservationStatus.CONFIRMED.value}', "
     f"settled_at = now() WHERE key = $1 AND status = '{_PENDING}' AND {fence_sql('$2')} "
@@ -158,71 +142,6 @@ async def fits(raw: Raw, lines: Sequence[Line]) -> bool:
 async def return_units(conn: AsyncConnection, lines: Sequence[Line]) -> None:
     for line in lines:
         await conn.execute(_RETURN, {"id": line.option_id, "qty": line.quantity})
-
-
-async def reserve_in(
-    raw: Raw,
-    key: str,
-    lines: Sequence[Line],
-    buyer: str | None,
-    per_buyer_limit: PerBuyerLimit,
-    *,
-    strategy: str,
-) -> Reservation | None:
-    """Record the reservation, count it against the buyer, take its units: ``None`` means
-    this call did all three, in one statement that commits on its own.
-
-    The refusals come in the order a buyer should hear them: a key that already holds units
-    returns that reservation (a retry takes nothing more), then the buyer's limit
-    (``PurchaseLimitExceeded``), then the stock (``SoldOut``, or ``OptionWithdrawn`` when a
-    tally row's option was deleted meanwhile). A key whose reservation was released is taken
-    over again; ``ON CONFLICT DO UPDATE`` locks the existing row even when its WHERE is false,
-    so of two concurrent retries exactly one takes over, and the other then reads the row the
-    winner committed. ``StrategyMoved`` (nothing written) unless ``strategy`` is the active one.
-    ``lines`` must be merged (``merge_lines``): one per option, in id order.
-    """
-    limits = [limit_for(per_buyer_limit, line.option_id) for line in lines]
-    try:
-        existing = await raw.fetchval(
-            _RESERVE,
-            key,
-            json.dumps(lines_to_json(lines)),
-            buyer,
-            strategy,
-            [line.option_id for line in lines],
-            [line.quantity for line in lines],
-            limits,
-        )
-    except Exception as exc:
-        raise _refusal(exc, lines, limits, strategy) from None
-    if existing is None:
-        return None
-    return Reservation(key=key, lines=lines_from_json(_json(existing)))
-
-
-def _refusal(
-    exc: Exception, lines: Sequence[Line], limits: Sequence[int | None], strategy: str
-) -> Exception:
-    """The domain answer for ``shop_reserve_stock``'s refusal ``exc`` (itself if none)."""
-    state = sqlstate_of(exc)
-    detail = str(getattr(exc, "detail", "") or "")
-    if state == MOVED_STATE:
-        return strategy_moved(detail or None, strategy)
-    quantities = {line.option_id: line.quantity for line in lines}
-    if state == OVER_LIMIT_STATE:
-        option_id = int(detail)
-        limit = dict(zip(quantities, limits, strict=True))[option_id]
-        return PurchaseLimitExceeded(option_id, cast("int", limit))
-    if state == SHORT_STATE:
-        option_id = int(detail)
-        return SoldOut(option_id, requested=quantities[option_id])
-    if state == FOREIGN_KEY_VIOLATION:
-        # A tally row's option was deleted while this waited: PostgreSQL's DETAIL names it
-        # ("Key (option_id)=(7) is not present ...").
-        named = re.search(r"\(option_id\)=\((\d+)\)", detail)
-        option_id = int(named.group(1)) if named else lines[0].option_id
-        return OptionWithdrawn(option_id, requested=quantities.get(option_id))
-    return exc
 
 
 async def active_strategy(raw: Raw) -> str | None:

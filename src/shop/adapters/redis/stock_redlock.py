@@ -2,17 +2,22 @@
 
 The lock orders buyers of one option so they do not pile up on its row lock in PostgreSQL;
 it is not what keeps the stock right. The guarded section is the ``db`` strategy's
-``UPDATE option SET stock = stock - n WHERE id = :id AND stock >= n`` (``shop_reserve_stock``): if a
-lease expires mid-section (a GC pause, a slow disk) and a second holder enters, the row lock
-and the ``stock >= n`` predicate still let only what is there be taken. Without that fencing
-guard, a read-modify-write under an expired lease would oversell.
+reservation (``shop_reserve_stock``), whose ``UPDATE option SET stock = stock - n WHERE
+id = :id AND stock >= n`` is the fencing guard: if a lease expires mid-section (a GC pause, a
+slow disk) and a second holder enters, the row lock and the ``stock >= n`` predicate still
+let only what is there be taken. Without that guard, a read-modify-write under an expired
+lease would oversell.
 
 Keeping it fast, since one hot option is served one holder at a time:
 - before the lock: the connection checkout and a lock-free "already sold out?" read (the
   last buyers of a sold-out option never queue for the lock: they go through the
   reservation unlocked, which refuses them in the right order);
 - inside the lock: one round trip, the ``db`` strategy's reservation statement
-  (``shop_reserve_stock``: record, tally, decrement(s), commit on the server);
+  (``shop_reserve_stock``: record, tally, decrement(s), commit on the server); and the buyers
+  of one option queued in this process go together (``Coalescer``): the batch waiting for
+  the lock takes every one's units in one statement (``shop_reserve_stocks``, each buyer in
+  a subtransaction of its own, in arrival order) per lock turn, so a hot option costs a lock
+  turn and a round trip per batch, not per sale;
 - within one process, buyers of one option queue on a local ``asyncio.Lock`` first, so only
   one task per process polls Redis for the Redlock; and while buyers are queued, the holder
   hands its acquisition to the next one instead of releasing and re-acquiring it, for at
@@ -27,9 +32,10 @@ local queue). With one master (the default: the shop's own Redis) a Redlock is o
 ``Lock`` does, on the same key and with the same token semantics as pottery's: it costs a
 third of the CPU of pottery's quorum machinery (``benchmarks.purchase_profile``), and
 processes using either hold the lock exclusively against each other.
-A buyer who cannot get every lock within ``SHOP_REDLOCK_WAIT`` gets ``Unavailable`` (503 with
-``Retry-After``). With several masters (``SHOP_REDLOCK_URLS``) a lock needs a majority: one of
-three may be down; with two down nobody gets the lock, and buyers are refused, not oversold.
+A buyer whose batch cannot get every lock within ``SHOP_REDLOCK_WAIT`` of its earliest buyer's
+asking gets ``Unavailable`` (503 with ``Retry-After``). With several masters
+(``SHOP_REDLOCK_URLS``) a lock needs a majority: one of three may be down; with two down
+nobody gets the lock, and buyers are refused, not oversold.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ import time
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from pottery import AIORedlock, ReleaseUnlockedLock
@@ -52,8 +59,15 @@ from redis.backoff import NoBackoff
 from redis.exceptions import LockError, RedisError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shop.adapters.coalescing import Coalescer
 from shop.adapters.db.stock import PostgresStock
-from shop.adapters.db.stock_rows import fits, raw_connection, reserve_in
+from shop.adapters.db.stock_reserve import (
+    MAX_RESERVE_BATCH,
+    ReservationAsk,
+    reserve_all_in,
+    reserve_in,
+)
+from shop.adapters.db.stock_rows import fits, raw_connection
 from shop.adapters.redis.stock_keys import lock_name
 from shop.domain.errors import Unavailable
 from shop.domain.stock.model import Line, PerBuyerLimit, Reservation, merge_lines
@@ -126,6 +140,7 @@ class RedlockStock(PostgresStock):
         # while other processes still get their turn within tens of milliseconds.
         self._handover = min(HANDOVER_SECONDS, lease / 4)
         self._turns: dict[int, _Turn] = {}
+        self._batches: dict[int, Coalescer[tuple[ReservationAsk, float], Reservation]] = {}
         self._background: set[asyncio.Future[None]] = set()
         # pottery logs a traceback for every master error on every attempt; with a master
         # down that is hundreds per second. We log one line per refused buyer instead.
@@ -140,24 +155,54 @@ class RedlockStock(PostgresStock):
         per_buyer_limit: PerBuyerLimit = None,
     ) -> Reservation:
         check_limit_arguments(buyer, per_buyer_limit)
-        merged = merge_lines(lines)
-        # The lock-free "already sold out?" read decides only whether to queue: a buyer it
-        # refuses still goes through the reservation (unlocked: the conditional UPDATE, not
-        # the lock, keeps the stock right), which answers a retry with its reservation and an
-        # over-limit buyer with the limit, as the locked path would. The reservation is one
-        # statement, committed before the locks are left.
-        async with raw_connection(self._autocommit) as raw, contextlib.AsyncExitStack() as held:
-            if await fits(raw, merged):
-                await held.enter_async_context(self._locked([line.option_id for line in merged]))
-            existing = await reserve_in(
-                raw, key, merged, buyer, per_buyer_limit, strategy=self.name
+        ask = ReservationAsk(key, merge_lines(lines), buyer, per_buyer_limit)
+        asked = (ask, time.monotonic() + self._wait)
+        if len(ask.lines) > 1:
+            [outcome] = await self._reserve_batch(asked[1], [asked])
+            if isinstance(outcome, Exception):
+                raise outcome
+            return outcome
+        # One option (nearly every flash-sale order): the buyers of this process queued on
+        # it go together, one statement per lock turn (see ``Coalescer``).
+        option_id = ask.lines[0].option_id
+        batches = self._batches.get(option_id)
+        if batches is None:
+            batches = self._batches[option_id] = Coalescer(
+                partial(self._reserve_batch, None), max_batch=MAX_RESERVE_BATCH
             )
-        return existing or Reservation(key=key, lines=merged)
+        try:
+            return await batches.submit(asked)
+        finally:
+            if batches.idle and self._batches.get(option_id) is batches:
+                del self._batches[option_id]
+
+    async def _reserve_batch(
+        self, deadline: float | None, asked: list[tuple[ReservationAsk, float]]
+    ) -> list[Reservation | Exception]:
+        """Reserve every ask (all of one option, or one multi-line ask) under its locks.
+
+        The lock-free "already sold out?" read decides only whether to queue: asks it
+        refuses still go through the reservation (unlocked: the conditional UPDATE, not the
+        lock, keeps the stock right), which answers a retry with its reservation and an
+        over-limit buyer with the limit, as the locked path would. The reservation is one
+        statement, committed before the locks are left. The batch waits for its locks until
+        the earliest of its buyers has waited ``SHOP_REDLOCK_WAIT``.
+        """
+        asks = [ask for ask, _ in asked]
+        deadline = min(until for _, until in asked) if deadline is None else deadline
+        # Every ask of a batch names the same options: if the smallest cannot fit, none can.
+        smallest = min(asks, key=lambda ask: sum(line.quantity for line in ask.lines))
+        async with raw_connection(self._autocommit) as raw, contextlib.AsyncExitStack() as held:
+            if await fits(raw, smallest.lines):
+                option_ids = [line.option_id for line in asks[0].lines]
+                await held.enter_async_context(self._locked(option_ids, deadline))
+            if len(asks) == 1:
+                return [await reserve_in(raw, asks[0], strategy=self.name)]
+            return await reserve_all_in(raw, asks, strategy=self.name)
 
     @asynccontextmanager
-    async def _locked(self, option_ids: Sequence[int]) -> AsyncIterator[None]:
-        """Hold every option's lock (local queue, then Redlock), in id order, within the wait."""
-        deadline = time.monotonic() + self._wait
+    async def _locked(self, option_ids: Sequence[int], deadline: float) -> AsyncIterator[None]:
+        """Hold every option's lock (local queue, then Redlock), in id order, by ``deadline``."""
         async with contextlib.AsyncExitStack() as stack:
             for option_id in sorted(option_ids):
                 turn = self._turns.get(option_id)
