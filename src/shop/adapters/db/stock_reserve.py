@@ -23,7 +23,13 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from shop.adapters.db.sqlstate import FOREIGN_KEY_VIOLATION, sqlstate_of
-from shop.adapters.db.stock_rows import Raw, lines_from_json, lines_to_json, strategy_moved
+from shop.adapters.db.stock_rows import (
+    Raw,
+    json_value,
+    lines_from_json,
+    lines_to_json,
+    strategy_moved,
+)
 from shop.domain.errors import OptionWithdrawn, PurchaseLimitExceeded, SoldOut
 from shop.domain.stock.model import Line, PerBuyerLimit, Reservation, limit_for
 
@@ -97,7 +103,7 @@ async def reserve_all_in(
         }
         for ask in asks
     ]
-    outcomes = _json(await raw.fetchval(_RESERVE_ALL, json.dumps(items), strategy))
+    outcomes = json_value(await raw.fetchval(_RESERVE_ALL, json.dumps(items), strategy))
     answers: list[Reservation | Exception] = []
     for ask, outcome in zip(asks, outcomes, strict=True):
         if "state" in outcome:
@@ -108,15 +114,11 @@ async def reserve_all_in(
     return answers
 
 
-def _json(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str | bytes) else value
-
-
 def _reservation(ask: ReservationAsk, existing: Any) -> Reservation:
     """This call's reservation (``existing`` null), or the one the key already held."""
     if existing is None:
         return Reservation(key=ask.key, lines=ask.lines)
-    return Reservation(key=ask.key, lines=lines_from_json(_json(existing)))
+    return Reservation(key=ask.key, lines=lines_from_json(json_value(existing)))
 
 
 def _refusal(

@@ -53,8 +53,8 @@ def lines_from_json(raw: Mapping[str, int]) -> tuple[Line, ...]:
 # The purchase path's statements (reserve and confirm) run on the pooled connection's asyncpg
 # driver directly, as the orders repository's do: SQLAlchemy's cursor layer around asyncpg
 # cost more CPU than the statements (``benchmarks.purchase_profile``: it was most of why
-# ``db`` and ``redlock`` used about twice the counter's CPU per purchase). The caller opens
-# the transaction on that driver (``raw_transaction``).
+# ``db`` and ``redlock`` used about twice the counter's CPU per purchase). Each is one
+# statement committing on its own (``raw_connection``).
 _ACTIVE_NOW = text(f"SELECT value FROM app_setting WHERE name = '{STRATEGY_SETTING}'")
 _RAW_ACTIVE_NOW = f"SELECT value FROM app_setting WHERE name = '{STRATEGY_SETTING}'"
 _RETURN = text("UPDATE option SET stock = stock + :qty WHERE id = :id")
@@ -93,25 +93,15 @@ _RELEASE = text(
 
 
 @asynccontextmanager
-async def raw_transaction(autocommit: AsyncEngine) -> AsyncIterator[Raw]:
-    """A pooled connection's asyncpg driver inside a transaction of its own (committed when
-    the block exits normally, rolled back otherwise), for the statements above.
-    ``autocommit`` is the engine with ``isolation_level="AUTOCOMMIT"``: SQLAlchemy must not
-    open a transaction of its own around the driver's."""
-    async with autocommit.connect() as conn:
-        raw = (await conn.get_raw_connection()).driver_connection
-        async with raw.transaction():  # type: ignore[union-attr]
-            yield raw
-
-
-@asynccontextmanager
 async def raw_connection(autocommit: AsyncEngine) -> AsyncIterator[Raw]:
     """A pooled connection's asyncpg driver, each statement committing on its own."""
     async with autocommit.connect() as conn:
         yield (await conn.get_raw_connection()).driver_connection
 
 
-def _json(value: Any) -> Any:
+def json_value(value: Any) -> Any:
+    """A jsonb column or result as Python: asyncpg hands jsonb over as text unless a codec
+    is set on the connection, SQLAlchemy decodes it."""
     return json.loads(value) if isinstance(value, str | bytes) else value
 
 
@@ -190,7 +180,7 @@ async def settle_release(
         return None
     return HeldReservation(
         key=key,
-        lines=lines_from_json(_json(row.lines)),
+        lines=lines_from_json(json_value(row.lines)),
         status=ReservationStatus.RELEASED,
         buyer=row.buyer,
         created_at=row.created_at.timestamp(),

@@ -48,7 +48,6 @@ import time
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 from pottery import AIORedlock, ReleaseUnlockedLock
@@ -158,7 +157,7 @@ class RedlockStock(PostgresStock):
         ask = ReservationAsk(key, merge_lines(lines), buyer, per_buyer_limit)
         asked = (ask, time.monotonic() + self._wait)
         if len(ask.lines) > 1:
-            [outcome] = await self._reserve_batch(asked[1], [asked])
+            [outcome] = await self._reserve_batch([asked])
             if isinstance(outcome, Exception):
                 raise outcome
             return outcome
@@ -168,7 +167,7 @@ class RedlockStock(PostgresStock):
         batches = self._batches.get(option_id)
         if batches is None:
             batches = self._batches[option_id] = Coalescer(
-                partial(self._reserve_batch, None), max_batch=MAX_RESERVE_BATCH
+                self._reserve_batch, max_batch=MAX_RESERVE_BATCH
             )
         try:
             return await batches.submit(asked)
@@ -177,7 +176,7 @@ class RedlockStock(PostgresStock):
                 del self._batches[option_id]
 
     async def _reserve_batch(
-        self, deadline: float | None, asked: list[tuple[ReservationAsk, float]]
+        self, asked: list[tuple[ReservationAsk, float]]
     ) -> list[Reservation | Exception]:
         """Reserve every ask (all of one option, or one multi-line ask) under its locks.
 
@@ -189,7 +188,7 @@ class RedlockStock(PostgresStock):
         the earliest of its buyers has waited ``SHOP_REDLOCK_WAIT``.
         """
         asks = [ask for ask, _ in asked]
-        deadline = min(until for _, until in asked) if deadline is None else deadline
+        deadline = min(until for _, until in asked)
         # Every ask of a batch names the same options: if the smallest cannot fit, none can.
         smallest = min(asks, key=lambda ask: sum(line.quantity for line in ask.lines))
         async with raw_connection(self._autocommit) as raw, contextlib.AsyncExitStack() as held:
